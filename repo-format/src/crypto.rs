@@ -1,0 +1,203 @@
+//! The key hierarchy (format §2) and the AEAD wrappers every encrypted
+//! structure goes through. Nonces are built here from a domain and a counter
+//! that the encrypting structure owns; no caller ever supplies one.
+
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use cairn_chunker::{GearKey, IdKey};
+use rand::RngCore;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// Length of an AES-GCM tag.
+pub const TAG_LEN: usize = 16;
+
+const CTX_ID: &str = "cairn 2026-11 v1 chunk id";
+const CTX_GEAR: &str = "cairn 2026-11 v1 chunker gear";
+const CTX_ENC: &str = "cairn 2026-11 v1 object encryption";
+pub(crate) const CTX_PACK: &str = "cairn 2026-11 v1 pack subkey";
+pub(crate) const CTX_SEALED: &str = "cairn 2026-11 v1 sealed object subkey";
+
+/// The repository's master key `M`. Only ever stored wrapped in key files.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct MasterKey([u8; 32]);
+
+impl MasterKey {
+    /// A fresh master key from the OS CSPRNG (at `init`).
+    pub fn generate() -> Self {
+        let mut k = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut k);
+        Self(k)
+    }
+    pub(crate) fn from_bytes(b: [u8; 32]) -> Self {
+        Self(b)
+    }
+    pub(crate) fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+    /// Derives the domain-separated working keys.
+    pub fn derive(&self) -> RepoKeys {
+        RepoKeys {
+            id: IdKey::from_bytes(blake3::derive_key(CTX_ID, &self.0)),
+            gear: GearKey::from_bytes(blake3::derive_key(CTX_GEAR, &self.0)),
+            enc: EncKey(blake3::derive_key(CTX_ENC, &self.0)),
+        }
+    }
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(<redacted>)")
+    }
+}
+
+/// `K_enc`: the root of every encryption subkey.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct EncKey([u8; 32]);
+
+impl std::fmt::Debug for EncKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EncKey(<redacted>)")
+    }
+}
+
+impl EncKey {
+    /// `BLAKE3-derive(ctx, K_enc || unique)`: the subkey of one object.
+    pub(crate) fn subkey(&self, ctx: &str, unique: &[u8; 32]) -> Aead {
+        let mut material = [0u8; 64];
+        material[..32].copy_from_slice(&self.0);
+        material[32..].copy_from_slice(unique);
+        let mut k = blake3::derive_key(ctx, &material);
+        material.zeroize();
+        let aead = Aead::new(&k);
+        k.zeroize();
+        aead
+    }
+}
+
+/// The working keys of an opened repository.
+#[derive(Debug, Clone)]
+pub struct RepoKeys {
+    /// `K_id`: chunk ids.
+    pub id: IdKey,
+    /// `K_gear`: the chunker's gear table.
+    pub gear: GearKey,
+    /// `K_enc`: encryption.
+    pub enc: EncKey,
+}
+
+/// Nonce domains (format §2.3).
+#[derive(Debug, Clone, Copy)]
+#[repr(u32)]
+pub(crate) enum NonceDomain {
+    Blob = 0,
+    PackHeader = 1,
+    Sealed = 2,
+    KeyWrap = 3,
+}
+
+fn nonce(domain: NonceDomain, counter: u64) -> Nonce<aes_gcm::aead::consts::U12> {
+    let mut n = [0u8; 12];
+    n[..4].copy_from_slice(&(domain as u32).to_le_bytes());
+    n[4..].copy_from_slice(&counter.to_le_bytes());
+    n.into()
+}
+
+/// AES-256-GCM under one object's subkey. Not `Clone`: one encrypting owner.
+pub(crate) struct Aead(Aes256Gcm);
+
+impl std::fmt::Debug for Aead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Aead(<redacted>)")
+    }
+}
+
+impl Aead {
+    pub(crate) fn new(key: &[u8; 32]) -> Self {
+        Self(Aes256Gcm::new(key.into()))
+    }
+
+    /// Encrypts `buf[start..]` in place and appends the tag.
+    pub(crate) fn seal_tail(
+        &self,
+        domain: NonceDomain,
+        counter: u64,
+        aad: &[u8],
+        buf: &mut Vec<u8>,
+        start: usize,
+    ) {
+        let tag = self
+            .0
+            .encrypt_in_place_detached(&nonce(domain, counter), aad, &mut buf[start..])
+            // aes-gcm fails only for messages over 2^36 bytes; every caller is bounded far below.
+            .unwrap_or_else(|_| unreachable!("AES-GCM message length bounded by format limits"));
+        buf.extend_from_slice(&tag);
+    }
+
+    /// Decrypts `ct || tag` in place; returns the plaintext length, or `None` if
+    /// authentication fails.
+    pub(crate) fn open_in_place(
+        &self,
+        domain: NonceDomain,
+        counter: u64,
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> Option<usize> {
+        let n = buf.len().checked_sub(TAG_LEN)?;
+        let (ct, tag) = buf.split_at_mut(n);
+        let tag = Tag::clone_from_slice(tag);
+        self.0
+            .decrypt_in_place_detached(&nonce(domain, counter), aad, ct, &tag)
+            .ok()?;
+        Some(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_keys_are_distinct_and_redacted() {
+        let m = MasterKey::from_bytes([5; 32]);
+        let k = m.derive();
+        assert_eq!(format!("{m:?}"), "MasterKey(<redacted>)");
+        assert!(!format!("{k:?}").contains("05"));
+        let id = blake3::derive_key(CTX_ID, m.bytes());
+        let gear = blake3::derive_key(CTX_GEAR, m.bytes());
+        assert_ne!(id, gear);
+        assert_ne!(id, k.enc.0);
+    }
+
+    #[test]
+    fn nonce_layout() {
+        let n = nonce(NonceDomain::Sealed, 0x0102);
+        assert_eq!(n.as_slice(), &[2, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn tamper_is_detected() {
+        let a = Aead::new(&[1; 32]);
+        let mut buf = b"hello world".to_vec();
+        a.seal_tail(NonceDomain::Blob, 7, b"aad", &mut buf, 0);
+        let mut ok = buf.clone();
+        assert_eq!(
+            a.open_in_place(NonceDomain::Blob, 7, b"aad", &mut ok),
+            Some(11)
+        );
+        assert_eq!(&ok[..11], b"hello world");
+        for (domain, counter, aad) in [
+            (NonceDomain::Blob, 8, &b"aad"[..]),
+            (NonceDomain::Sealed, 7, b"aad"),
+            (NonceDomain::Blob, 7, b"aae"),
+        ] {
+            let mut b = buf.clone();
+            assert_eq!(a.open_in_place(domain, counter, aad, &mut b), None);
+        }
+        let mut flipped = buf.clone();
+        flipped[3] ^= 1;
+        assert_eq!(
+            a.open_in_place(NonceDomain::Blob, 7, b"aad", &mut flipped),
+            None
+        );
+    }
+}

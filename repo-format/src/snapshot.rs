@@ -1,0 +1,313 @@
+//! Snapshots (format §7.1) and session objects: commits and leases (§8).
+
+use crate::crypto::EncKey;
+use crate::error::FormatError;
+use crate::ids::{chunk_hex, ChunkId, IndexId, SessionId, SnapshotId};
+use crate::names::ObjectName;
+use crate::sealed::{open_json, seal_json, COMMIT, LEASE, SNAPSHOT};
+
+/// What was backed up.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Source {
+    /// Standard input, stored as one file called `name`.
+    Stdin {
+        /// The file name of the stream.
+        name: String,
+    },
+    /// A command's standard output, stored as one file called `name`.
+    Command {
+        /// The file name of the stream.
+        name: String,
+        /// The command line.
+        argv: Vec<String>,
+    },
+    /// File trees.
+    Files {
+        /// The absolute paths given.
+        paths: Vec<String>,
+    },
+}
+
+/// Counters of a backup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Summary {
+    /// Bytes read from the source.
+    pub bytes_read: u64,
+    /// Plaintext bytes of chunks that were new to the repository.
+    pub new_bytes: u64,
+    /// Bytes of new packs written (after compression, encryption, padding).
+    pub stored_bytes: u64,
+    /// New chunks.
+    pub new_chunks: u64,
+    /// All chunks of the source.
+    pub total_chunks: u64,
+    /// Regular files.
+    pub files: u64,
+    /// Directories.
+    pub dirs: u64,
+    /// Packs written.
+    pub packs: u64,
+    /// Entries that could not be read.
+    pub errors: u64,
+}
+
+/// One backup.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    /// Always 1.
+    pub version: u32,
+    /// The session that wrote it.
+    pub session: SessionId,
+    /// Start time, ns since the epoch.
+    pub time_ns: i64,
+    /// End time, ns since the epoch.
+    pub finished_ns: i64,
+    /// Host.
+    pub hostname: String,
+    /// User.
+    pub username: String,
+    /// The source.
+    pub source: Source,
+    /// The root tree.
+    #[serde(with = "chunk_hex")]
+    pub tree: ChunkId,
+    /// Whether some entries could not be read.
+    pub partial: bool,
+    /// Counters.
+    pub summary: Summary,
+}
+
+fn check_version(what: &str, v: u32) -> Result<(), FormatError> {
+    if v == 1 {
+        Ok(())
+    } else {
+        Err(FormatError::UnsupportedVersion {
+            what: what.into(),
+            version: v.into(),
+            supported: 1,
+        })
+    }
+}
+
+impl Snapshot {
+    /// Encrypts as `snapshots/<id>`.
+    pub fn seal(&self, enc: &EncKey, id: SnapshotId) -> Vec<u8> {
+        seal_json(enc, SNAPSHOT, &ObjectName::Snapshot(id).path(), self)
+    }
+
+    /// Decrypts and decodes `snapshots/<id>`.
+    ///
+    /// # Errors
+    /// [`FormatError`] if it fails authentication or is not a valid v1 snapshot.
+    pub fn open(enc: &EncKey, id: SnapshotId, data: &[u8]) -> Result<Self, FormatError> {
+        let s: Snapshot = open_json(enc, SNAPSHOT, &ObjectName::Snapshot(id).path(), data)?;
+        s.check()?;
+        Ok(s)
+    }
+
+    /// Decodes a snapshot payload (exposed for fuzzing).
+    ///
+    /// # Errors
+    /// [`FormatError`] if it is not a valid v1 snapshot.
+    pub fn decode_payload(data: &[u8]) -> Result<Self, FormatError> {
+        let s: Snapshot = crate::sealed::decode_json("snapshot", data)?;
+        s.check()?;
+        Ok(s)
+    }
+
+    fn check(&self) -> Result<(), FormatError> {
+        check_version("snapshot", self.version)?;
+        let ok = match &self.source {
+            Source::Stdin { name } => valid_stream_name(name),
+            Source::Command { name, argv } => valid_stream_name(name) && !argv.is_empty(),
+            Source::Files { paths } => {
+                !paths.is_empty() && paths.iter().all(|p| p.starts_with('/'))
+            }
+        };
+        if !ok {
+            return Err(FormatError::invalid("snapshot", "invalid source"));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `name` can name a stream's single file.
+pub fn valid_stream_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
+}
+
+/// A session's commit: it finished, and these are its index files and snapshots.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Commit {
+    /// Always 1.
+    pub version: u32,
+    /// The session.
+    pub session: SessionId,
+    /// Host.
+    pub hostname: String,
+    /// Session start, ns since the epoch.
+    pub started_ns: i64,
+    /// Session end, ns since the epoch.
+    pub finished_ns: i64,
+    /// Its index files.
+    pub index: Vec<IndexId>,
+    /// Its snapshots.
+    pub snapshots: Vec<SnapshotId>,
+    /// How many packs it wrote.
+    pub packs: u64,
+}
+
+impl Commit {
+    /// Encrypts as `commits/<session>`.
+    pub fn seal(&self, enc: &EncKey) -> Vec<u8> {
+        seal_json(enc, COMMIT, &ObjectName::Commit(self.session).path(), self)
+    }
+
+    /// Decrypts and decodes `commits/<session>`; the session inside must match the name.
+    ///
+    /// # Errors
+    /// [`FormatError`] if it fails authentication or is not a valid v1 commit.
+    pub fn open(enc: &EncKey, session: SessionId, data: &[u8]) -> Result<Self, FormatError> {
+        let c: Commit = open_json(enc, COMMIT, &ObjectName::Commit(session).path(), data)?;
+        check_version("commit", c.version)?;
+        if c.session != session {
+            return Err(FormatError::invalid(
+                "commit",
+                "session does not match its name",
+            ));
+        }
+        Ok(c)
+    }
+}
+
+/// A session's liveness announcement.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lease {
+    /// Always 1.
+    pub version: u32,
+    /// The session.
+    pub session: SessionId,
+    /// Host.
+    pub hostname: String,
+    /// Process id of the writer.
+    pub pid: u32,
+    /// Session start.
+    pub started_ns: i64,
+    /// Last renewal.
+    pub renewed_ns: i64,
+    /// Renewal count.
+    pub generation: u64,
+}
+
+impl Lease {
+    /// Encrypts as `leases/<session>` (a fresh salt each time).
+    pub fn seal(&self, enc: &EncKey) -> Vec<u8> {
+        seal_json(enc, LEASE, &ObjectName::Lease(self.session).path(), self)
+    }
+
+    /// Decrypts and decodes `leases/<session>`.
+    ///
+    /// # Errors
+    /// [`FormatError`] if it fails authentication or is not a valid v1 lease.
+    pub fn open(enc: &EncKey, session: SessionId, data: &[u8]) -> Result<Self, FormatError> {
+        let l: Lease = open_json(enc, LEASE, &ObjectName::Lease(session).path(), data)?;
+        check_version("lease", l.version)?;
+        Ok(l)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::MasterKey;
+    use proptest::prelude::*;
+
+    fn snap(source: Source) -> Snapshot {
+        Snapshot {
+            version: 1,
+            session: SessionId::random(),
+            time_ns: 1,
+            finished_ns: 2,
+            hostname: "h".into(),
+            username: "u".into(),
+            source,
+            tree: ChunkId::from_bytes([1; 32]),
+            partial: false,
+            summary: Summary {
+                bytes_read: 5,
+                ..Summary::default()
+            },
+        }
+    }
+
+    #[test]
+    fn round_trips() -> Result<(), FormatError> {
+        let enc = MasterKey::generate().derive().enc;
+        for src in [
+            Source::Stdin {
+                name: "stdin".into(),
+            },
+            Source::Command {
+                name: "db.dump".into(),
+                argv: vec!["pg_dump".into()],
+            },
+            Source::Files {
+                paths: vec!["/srv".into()],
+            },
+        ] {
+            let s = snap(src);
+            let id = SnapshotId::random();
+            assert_eq!(Snapshot::open(&enc, id, &s.seal(&enc, id))?, s);
+            assert!(Snapshot::open(&enc, SnapshotId::random(), &s.seal(&enc, id)).is_err());
+        }
+        let c = Commit {
+            version: 1,
+            session: SessionId::random(),
+            hostname: "h".into(),
+            started_ns: 1,
+            finished_ns: 2,
+            index: vec![IndexId::random()],
+            snapshots: vec![],
+            packs: 1,
+        };
+        assert_eq!(Commit::open(&enc, c.session, &c.seal(&enc))?, c);
+        let l = Lease {
+            version: 1,
+            session: SessionId::random(),
+            hostname: "h".into(),
+            pid: 1,
+            started_ns: 1,
+            renewed_ns: 1,
+            generation: 0,
+        };
+        assert_eq!(Lease::open(&enc, l.session, &l.seal(&enc))?, l);
+        Ok(())
+    }
+
+    #[test]
+    fn strict_decoding() {
+        let good =
+            serde_json::to_string(&snap(Source::Stdin { name: "x".into() })).unwrap_or_default();
+        assert!(Snapshot::decode_payload(good.as_bytes()).is_ok());
+        for bad in [
+            good.replace("\"partial\"", "\"extra\":0,\"partial\""),
+            good.replace("\"version\":1", "\"version\":9"),
+            good.replace("\"name\":\"x\"", "\"name\":\"a/b\""),
+            good.replace("\"stdin\"", "\"tape\""),
+        ] {
+            assert!(Snapshot::decode_payload(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Snapshot::decode_payload(&data);
+        }
+    }
+}
