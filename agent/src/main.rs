@@ -1,1 +1,45 @@
-fn main() {}
+//! `cairn`: streaming, deduplicating, encrypted backups.
+//!
+//! `main` parses the command line, builds the one tokio runtime, runs the
+//! command and maps the outcome to an exit code: 0 success, 1 failure,
+//! 2 usage error (from clap), 3 a backup that is partial (some files could
+//! not be read; the snapshot holds the rest).
+
+mod backend;
+mod backup;
+mod cli;
+mod pipeline;
+mod progress;
+mod repo;
+mod restore;
+mod session;
+mod source;
+mod util;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cairn: error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(cli::run(args));
+    // Do not wait for stray blocking tasks (a stdin read) at exit.
+    runtime.shutdown_background();
+    match result {
+        Ok(cli::Status::Success) => ExitCode::SUCCESS,
+        Ok(cli::Status::Partial) => ExitCode::from(3),
+        Err(e) => {
+            eprintln!("cairn: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

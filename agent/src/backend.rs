@@ -1,0 +1,125 @@
+//! Where objects live. One async trait, keyed by [`ObjectName`], so every
+//! backend (local directory, S3, memory for tests) has the same contract and
+//! cross-cutting behaviour can wrap any of them.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use cairn_repo_format::{ObjectKind, ObjectName};
+use std::sync::Arc;
+
+pub mod local;
+#[cfg(test)]
+pub mod memory;
+
+#[cfg(test)]
+mod conformance;
+
+/// How a put treats an existing object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutMode {
+    /// Create-if-absent: fails with [`ErrorKind::AlreadyExists`] if the object exists.
+    Create,
+    /// Replace atomically (leases only).
+    Overwrite,
+}
+
+/// Classification of a backend failure; the only thing retry logic looks at.
+/// (`PreconditionFailed` and `RateLimited` come from the S3 backend.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)]
+pub enum ErrorKind {
+    /// The object does not exist.
+    NotFound,
+    /// A create-only write found the object already there.
+    AlreadyExists,
+    /// A conditional write's precondition did not hold.
+    PreconditionFailed,
+    /// Credentials or permissions refuse the operation.
+    PermissionDenied,
+    /// The server asks to slow down.
+    RateLimited,
+    /// A failure that may succeed when tried again (timeouts, resets, 5xx).
+    Transient,
+    /// Anything else: permanent.
+    Other,
+}
+
+/// A backend operation failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {object} in {location}: {detail}")]
+pub struct BackendError {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// The operation (`put`, `get`, …).
+    pub op: &'static str,
+    /// The object name or prefix.
+    pub object: String,
+    /// The repository location.
+    pub location: String,
+    /// What the backend said.
+    pub detail: String,
+}
+
+impl BackendError {
+    /// Whether trying again may help.
+    #[allow(dead_code)] // consulted by the retry layer that comes with S3
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.kind, ErrorKind::RateLimited | ErrorKind::Transient)
+    }
+}
+
+/// An object store holding one repository.
+///
+/// Contract for every implementation:
+/// - `put` with [`PutMode::Create`] is atomic create-if-absent: of several
+///   concurrent creators exactly one succeeds and the others get
+///   [`ErrorKind::AlreadyExists`]; a reader never sees a partial object. When it
+///   returns `Ok` the object is durable.
+/// - `put` with [`PutMode::Overwrite`] replaces atomically (old or new, never a mix).
+/// - `get` and `get_range` are idempotent and have no side effects; a missing
+///   object is [`ErrorKind::NotFound`]. `get_range` past the end returns the
+///   bytes that exist.
+/// - `list` returns the names of one kind that parse as format names (stray
+///   files are ignored); it may miss objects created while it runs.
+/// - `delete` of a missing object is [`ErrorKind::NotFound`]. Only `key remove`
+///   (and later, prune) deletes.
+/// - All methods may be called concurrently from many tasks.
+#[async_trait]
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// A human-readable location for messages (`/srv/repo`, `s3:bucket/prefix`).
+    fn location(&self) -> String;
+    /// Stores an object.
+    async fn put(&self, name: &ObjectName, data: Bytes, mode: PutMode) -> Result<(), BackendError>;
+    /// Reads a whole object.
+    async fn get(&self, name: &ObjectName) -> Result<Bytes, BackendError>;
+    /// Reads `len` bytes at `offset`.
+    async fn get_range(
+        &self,
+        name: &ObjectName,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, BackendError>;
+    /// The size of an object.
+    async fn head(&self, name: &ObjectName) -> Result<u64, BackendError>;
+    /// All objects of a kind.
+    async fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectName>, BackendError>;
+    /// Removes an object.
+    async fn delete(&self, name: &ObjectName) -> Result<(), BackendError>;
+}
+
+/// A shared backend.
+pub type DynBackend = Arc<dyn Backend>;
+
+/// Opens the backend a repository address names.
+///
+/// # Errors
+/// If the address has a scheme this build does not support.
+pub fn open(address: &str) -> anyhow::Result<DynBackend> {
+    if let Some(rest) = address.strip_prefix("s3:") {
+        anyhow::bail!(
+            "S3 repositories ({rest}) are not supported by this build yet; use a local directory"
+        );
+    }
+    let path = address.strip_prefix("local:").unwrap_or(address);
+    Ok(Arc::new(local::LocalBackend::new(path.into())))
+}

@@ -1,0 +1,166 @@
+//! One conformance suite for every backend: each must behave identically.
+
+use super::{local::LocalBackend, memory::MemoryBackend, Backend, ErrorKind, PutMode};
+use bytes::Bytes;
+use cairn_repo_format::{KeyId, ObjectKind, ObjectName, PackId, SessionId, SnapshotId};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+async fn suite(b: Arc<dyn Backend>) {
+    let s = SessionId::random();
+    let pack = ObjectName::Pack(s, PackId::random());
+    let data = Bytes::from((0..10_000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+
+    // Missing objects are typed not-found.
+    assert_eq!(
+        b.get(&pack).await.err().map(|e| e.kind),
+        Some(ErrorKind::NotFound)
+    );
+    assert_eq!(
+        b.head(&pack).await.err().map(|e| e.kind),
+        Some(ErrorKind::NotFound)
+    );
+    assert_eq!(
+        b.delete(&pack).await.err().map(|e| e.kind),
+        Some(ErrorKind::NotFound)
+    );
+
+    // Create, read back whole and in ranges.
+    b.put(&pack, data.clone(), PutMode::Create)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(b.get(&pack).await.ok(), Some(data.clone()));
+    assert_eq!(b.head(&pack).await.ok(), Some(10_000));
+    assert_eq!(
+        b.get_range(&pack, 100, 50).await.ok(),
+        Some(data.slice(100..150))
+    );
+    assert_eq!(
+        b.get_range(&pack, 9_990, 100).await.ok(),
+        Some(data.slice(9_990..))
+    );
+
+    // Create-only: a second create fails and leaves the first intact.
+    let e = b
+        .put(&pack, Bytes::from_static(b"other"), PutMode::Create)
+        .await
+        .err();
+    assert_eq!(e.map(|e| e.kind), Some(ErrorKind::AlreadyExists));
+    assert_eq!(b.get(&pack).await.ok(), Some(data.clone()));
+
+    // Racing creators: exactly one wins.
+    let commit = ObjectName::Commit(s);
+    let racers: Vec<_> = (0..16u8)
+        .map(|i| {
+            let b = b.clone();
+            tokio::spawn(async move {
+                b.put(&commit, Bytes::from(vec![i; 64]), PutMode::Create)
+                    .await
+                    .is_ok()
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for r in racers {
+        wins += usize::from(r.await.unwrap_or(false));
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(b.get(&commit).await.map(|d| d.len()).ok(), Some(64));
+
+    // Overwrite replaces.
+    let lease = ObjectName::Lease(s);
+    b.put(&lease, Bytes::from_static(b"one"), PutMode::Overwrite)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    b.put(&lease, Bytes::from_static(b"two"), PutMode::Overwrite)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(b.get(&lease).await.ok(), Some(Bytes::from_static(b"two")));
+
+    // Listing: many objects, each kind under its own prefix.
+    let mut want = HashSet::new();
+    for _ in 0..1100 {
+        let n = ObjectName::Snapshot(SnapshotId::random());
+        want.insert(n);
+    }
+    let puts: Vec<_> = want
+        .iter()
+        .map(|n| {
+            let (b, n) = (b.clone(), *n);
+            tokio::spawn(async move {
+                b.put(&n, Bytes::from_static(b"s"), PutMode::Create)
+                    .await
+                    .is_ok()
+            })
+        })
+        .collect();
+    for p in puts {
+        assert!(p.await.unwrap_or(false));
+    }
+    let got: HashSet<_> = b
+        .list(ObjectKind::Snapshot)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(
+        b.list(ObjectKind::Pack).await.unwrap_or_default(),
+        vec![pack]
+    );
+    assert_eq!(
+        b.list(ObjectKind::Commit).await.unwrap_or_default(),
+        vec![commit]
+    );
+    assert!(b.list(ObjectKind::Key).await.unwrap_or_default().is_empty());
+
+    // Delete.
+    let key = ObjectName::Key(KeyId::random());
+    b.put(&key, Bytes::from_static(b"k"), PutMode::Create)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    b.delete(&key).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        b.get(&key).await.err().map(|e| e.kind),
+        Some(ErrorKind::NotFound)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_backend_conforms() {
+    suite(Arc::new(MemoryBackend::default())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_backend_conforms() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    suite(Arc::new(LocalBackend::new(dir.path().join("repo")))).await;
+    // No temp files are left behind.
+    let mut stray = Vec::new();
+    for d in ["packs", "commits", "leases", "snapshots", "keys"] {
+        let p = dir.path().join("repo").join(d);
+        for e in walk(&p) {
+            if e.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".tmp-"))
+            {
+                stray.push(e);
+            }
+        }
+    }
+    assert!(stray.is_empty(), "{stray:?}");
+}
+
+fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}

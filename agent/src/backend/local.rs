@@ -1,0 +1,207 @@
+//! A repository in a local directory.
+//!
+//! Durability: every object is written to a temp file in its final
+//! directory, fsynced, then published. Create-only publishing uses `link(2)`,
+//! which fails if the name exists, so of racing creators exactly one wins and
+//! nobody ever sees a partial object; overwrites use `rename(2)`. The
+//! directory is fsynced after publishing.
+
+use super::{Backend, BackendError, ErrorKind, PutMode};
+use async_trait::async_trait;
+use bytes::Bytes;
+use cairn_repo_format::{ObjectKind, ObjectName};
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// A repository rooted at a directory.
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+impl LocalBackend {
+    /// A backend at `root` (which need not exist until `init`).
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    fn path(&self, name: &ObjectName) -> PathBuf {
+        self.root.join(name.path())
+    }
+
+    fn err(&self, op: &'static str, object: &str, e: &std::io::Error) -> BackendError {
+        let kind = match e.kind() {
+            std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+            std::io::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
+            std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+            std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut => ErrorKind::Transient,
+            _ => ErrorKind::Other,
+        };
+        BackendError {
+            kind,
+            op,
+            object: object.to_owned(),
+            location: self.root.display().to_string(),
+            detail: e.to_string(),
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        object: String,
+        f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+    ) -> Result<T, BackendError> {
+        match tokio::task::spawn_blocking(f).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.err(op, &object, &e)),
+            Err(join) => Err(BackendError {
+                kind: ErrorKind::Other,
+                op,
+                object,
+                location: self.root.display().to_string(),
+                detail: format!("worker failed: {join}"),
+            }),
+        }
+    }
+}
+
+fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+fn write_object(path: &Path, data: &[u8], mode: PutMode) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("object path has no parent"))?;
+    fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".tmp-{}", hex::encode(rand::random::<[u8; 8]>())));
+    let result = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        match mode {
+            PutMode::Create => fs::hard_link(&tmp, path),
+            PutMode::Overwrite => fs::rename(&tmp, path),
+        }
+    })();
+    // After a link the temp name is a second link to the object; after a
+    // rename it is gone. Either way it must not stay.
+    let _ = fs::remove_file(&tmp);
+    result?;
+    fsync_dir(dir)
+}
+
+fn list_dir(dir: &Path, depth: usize, prefix: &str, out: &mut Vec<String>) -> std::io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if name.starts_with('.') {
+            continue;
+        }
+        let path = format!("{prefix}/{name}");
+        if depth > 1 {
+            if entry.file_type()?.is_dir() {
+                list_dir(&entry.path(), depth - 1, &path, out)?;
+            }
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Backend for LocalBackend {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    async fn put(&self, name: &ObjectName, data: Bytes, mode: PutMode) -> Result<(), BackendError> {
+        let path = self.path(name);
+        self.blocking("put", name.path(), move || write_object(&path, &data, mode))
+            .await
+    }
+
+    async fn get(&self, name: &ObjectName) -> Result<Bytes, BackendError> {
+        let path = self.path(name);
+        self.blocking("get", name.path(), move || fs::read(path).map(Bytes::from))
+            .await
+    }
+
+    async fn get_range(
+        &self,
+        name: &ObjectName,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, BackendError> {
+        let path = self.path(name);
+        self.blocking("get", name.path(), move || {
+            let mut f = fs::File::open(path)?;
+            f.seek(SeekFrom::Start(offset))?;
+            let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0).min(256 << 20));
+            f.take(len).read_to_end(&mut buf)?;
+            Ok(Bytes::from(buf))
+        })
+        .await
+    }
+
+    async fn head(&self, name: &ObjectName) -> Result<u64, BackendError> {
+        let path = self.path(name);
+        self.blocking("head", name.path(), move || {
+            fs::metadata(path).map(|m| m.len())
+        })
+        .await
+    }
+
+    async fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectName>, BackendError> {
+        let root = self.root.clone();
+        let depth = match kind {
+            ObjectKind::Config => 0,
+            ObjectKind::Pack | ObjectKind::Index => 2,
+            _ => 1,
+        };
+        let names = self
+            .blocking("list", kind.prefix().to_owned(), move || {
+                let mut out = Vec::new();
+                if depth == 0 {
+                    if root.join("config").exists() {
+                        out.push("config".to_owned());
+                    }
+                } else {
+                    list_dir(&root.join(kind.prefix()), depth, kind.prefix(), &mut out)?;
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(names
+            .iter()
+            .filter_map(|n| ObjectName::parse(n))
+            .filter(|n| n.kind() == kind)
+            .collect())
+    }
+
+    async fn delete(&self, name: &ObjectName) -> Result<(), BackendError> {
+        let path = self.path(name);
+        self.blocking("delete", name.path(), move || {
+            fs::remove_file(&path)?;
+            match path.parent() {
+                Some(dir) => fsync_dir(dir),
+                None => Ok(()),
+            }
+        })
+        .await
+    }
+}

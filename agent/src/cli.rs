@@ -1,0 +1,124 @@
+//! Command-line interface: argument definitions and dispatch. One file per
+//! subcommand.
+
+use crate::backend;
+use crate::repo::Repository;
+use anyhow::{bail, Context, Result};
+use cairn_repo_format::Passphrase;
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+
+mod backup;
+mod init;
+mod key;
+mod ls;
+mod restore;
+mod snapshots;
+
+/// How a successful command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Everything worked.
+    Success,
+    /// A backup stored what it could read; some entries failed.
+    Partial,
+}
+
+/// Streaming, deduplicating, encrypted backups of databases, file trees and command output.
+#[derive(Debug, Parser)]
+#[command(name = "cairn", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Repository: a local directory path.
+    #[arg(long, short = 'r', env = "CAIRN_REPOSITORY", global = true)]
+    repo: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new repository.
+    Init(init::Args),
+    /// Manage the passphrases (key files) that open the repository.
+    Key {
+        #[command(subcommand)]
+        command: key::Command,
+    },
+    /// Back up standard input, a command's output, or file trees.
+    Backup(backup::Args),
+    /// List snapshots.
+    Snapshots(snapshots::Args),
+    /// List the files of a snapshot.
+    Ls(ls::Args),
+    /// Restore a snapshot to a directory or to standard output.
+    Restore(restore::Args),
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> Result<Status> {
+    let repo = cli.repo.filter(|r| !r.is_empty());
+    let Some(address) = repo else {
+        bail!("no repository given: pass --repo PATH or set CAIRN_REPOSITORY");
+    };
+    let backend = backend::open(&address)?;
+    match cli.command {
+        Command::Init(args) => init::run(backend, args).await,
+        Command::Key { command } => key::run(open(backend).await?, command).await,
+        Command::Backup(args) => backup::run(open(backend).await?, args).await,
+        Command::Snapshots(args) => snapshots::run(open(backend).await?, args).await,
+        Command::Ls(args) => ls::run(open(backend).await?, args).await,
+        Command::Restore(args) => restore::run(open(backend).await?, args).await,
+    }
+}
+
+async fn open(backend: backend::DynBackend) -> Result<Repository> {
+    let pass = passphrase(
+        "CAIRN_PASSWORD",
+        "CAIRN_PASSWORD_FILE",
+        "Repository passphrase: ",
+        false,
+    )?;
+    Repository::open(backend, &pass).await
+}
+
+/// Reads a passphrase from `$file_var` (a file; one trailing newline is
+/// dropped), `$var`, or the terminal (asking twice when `confirm`).
+pub fn passphrase(var: &str, file_var: &str, prompt: &str, confirm: bool) -> Result<Passphrase> {
+    let bytes = if let Some(path) = std::env::var_os(file_var) {
+        let mut b = std::fs::read(&path).with_context(|| {
+            format!(
+                "reading the passphrase file {} (from {file_var})",
+                path.to_string_lossy()
+            )
+        })?;
+        if b.last() == Some(&b'\n') {
+            b.pop();
+            if b.last() == Some(&b'\r') {
+                b.pop();
+            }
+        }
+        b
+    } else if let Some(p) = std::env::var_os(var) {
+        std::os::unix::ffi::OsStringExt::into_vec(p)
+    } else {
+        if !std::io::stderr().is_terminal() && std::fs::File::open("/dev/tty").is_err() {
+            bail!("no passphrase: set {file_var} (a file holding it) or {var}, or run in a terminal to be asked");
+        }
+        let first = rpassword::prompt_password(prompt)
+            .context("reading the passphrase from the terminal")?;
+        if confirm {
+            let again = rpassword::prompt_password("Again, to confirm: ")
+                .context("reading the passphrase from the terminal")?;
+            if again != first {
+                bail!("the two passphrases differ; nothing was changed");
+            }
+        }
+        first.into_bytes()
+    };
+    let pass = Passphrase::new(bytes);
+    if pass.is_empty() {
+        bail!("the passphrase is empty; an empty passphrase is not allowed");
+    }
+    Ok(pass)
+}

@@ -1,0 +1,119 @@
+//! `cairn backup`
+
+use super::Status;
+use crate::backup::{self, What};
+use crate::repo::Repository;
+use crate::source::files::absolute;
+use crate::util::human_bytes;
+use anyhow::{bail, Result};
+use cairn_repo_format::valid_stream_name;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Back up standard input.
+    #[arg(long, conflicts_with = "command")]
+    stdin: bool,
+    /// Back up the standard output of the command given after `--`.
+    #[arg(long)]
+    command: bool,
+    /// File name of the stream in the snapshot (for --stdin and --command).
+    #[arg(long)]
+    name: Option<String>,
+    /// Print a JSON summary on standard output.
+    #[arg(long)]
+    json: bool,
+    /// Files and directories to back up.
+    paths: Vec<PathBuf>,
+    /// The command and its arguments (after `--`).
+    #[arg(last = true)]
+    argv: Vec<String>,
+}
+
+fn what(args: &Args) -> Result<What> {
+    let check_name = |n: &str| {
+        if valid_stream_name(n) {
+            Ok(n.to_owned())
+        } else {
+            bail!("--name {n:?} is not a valid file name (no '/', not empty)")
+        }
+    };
+    if args.stdin || args.command {
+        if !args.paths.is_empty() {
+            bail!("give either paths or --stdin/--command, not both");
+        }
+        if args.stdin {
+            if !args.argv.is_empty() {
+                bail!("--stdin takes no command; did you mean --command?");
+            }
+            return Ok(What::Stdin {
+                name: check_name(args.name.as_deref().unwrap_or("stdin"))?,
+            });
+        }
+        let Some(program) = args.argv.first() else {
+            bail!("--command needs the command after `--`, e.g. cairn backup --name db.dump --command -- pg_dump -Fc app");
+        };
+        let default = std::path::Path::new(program)
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "output".into());
+        return Ok(What::Command {
+            name: check_name(args.name.as_deref().unwrap_or(&default))?,
+            argv: args.argv.clone(),
+        });
+    }
+    if !args.argv.is_empty() {
+        bail!("arguments after `--` need --command");
+    }
+    if args.paths.is_empty() {
+        bail!("nothing to back up: give paths, --stdin, or --command -- CMD");
+    }
+    if args.name.is_some() {
+        bail!("--name is for --stdin and --command");
+    }
+    let paths = args
+        .paths
+        .iter()
+        .map(|p| absolute(p))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    Ok(What::Files { paths })
+}
+
+pub async fn run(repo: Repository, args: Args) -> Result<Status> {
+    let what = what(&args)?;
+    let out = backup::run(&repo, what).await?;
+    let s = &out.snapshot.summary;
+    if args.json {
+        let json = serde_json::json!({
+            "snapshot_id": out.id.to_hex(),
+            "bytes_read": s.bytes_read,
+            "new_bytes": s.new_bytes,
+            "stored_bytes": s.stored_bytes,
+            "new_chunks": s.new_chunks,
+            "total_chunks": s.total_chunks,
+            "packs_written": s.packs,
+            "files": s.files,
+            "dirs": s.dirs,
+            "errors": s.errors,
+            "partial": out.snapshot.partial,
+            "duration_seconds": out.seconds,
+        });
+        println!("{json}");
+    } else {
+        println!(
+            "snapshot {} saved: {} read, {} new ({} chunks), {} stored in {} packs, {:.1} s",
+            out.id.short(),
+            human_bytes(s.bytes_read),
+            human_bytes(s.new_bytes),
+            s.new_chunks,
+            human_bytes(s.stored_bytes),
+            s.packs,
+            out.seconds
+        );
+    }
+    if out.snapshot.partial {
+        eprintln!("warning: {} entries could not be read; the snapshot holds everything else (exit status 3)", s.errors);
+        return Ok(Status::Partial);
+    }
+    Ok(Status::Success)
+}

@@ -1,0 +1,65 @@
+//! `cairn snapshots`
+
+use super::Status;
+use crate::repo::Repository;
+use crate::util::{format_time, human_bytes};
+use anyhow::Result;
+use cairn_repo_format::Source;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn describe(source: &Source) -> String {
+    match source {
+        Source::Stdin { name } => format!("stdin:{name}"),
+        Source::Command { name, argv } => format!("{name} ← {}", argv.join(" ")),
+        Source::Files { paths } => paths.join(" "),
+    }
+}
+
+pub async fn run(repo: Repository, args: Args) -> Result<Status> {
+    let committed = repo.committed().await?;
+    if args.json {
+        let list: Vec<_> = committed
+            .snapshots
+            .iter()
+            .map(|(id, s)| {
+                serde_json::json!({
+                    "id": id.to_hex(),
+                    "short_id": id.short(),
+                    "time_ns": s.time_ns,
+                    "time": format_time(s.time_ns),
+                    "hostname": s.hostname,
+                    "username": s.username,
+                    "source": s.source,
+                    "tree": s.tree.to_hex(),
+                    "partial": s.partial,
+                    "summary": s.summary,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(Status::Success);
+    }
+    println!(
+        "{:<9} {:<19} {:<16} {:>10}  SOURCE",
+        "ID", "TIME (UTC)", "HOST", "SIZE"
+    );
+    for (id, s) in &committed.snapshots {
+        let partial = if s.partial { " (partial)" } else { "" };
+        println!(
+            "{:<9} {:<19} {:<16} {:>10}  {}{partial}",
+            id.short(),
+            format_time(s.time_ns),
+            s.hostname,
+            human_bytes(s.summary.bytes_read),
+            describe(&s.source)
+        );
+    }
+    println!("{} snapshots", committed.snapshots.len());
+    Ok(Status::Success)
+}

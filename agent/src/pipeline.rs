@@ -1,0 +1,328 @@
+//! The backup pipeline.
+//!
+//! ```text
+//! producer ──raw──► workers ×N ──stored──► packer ──packs──► uploader
+//! (blocking:        (blocking:              (blocking:         (async: several
+//!  read, cut,        zstd)                   AES-GCM into       puts in flight)
+//!  hash, dedup)                              2 open packs)
+//! ```
+//!
+//! Every arrow is a bounded channel, so a slow backend slows the producer
+//! down instead of filling memory: peak memory is about (open packs + packs
+//! queued + uploads in flight) × pack size, plus a few chunks per channel.
+//! When any stage fails, the channels close and every other stage stops.
+
+use crate::backend::{BackendError, DynBackend, PutMode};
+use crate::repo::BlobIndex;
+use crate::source::SourceError;
+use bytes::Bytes;
+use cairn_chunker::IdKey;
+use cairn_repo_format::{
+    BlobCompressor, BlobKind, ChunkId, Compression, EncKey, FinishedPack, FormatError, IndexPack,
+    PackWriter, SessionId,
+};
+use futures::{StreamExt, TryStreamExt};
+use rand::Rng;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub mod chunk;
+
+/// Why a backup pipeline stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Writing to the repository failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// A blob broke a format limit.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// The source failed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// Another stage failed first; this one stopped because its channel closed.
+    #[error("the backup pipeline stopped early")]
+    Aborted,
+    /// A stage panicked or could not be joined.
+    #[error("a backup pipeline stage failed: {0}")]
+    Stage(String),
+}
+
+/// Live counters, shared with the progress display.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Bytes read from the source.
+    pub bytes_read: AtomicU64,
+    /// Plaintext bytes of new chunks.
+    pub new_bytes: AtomicU64,
+    /// Bytes of packs uploaded.
+    pub stored_bytes: AtomicU64,
+    /// New chunks.
+    pub new_chunks: AtomicU64,
+    /// All data chunks seen.
+    pub total_chunks: AtomicU64,
+    /// Packs uploaded.
+    pub packs: AtomicU64,
+}
+
+impl Stats {
+    /// Adds to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Tuning of one pipeline run.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Compression threads.
+    pub workers: usize,
+    /// Uploads in flight.
+    pub uploads: usize,
+    /// Packs open at once (more than one, so blob order is not stream order).
+    pub open_packs: usize,
+    /// Target size of a pack's blob region.
+    pub pack_size: u64,
+    /// zstd level.
+    pub zstd_level: i32,
+    /// Largest plaintext blob expected (for buffer sizing).
+    pub max_blob: usize,
+}
+
+struct RawBlob {
+    id: ChunkId,
+    kind: BlobKind,
+    data: Bytes,
+}
+
+struct StoredBlob {
+    id: ChunkId,
+    kind: BlobKind,
+    raw_len: usize,
+    compression: Compression,
+    stored: Bytes,
+}
+
+/// Where the producer hands its blobs: hashes them, drops the ones the
+/// repository (or this session) already has, and queues the rest.
+pub struct BlobSink {
+    ids: IdKey,
+    known: Arc<BlobIndex>,
+    seen: HashSet<ChunkId>,
+    tx: crossbeam_channel::Sender<RawBlob>,
+    stats: Arc<Stats>,
+}
+
+impl std::fmt::Debug for BlobSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobSink")
+            .field("seen", &self.seen.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlobSink {
+    /// Stores `data` as a blob unless it is already stored; returns its id.
+    ///
+    /// # Errors
+    /// [`PipelineError::Aborted`] if a later stage has stopped.
+    pub fn submit(&mut self, kind: BlobKind, data: Bytes) -> Result<ChunkId, PipelineError> {
+        let id = self.ids.chunk_id(&data);
+        if kind == BlobKind::Data {
+            Stats::add(&self.stats.total_chunks, 1);
+        }
+        if self.known.contains(&id) || !self.seen.insert(id) {
+            return Ok(id);
+        }
+        Stats::add(&self.stats.new_chunks, 1);
+        Stats::add(&self.stats.new_bytes, data.len() as u64);
+        self.tx
+            .send(RawBlob { id, kind, data })
+            .map_err(|_| PipelineError::Aborted)?;
+        Ok(id)
+    }
+
+    /// The shared counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+}
+
+/// What the pipeline needs from the repository.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Where packs go.
+    pub backend: DynBackend,
+    /// The session they belong to.
+    pub session: SessionId,
+    /// The encryption key.
+    pub enc: EncKey,
+    /// The id key.
+    pub ids: IdKey,
+    /// Blobs already stored.
+    pub known: Arc<BlobIndex>,
+}
+
+/// Runs `producer` on a blocking thread with a [`BlobSink`], and the rest of
+/// the pipeline behind it. Returns the producer's result and the packs
+/// written (all durable), or the first error of any stage.
+pub async fn run<T: Send + 'static>(
+    target: Target,
+    opts: Options,
+    stats: Arc<Stats>,
+    producer: impl FnOnce(&mut BlobSink) -> Result<T, PipelineError> + Send + 'static,
+) -> Result<(T, Vec<IndexPack>), PipelineError> {
+    let workers = opts.workers.max(1);
+    let (raw_tx, raw_rx) = crossbeam_channel::bounded::<RawBlob>(workers * 2);
+    let (stored_tx, stored_rx) = crossbeam_channel::bounded::<StoredBlob>(workers * 2);
+    let (pack_tx, mut pack_rx) = tokio::sync::mpsc::channel::<FinishedPack>(1);
+
+    let mut sink = BlobSink {
+        ids: target.ids.clone(),
+        known: target.known.clone(),
+        seen: HashSet::new(),
+        tx: raw_tx,
+        stats: stats.clone(),
+    };
+    let producer = tokio::task::spawn_blocking(move || producer(&mut sink));
+
+    let worker_handles: Vec<_> = (0..workers)
+        .map(|_| {
+            let (rx, tx, level) = (raw_rx.clone(), stored_tx.clone(), opts.zstd_level);
+            tokio::task::spawn_blocking(move || compress_worker(level, &rx, &tx))
+        })
+        .collect();
+    drop((raw_rx, stored_tx));
+
+    let (enc, session) = (target.enc.clone(), target.session);
+    let packer =
+        tokio::task::spawn_blocking(move || packer(&enc, session, opts, &stored_rx, &pack_tx));
+
+    let backend = target.backend.clone();
+    let upload_stats = stats.clone();
+    let uploads = futures::stream::poll_fn(move |cx| pack_rx.poll_recv(cx))
+        .map(|pack| upload(backend.clone(), pack, upload_stats.clone()))
+        .buffer_unordered(opts.uploads.max(1))
+        .try_collect::<Vec<IndexPack>>();
+
+    let (uploaded, produced, workers_done, packed) = tokio::join!(
+        uploads,
+        producer,
+        futures::future::join_all(worker_handles),
+        packer
+    );
+
+    let joined = |r: Result<Result<(), PipelineError>, tokio::task::JoinError>| {
+        r.unwrap_or_else(|e| Err(PipelineError::Stage(e.to_string())))
+    };
+    let produced = produced.unwrap_or_else(|e| Err(PipelineError::Stage(e.to_string())));
+    let mut stage_errors: Vec<PipelineError> = workers_done
+        .into_iter()
+        .map(joined)
+        .chain([joined(packed)])
+        .filter_map(Result::err)
+        .collect();
+    // Report the cause, not the stages that stopped because of it.
+    match (uploaded, produced) {
+        (Ok(packs), Ok(value)) if stage_errors.is_empty() => Ok((value, packs)),
+        (Err(e), _) if !matches!(e, PipelineError::Aborted) => Err(e),
+        (_, Err(e)) if !matches!(e, PipelineError::Aborted) => Err(e),
+        _ => {
+            stage_errors.sort_by_key(|e| matches!(e, PipelineError::Aborted));
+            Err(stage_errors
+                .into_iter()
+                .next()
+                .unwrap_or(PipelineError::Aborted))
+        }
+    }
+}
+
+fn compress_worker(
+    level: i32,
+    rx: &crossbeam_channel::Receiver<RawBlob>,
+    tx: &crossbeam_channel::Sender<StoredBlob>,
+) -> Result<(), PipelineError> {
+    let mut z =
+        BlobCompressor::new(level).map_err(|e| PipelineError::Stage(format!("zstd: {e}")))?;
+    for blob in rx {
+        let (compression, stored) = match z.compress(&blob.data) {
+            Some(c) => (Compression::Zstd, Bytes::copy_from_slice(c)),
+            None => (Compression::None, blob.data.clone()),
+        };
+        let out = StoredBlob {
+            id: blob.id,
+            kind: blob.kind,
+            raw_len: blob.data.len(),
+            compression,
+            stored,
+        };
+        tx.send(out).map_err(|_| PipelineError::Aborted)?;
+    }
+    Ok(())
+}
+
+fn packer(
+    enc: &EncKey,
+    session: SessionId,
+    opts: Options,
+    rx: &crossbeam_channel::Receiver<StoredBlob>,
+    tx: &tokio::sync::mpsc::Sender<FinishedPack>,
+) -> Result<(), PipelineError> {
+    let target = usize::try_from(opts.pack_size).unwrap_or(usize::MAX);
+    // Room for the last blob, Padmé's few per cent, and the header.
+    let capacity = target + target / 16 + opts.max_blob + (256 << 10);
+    let mut open: Vec<Option<PackWriter>> = (0..opts.open_packs.max(2)).map(|_| None).collect();
+    let mut rng = rand::thread_rng();
+    let send = |w: PackWriter| {
+        tx.blocking_send(w.finish())
+            .map_err(|_| PipelineError::Aborted)
+    };
+    for blob in rx {
+        let slot = &mut open[rng.gen_range(0..opts.open_packs.max(2))];
+        if slot.as_ref().is_some_and(|w| !w.fits(blob.stored.len())) {
+            send(
+                slot.take()
+                    .unwrap_or_else(|| unreachable!("checked is_some")),
+            )?;
+        }
+        let w = slot.get_or_insert_with(|| PackWriter::new(enc, session, capacity));
+        w.add(
+            blob.id,
+            blob.kind,
+            blob.raw_len,
+            blob.compression,
+            &blob.stored,
+        )?;
+        if w.blob_bytes() >= opts.pack_size {
+            send(slot.take().unwrap_or_else(|| unreachable!("just inserted")))?;
+        }
+    }
+    for w in open.into_iter().flatten() {
+        send(w)?;
+    }
+    Ok(())
+}
+
+async fn upload(
+    backend: DynBackend,
+    pack: FinishedPack,
+    stats: Arc<Stats>,
+) -> Result<IndexPack, PipelineError> {
+    let length = pack.bytes.len() as u64;
+    let name = pack.name();
+    backend
+        .put(&name, Bytes::from(pack.bytes), PutMode::Create)
+        .await?;
+    Stats::add(&stats.stored_bytes, length);
+    Stats::add(&stats.packs, 1);
+    Ok(IndexPack {
+        id: pack.id,
+        length,
+        blobs: pack.entries,
+    })
+}

@@ -1,0 +1,321 @@
+//! An opened repository: backend, keys and config, and what its committed
+//! sessions say (snapshots, and the blob index).
+
+use crate::backend::{DynBackend, ErrorKind, PutMode};
+use crate::util;
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use cairn_repo_format::{
+    keyfile, sealed, Commit, Config, IndexFile, KdfParams, KeyError, KeyId, KeyMeta, MasterKey,
+    ObjectKind, ObjectName, Passphrase, RepoKeys, Snapshot, SnapshotId, Tree,
+};
+use futures::{StreamExt, TryStreamExt};
+use std::sync::Arc;
+
+mod index;
+pub mod read;
+
+pub use index::BlobIndex;
+
+/// How many small objects are fetched at once.
+const FETCH_CONCURRENCY: usize = 16;
+
+/// An opened repository.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    /// Where its objects are.
+    pub backend: DynBackend,
+    /// Its working keys.
+    pub keys: Arc<RepoKeys>,
+    /// Its parameters.
+    pub config: Config,
+    /// The key file that opened it.
+    pub key_id: KeyId,
+    master: Arc<MasterKey>,
+}
+
+/// The committed state: what readers may trust.
+#[derive(Debug, Default)]
+pub struct Committed {
+    /// Commits of finished sessions.
+    pub commits: Vec<Commit>,
+    /// Their snapshots, oldest first.
+    pub snapshots: Vec<(SnapshotId, Snapshot)>,
+}
+
+fn key_meta() -> KeyMeta {
+    KeyMeta {
+        created_ns: util::now_ns(),
+        hostname: util::hostname(),
+        username: util::username(),
+    }
+}
+
+impl Repository {
+    /// Creates a repository: a key file, then the config (create-only: an
+    /// existing repository is never touched).
+    pub async fn init(
+        backend: DynBackend,
+        pass: &Passphrase,
+        config: Config,
+        kdf: KdfParams,
+    ) -> Result<Self> {
+        let location = backend.location();
+        match backend.head(&ObjectName::Config).await {
+            Ok(_) => bail!("a repository already exists at {location}; nothing was changed"),
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => return Err(e).context("checking for an existing repository"),
+        }
+        let master = MasterKey::generate();
+        let keys = master.derive();
+        let key_id = KeyId::random();
+        let file = keyfile::create(&master, &keys.enc, key_id, pass, kdf, key_meta())?;
+        backend
+            .put(&ObjectName::Key(key_id), file.into(), PutMode::Create)
+            .await?;
+        let sealed = config.seal(&keys.enc);
+        backend
+            .put(&ObjectName::Config, sealed.into(), PutMode::Create)
+            .await
+            .map_err(|e| {
+                if e.kind == ErrorKind::AlreadyExists {
+                    anyhow!("a repository was created at {location} at the same time; use that one")
+                } else {
+                    anyhow!(e).context("writing the repository config")
+                }
+            })?;
+        Ok(Self {
+            backend,
+            keys: Arc::new(keys),
+            config,
+            key_id,
+            master: Arc::new(master),
+        })
+    }
+
+    /// Opens a repository with a passphrase, trying every key file.
+    pub async fn open(backend: DynBackend, pass: &Passphrase) -> Result<Self> {
+        let location = backend.location();
+        let config_bytes = match backend.get(&ObjectName::Config).await {
+            Ok(b) => b,
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                bail!("there is no repository at {location} (no config object); create one with `cairn init` or check --repo")
+            }
+            Err(e) => return Err(e).context("reading the repository config"),
+        };
+        let version = sealed::peek_version(sealed::CONFIG, &config_bytes)
+            .with_context(|| format!("{location} is not a Cairn repository"))?;
+        if version != sealed::CONFIG.version {
+            bail!(
+                "the repository at {location} has format version {version}; this cairn reads version {}. Use a matching cairn release.",
+                sealed::CONFIG.version
+            );
+        }
+        let key_names = backend
+            .list(ObjectKind::Key)
+            .await
+            .context("listing key files")?;
+        if key_names.is_empty() {
+            bail!("the repository at {location} has no key files; it cannot be opened");
+        }
+        let mut master = None;
+        let mut broken = Vec::new();
+        for name in &key_names {
+            let ObjectName::Key(id) = *name else { continue };
+            let data = backend.get(name).await?;
+            let pass = pass.clone();
+            match tokio::task::spawn_blocking(move || file_unwrap(&data, id, &pass)).await? {
+                Ok(m) => {
+                    master = Some((id, m));
+                    break;
+                }
+                Err(KeyError::WrongPassphrase { .. }) => {}
+                Err(e) => broken.push(format!("{name}: {e}")),
+            }
+        }
+        for b in &broken {
+            eprintln!("warning: skipped unreadable key file {b}");
+        }
+        let Some((key_id, master)) = master else {
+            bail!(
+                "wrong passphrase: it opens none of the {} key file(s) of {location}",
+                key_names.len()
+            );
+        };
+        let keys = master.derive();
+        let config =
+            Config::open(&keys.enc, &config_bytes).context("decrypting the repository config")?;
+        Ok(Self {
+            backend,
+            keys: Arc::new(keys),
+            config,
+            key_id,
+            master: Arc::new(master),
+        })
+    }
+
+    /// Adds a key file for another passphrase.
+    pub async fn add_key(&self, pass: &Passphrase, kdf: KdfParams) -> Result<KeyId> {
+        let id = KeyId::random();
+        let (master, keys) = (self.master.clone(), self.keys.clone());
+        let pass = pass.clone();
+        let file = tokio::task::spawn_blocking(move || {
+            keyfile::create(&master, &keys.enc, id, &pass, kdf, key_meta())
+        })
+        .await??;
+        self.backend
+            .put(&ObjectName::Key(id), file.into(), PutMode::Create)
+            .await?;
+        Ok(id)
+    }
+
+    /// All key files with their metadata.
+    pub async fn keys_list(&self) -> Result<Vec<(KeyId, KeyMeta)>> {
+        let mut out = Vec::new();
+        for name in self.backend.list(ObjectKind::Key).await? {
+            let ObjectName::Key(id) = name else { continue };
+            let data = self.backend.get(&name).await?;
+            let meta = keyfile::parse(&data)
+                .and_then(|f| f.meta(&self.keys.enc, id))
+                .with_context(|| format!("key file {name}"))?;
+            out.push((id, meta));
+        }
+        out.sort_by_key(|(_, m)| m.created_ns);
+        Ok(out)
+    }
+
+    /// Reads every commit and the snapshots they list.
+    pub async fn committed(&self) -> Result<Committed> {
+        let names = self
+            .backend
+            .list(ObjectKind::Commit)
+            .await
+            .context("listing commits")?;
+        let commits: Vec<Commit> = futures::stream::iter(names)
+            .map(|name| async move {
+                let ObjectName::Commit(sid) = name else {
+                    unreachable!("list(Commit) yields commit names")
+                };
+                let data = self.backend.get(&name).await?;
+                Commit::open(&self.keys.enc, sid, &data).with_context(|| format!("reading {name}"))
+            })
+            .buffer_unordered(FETCH_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let ids: Vec<SnapshotId> = commits
+            .iter()
+            .flat_map(|c| c.snapshots.iter().copied())
+            .collect();
+        let mut snapshots: Vec<(SnapshotId, Snapshot)> = futures::stream::iter(ids)
+            .map(|id| async move {
+                let name = ObjectName::Snapshot(id);
+                let data = self.backend.get(&name).await.with_context(|| {
+                    format!("snapshot {id} is listed by a commit but cannot be read")
+                })?;
+                let s = Snapshot::open(&self.keys.enc, id, &data)
+                    .with_context(|| format!("reading {name}"))?;
+                Ok::<_, anyhow::Error>((id, s))
+            })
+            .buffer_unordered(FETCH_CONCURRENCY)
+            .try_collect()
+            .await?;
+        snapshots.sort_by_key(|(id, s)| (s.time_ns, *id));
+        Ok(Committed { commits, snapshots })
+    }
+
+    /// Loads the index files of all committed sessions.
+    pub async fn load_index(&self, committed: &Committed) -> Result<BlobIndex> {
+        let names: Vec<ObjectName> = committed
+            .commits
+            .iter()
+            .flat_map(|c| c.index.iter().map(|i| ObjectName::Index(c.session, *i)))
+            .collect();
+        let files: Vec<(ObjectName, IndexFile)> = futures::stream::iter(names)
+            .map(|name| async move {
+                let ObjectName::Index(sid, iid) = name else {
+                    unreachable!("built as index names")
+                };
+                let data = self.backend.get(&name).await.with_context(|| {
+                    format!("index file {name} is listed by a commit but cannot be read")
+                })?;
+                let enc = self.keys.enc.clone();
+                let file =
+                    tokio::task::spawn_blocking(move || IndexFile::open(&enc, sid, iid, &data))
+                        .await??;
+                Ok::<_, anyhow::Error>((name, file))
+            })
+            .buffer_unordered(FETCH_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut index = BlobIndex::default();
+        for (name, file) in files {
+            let ObjectName::Index(sid, _) = name else {
+                continue;
+            };
+            index.add_file(sid, file);
+        }
+        Ok(index)
+    }
+
+    /// Reads and decodes one tree blob.
+    pub async fn read_tree(
+        &self,
+        index: &BlobIndex,
+        id: cairn_repo_format::ChunkId,
+    ) -> Result<Tree> {
+        let data = read::read_blobs(self, index, &[id]).await?;
+        let bytes = data
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow!("tree {id} was not read"))?;
+        Tree::decode(&bytes).with_context(|| format!("tree {id}"))
+    }
+
+    /// Puts a new object, create-only.
+    pub async fn put_new(&self, name: &ObjectName, data: Vec<u8>) -> Result<()> {
+        self.backend
+            .put(name, Bytes::from(data), PutMode::Create)
+            .await
+            .with_context(|| format!("writing {name}"))
+    }
+}
+
+fn file_unwrap(data: &[u8], id: KeyId, pass: &Passphrase) -> Result<MasterKey, KeyError> {
+    keyfile::parse(data)?.unwrap(id, pass)
+}
+
+/// Resolves a SNAPSHOT argument: `latest`, or a unique prefix of an id.
+pub fn resolve_snapshot<'a>(
+    committed: &'a Committed,
+    arg: &str,
+) -> Result<&'a (SnapshotId, Snapshot)> {
+    if committed.snapshots.is_empty() {
+        bail!("the repository has no snapshots yet");
+    }
+    if arg == "latest" {
+        return committed
+            .snapshots
+            .last()
+            .ok_or_else(|| anyhow!("no snapshots"));
+    }
+    let prefix = arg.to_ascii_lowercase();
+    if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+        bail!("{arg:?} is not a snapshot id: give a hex id prefix or `latest`");
+    }
+    let matches: Vec<_> = committed
+        .snapshots
+        .iter()
+        .filter(|(id, _)| id.to_hex().starts_with(&prefix))
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(one),
+        [] => bail!("no snapshot matches {arg:?}; `cairn snapshots` lists them"),
+        many => bail!(
+            "snapshot prefix {arg:?} is ambiguous: it matches {}; give more digits",
+            many.iter()
+                .map(|(id, _)| id.short())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}

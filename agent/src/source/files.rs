@@ -1,0 +1,276 @@
+//! File trees: walked, read and chunked on the pipeline's producer thread,
+//! with trees built bottom-up and stored as blobs.
+//!
+//! Paths are stored as their absolute hierarchy (`/srv/data` is `srv` →
+//! `data` in the root tree). An entry that cannot be read is reported and
+//! counted; the rest is backed up and the snapshot is marked partial.
+
+use crate::pipeline::chunk::{Content, StreamChunker};
+use crate::pipeline::{BlobSink, PipelineError};
+use crate::source::SourceError;
+use bytes::Bytes;
+use cairn_repo_format::{BlobKind, ChunkId, Node, NodeKind, NodeMeta, Tree};
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+
+/// What a walk did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WalkReport {
+    /// Regular files stored.
+    pub files: u64,
+    /// Directories stored.
+    pub dirs: u64,
+    /// Entries that could not be read.
+    pub errors: u64,
+}
+
+/// Makes `p` absolute and removes `.` and `..` lexically (symlinks are not
+/// followed: the path is stored as given).
+pub fn absolute(p: &Path) -> std::io::Result<PathBuf> {
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(p)
+    };
+    let mut out = PathBuf::from("/");
+    for c in joined.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Checks that every path can be looked at before anything is stored.
+///
+/// # Errors
+/// [`SourceError::Path`] for the first path that does not exist or cannot be stat'ed.
+pub fn check_paths(paths: &[PathBuf]) -> Result<(), SourceError> {
+    for p in paths {
+        std::fs::symlink_metadata(p).map_err(|source| SourceError::Path {
+            path: p.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Trie {
+    target: bool,
+    children: BTreeMap<Vec<u8>, Trie>,
+}
+
+/// The walker's state.
+pub struct Walker<'a> {
+    sink: &'a mut BlobSink,
+    chunker: &'a mut StreamChunker,
+    report: WalkReport,
+    warn: &'a (dyn Fn(String) + Sync),
+}
+
+impl std::fmt::Debug for Walker<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Walker")
+            .field("report", &self.report)
+            .finish_non_exhaustive()
+    }
+}
+
+fn time_ns(secs: i64, nsec: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
+}
+
+fn meta_of(m: &std::fs::Metadata) -> NodeMeta {
+    NodeMeta {
+        mode: m.mode() & 0o7777,
+        uid: m.uid(),
+        gid: m.gid(),
+        mtime_ns: time_ns(m.mtime(), m.mtime_nsec()),
+        ctime_ns: time_ns(m.ctime(), m.ctime_nsec()),
+        inode: m.ino(),
+        device: m.dev(),
+        links: m.nlink(),
+    }
+}
+
+impl<'a> Walker<'a> {
+    /// A walker storing into `sink`.
+    pub fn new(
+        sink: &'a mut BlobSink,
+        chunker: &'a mut StreamChunker,
+        warn: &'a (dyn Fn(String) + Sync),
+    ) -> Self {
+        Self {
+            sink,
+            chunker,
+            report: WalkReport::default(),
+            warn,
+        }
+    }
+
+    /// Backs up absolute `paths`; returns the root tree.
+    ///
+    /// # Errors
+    /// A [`PipelineError`] if storing fails (unreadable entries are not errors).
+    pub fn run(mut self, paths: &[PathBuf]) -> Result<(ChunkId, WalkReport), PipelineError> {
+        let mut root = Trie::default();
+        for p in paths {
+            let mut t = &mut root;
+            for c in p.components() {
+                if let Component::Normal(n) = c {
+                    t = t.children.entry(n.as_bytes().to_vec()).or_default();
+                }
+            }
+            t.target = true;
+        }
+        let id = if root.target {
+            self.dir(Path::new("/"))?
+        } else {
+            self.trie_dir(Path::new("/"), &root)?
+        };
+        Ok((id, self.report))
+    }
+
+    fn store_tree(&mut self, nodes: Vec<Node>) -> Result<ChunkId, PipelineError> {
+        let tree = Tree::new(nodes)?;
+        self.sink.submit(BlobKind::Tree, Bytes::from(tree.encode()))
+    }
+
+    fn failed(&mut self, path: &Path, what: &str, e: &std::io::Error) {
+        self.report.errors += 1;
+        (self.warn)(format!("cannot {what} {}: {e}", path.display()));
+    }
+
+    /// A directory on the way to a backed-up path: only the named children.
+    fn trie_dir(&mut self, path: &Path, trie: &Trie) -> Result<ChunkId, PipelineError> {
+        let mut nodes = Vec::with_capacity(trie.children.len());
+        for (name, child) in &trie.children {
+            let full = path.join(OsStr::from_bytes(name));
+            if child.target {
+                nodes.extend(self.entry(&full, name)?);
+                continue;
+            }
+            let meta = match std::fs::symlink_metadata(&full) {
+                Ok(m) => meta_of(&m),
+                Err(e) => {
+                    self.failed(&full, "stat", &e);
+                    continue;
+                }
+            };
+            let subtree = self.trie_dir(&full, child)?;
+            self.report.dirs += 1;
+            nodes.push(Node {
+                name: name.clone(),
+                meta,
+                kind: NodeKind::Dir { subtree },
+            });
+        }
+        self.store_tree(nodes)
+    }
+
+    /// All of a directory; returns its tree id.
+    fn dir(&mut self, path: &Path) -> Result<ChunkId, PipelineError> {
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        match std::fs::read_dir(path) {
+            Ok(rd) => {
+                for e in rd {
+                    match e {
+                        Ok(e) => names.push(e.file_name().as_bytes().to_vec()),
+                        Err(e) => {
+                            self.failed(path, "list", &e);
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => self.failed(path, "list", &e),
+        }
+        names.sort();
+        let mut nodes = Vec::with_capacity(names.len());
+        for name in names {
+            let full = path.join(OsStr::from_bytes(&name));
+            nodes.extend(self.entry(&full, &name)?);
+        }
+        self.store_tree(nodes)
+    }
+
+    /// One entry, of any type; `None` if it could not be read or is skipped.
+    fn entry(&mut self, path: &Path, name: &[u8]) -> Result<Option<Node>, PipelineError> {
+        let m = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) => {
+                self.failed(path, "stat", &e);
+                return Ok(None);
+            }
+        };
+        let meta = meta_of(&m);
+        let ft = m.file_type();
+        let kind = if ft.is_file() {
+            let mut file = match std::fs::File::open(path) {
+                Ok(f) => f,
+                Err(e) => {
+                    self.failed(path, "read", &e);
+                    return Ok(None);
+                }
+            };
+            let mut content = Content::default();
+            match self.chunker.read_all(self.sink, &mut file, &mut content) {
+                Ok(()) => self.chunker.finish(self.sink, &mut content)?,
+                Err(Ok(e)) => {
+                    self.chunker.discard();
+                    self.failed(path, "read", &e);
+                    return Ok(None);
+                }
+                Err(Err(e)) => return Err(e),
+            }
+            self.report.files += 1;
+            NodeKind::File {
+                size: content.size,
+                content: content.ids,
+            }
+        } else if ft.is_dir() {
+            let subtree = self.dir(path)?;
+            self.report.dirs += 1;
+            NodeKind::Dir { subtree }
+        } else if ft.is_symlink() {
+            match std::fs::read_link(path) {
+                Ok(t) => NodeKind::Symlink {
+                    target: t.as_os_str().as_bytes().to_vec(),
+                },
+                Err(e) => {
+                    self.failed(path, "read link", &e);
+                    return Ok(None);
+                }
+            }
+        } else {
+            (self.warn)(format!("skipping special file {}", path.display()));
+            return Ok(None);
+        };
+        Ok(Some(Node {
+            name: name.to_vec(),
+            meta,
+            kind,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absolute_is_lexical() -> std::io::Result<()> {
+        assert_eq!(absolute(Path::new("/a/./b/../c"))?, PathBuf::from("/a/c"));
+        assert_eq!(absolute(Path::new("/.."))?, PathBuf::from("/"));
+        assert!(absolute(Path::new("x"))?.is_absolute());
+        Ok(())
+    }
+}
