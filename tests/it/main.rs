@@ -1,1 +1,13 @@
+//! End-to-end tests of the `cairn` binary.
+//!
+//! Each test gets its own repository in a temp directory ([`cairn_e2e::Repo`])
+//! and drives the real binary (built in the tests' profile) through its CLI,
+//! as a user would: environment variables for the repository and passphrase,
+//! data on stdin or in files, results checked on stdout, in restored files and
+//! in the repository's objects.
 
+mod cli;
+mod corruption;
+mod dedup;
+mod files;
+mod streams;

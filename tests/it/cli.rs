@@ -1,0 +1,236 @@
+//! Repository creation, keys and passphrases, snapshot selection, progress.
+
+use cairn_e2e::{cairn_bin, run_cmd, Repo};
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn init_creates_and_never_overwrites() {
+    let r = Repo::init();
+    assert!(r.path.join("config").is_file());
+    assert_eq!(cairn_e2e::files_under(&r.path.join("keys")).len(), 1);
+    let before = std::fs::read(r.path.join("config")).unwrap();
+    let again = r.run(&["init"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(std::fs::read(r.path.join("config")).unwrap(), before);
+    assert_eq!(
+        cairn_e2e::files_under(&r.path.join("keys")).len(),
+        1,
+        "a failed init must not add keys"
+    );
+}
+
+#[test]
+fn missing_repository_and_missing_passphrase_are_clear() {
+    let r = Repo::new();
+    let o = r.run(&["snapshots"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no repository at") && stderr(&o).contains("cairn init"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = run_cmd(
+        std::process::Command::new(cairn_bin())
+            .env_remove("CAIRN_REPOSITORY")
+            .arg("snapshots"),
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--repo"), "{}", stderr(&o));
+
+    let r = Repo::init();
+    // No passphrase in the environment and no terminal (setsid detaches /dev/tty).
+    let o = run_cmd(
+        std::process::Command::new("setsid")
+            .arg(cairn_bin())
+            .arg("snapshots")
+            .env("CAIRN_REPOSITORY", &r.path)
+            .env_remove("CAIRN_PASSWORD"),
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("CAIRN_PASSWORD_FILE"), "{}", stderr(&o));
+}
+
+#[test]
+fn wrong_passphrase_is_a_clear_error() {
+    let r = Repo::init();
+    let o = r
+        .cairn()
+        .env("CAIRN_PASSWORD", "not it")
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("wrong passphrase"), "{}", stderr(&o));
+}
+
+#[test]
+fn passphrase_from_a_file() {
+    let r = Repo::init();
+    let f = r.tmp("pass");
+    std::fs::write(&f, format!("{}\n", r.pass)).unwrap();
+    let o = r
+        .cairn()
+        .env_remove("CAIRN_PASSWORD")
+        .env("CAIRN_PASSWORD_FILE", &f)
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = r
+        .cairn()
+        .env_remove("CAIRN_PASSWORD")
+        .env("CAIRN_PASSWORD_FILE", r.tmp("nope"))
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("passphrase file"), "{}", stderr(&o));
+}
+
+#[test]
+fn keys_add_list_remove() {
+    let r = Repo::init();
+    r.ok_with(&["backup", "--stdin"], b"data under the first key");
+    let out = r
+        .cairn()
+        .env("CAIRN_NEW_PASSWORD", "second secret")
+        .args(["key", "add"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list = String::from_utf8(r.ok(&["key", "list"])).unwrap();
+    assert_eq!(list.lines().count(), 3, "{list}");
+    let current = list.lines().find(|l| l.starts_with('*')).unwrap()[1..9].to_owned();
+    let other = list.lines().skip(1).find(|l| !l.starts_with('*')).unwrap()[1..9].to_owned();
+
+    // The new passphrase opens the repository and reads the old data.
+    let second = |args: &[&str]| {
+        r.cairn()
+            .env("CAIRN_PASSWORD", "second secret")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = second(&["restore", "latest", "--stdout"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.stdout, b"data under the first key");
+
+    // The key in use cannot be removed.
+    let o = r.run(&["key", "remove", &current]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("opened the repository"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Another key can; then the old passphrase no longer opens the repository.
+    let o = second(&["key", "remove", &current]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = r.run(&["snapshots"]);
+    assert!(stderr(&o).contains("wrong passphrase"), "{}", stderr(&o));
+
+    // The last key cannot be removed, even by another's passphrase (there is none left).
+    let o = second(&["key", "remove", &other]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("opened the repository") || stderr(&o).contains("last key"),
+        "{}",
+        stderr(&o)
+    );
+    let o = second(&["key", "remove", "ffffffff"]);
+    assert!(stderr(&o).contains("no key matches"), "{}", stderr(&o));
+}
+
+#[test]
+fn snapshot_arguments_latest_prefix_ambiguous_unknown() {
+    let r = Repo::init();
+    for i in 0..6 {
+        r.ok_with(
+            &["backup", "--stdin", "--name", "s"],
+            format!("content {i}").as_bytes(),
+        );
+    }
+    let snaps = r.snapshots();
+    assert_eq!(snaps.len(), 6);
+    let last = snaps[5]["id"].as_str().unwrap();
+    assert_eq!(r.ok(&["restore", "latest", "--stdout"]), b"content 5");
+    assert_eq!(r.ok(&["restore", &last[..10], "--stdout"]), b"content 5");
+    let first = snaps[0]["id"].as_str().unwrap();
+    assert_eq!(r.ok(&["restore", first, "--stdout"]), b"content 0");
+
+    let o = r.run(&["restore", "0123456789abcdef", "--stdout"]);
+    let unknown = o.status.code() == Some(1) && stderr(&o).contains("no snapshot matches");
+    // (A 16-digit prefix matching a random id is a 2^-64 event.)
+    assert!(unknown, "{}", stderr(&o));
+    // Some one-digit prefix is shared by two of six snapshots or unique; find an ambiguous one if any.
+    let ids: Vec<&str> = snaps.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    if let Some(p) = ids
+        .iter()
+        .map(|i| &i[..1])
+        .find(|p| ids.iter().filter(|i| i.starts_with(*p)).count() > 1)
+    {
+        let o = r.run(&["restore", p, "--stdout"]);
+        assert!(stderr(&o).contains("ambiguous"), "{}", stderr(&o));
+    }
+    let o = r.run(&["restore", "not-hex!", "--stdout"]);
+    assert!(stderr(&o).contains("not a snapshot id"), "{}", stderr(&o));
+}
+
+#[test]
+fn snapshots_table_and_json() {
+    let r = Repo::init();
+    r.ok_with(&["backup", "--stdin", "--name", "db.sql"], b"select 1;");
+    let table = String::from_utf8(r.ok(&["snapshots"])).unwrap();
+    assert!(table.starts_with("ID"), "{table}");
+    assert!(
+        table.contains("stdin:db.sql") && table.contains("1 snapshots"),
+        "{table}"
+    );
+    let s = &r.snapshots()[0];
+    assert_eq!(s["source"]["type"], "stdin");
+    assert_eq!(s["summary"]["bytes_read"], 9);
+    assert_eq!(s["partial"], false);
+}
+
+#[test]
+fn silent_without_a_terminal_and_progress_with_one() {
+    let r = Repo::init();
+    let data = cairn_e2e::random_bytes(8 << 20, 1);
+    let o = r.run_with(&["backup", "--stdin"], &data);
+    assert!(o.status.success());
+    assert!(
+        o.stderr.is_empty(),
+        "stderr should be silent: {}",
+        stderr(&o)
+    );
+
+    // Under a pseudo-terminal (script(1)), the progress display appears.
+    let input = r.tmp("in");
+    std::fs::write(&input, cairn_e2e::random_bytes(64 << 20, 2)).unwrap();
+    let cmd = format!(
+        "{} backup --stdin < {}",
+        cairn_bin().display(),
+        input.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("CAIRN_REPOSITORY", &r.path)
+        .env("CAIRN_PASSWORD", &r.pass)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("saved"), "{text}");
+}
