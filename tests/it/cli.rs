@@ -234,3 +234,91 @@ fn silent_without_a_terminal_and_progress_with_one() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("saved"), "{text}");
 }
+
+/// Runs `cairn ARGS` under a pseudo-terminal with no passphrase in the
+/// environment, answering each prompt (a substring of the output) with its
+/// line once the prompt has appeared. Returns the exit status and the output.
+fn on_terminal(repo: &std::path::Path, args: &str, answers: &[(&str, &str)]) -> (i32, String) {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    let cmd = format!("{} {args}", cairn_bin().display());
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("CAIRN_REPOSITORY", repo)
+        .env_remove("CAIRN_PASSWORD")
+        .env_remove("CAIRN_PASSWORD_FILE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(String::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let sink = seen.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut from = 0;
+    for (prompt, answer) in answers {
+        loop {
+            let text = seen.lock().unwrap().clone();
+            if let Some(at) = text[from..].find(prompt) {
+                from += at + prompt.len();
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no prompt {prompt:?} in {text:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
+    }
+    let status = child.wait().unwrap();
+    drop(stdin);
+    reader.join().unwrap();
+    let text = seen.lock().unwrap().clone();
+    (status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn passphrase_prompt_on_a_terminal() {
+    let r = Repo::new();
+    let (code, text) = on_terminal(
+        &r.path,
+        "init",
+        &[
+            ("new repository:", "typed secret"),
+            ("confirm:", "typed secret"),
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        !text.contains("typed secret"),
+        "the passphrase was echoed: {text}"
+    );
+    let (code, text) = on_terminal(&r.path, "snapshots", &[("passphrase:", "typed secret")]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("0 snapshots"), "{text}");
+    let (code, text) = on_terminal(&r.path, "snapshots", &[("passphrase:", "wrong")]);
+    assert_eq!(code, 1, "{text}");
+
+    let other = Repo::new();
+    let (code, text) = on_terminal(
+        &other.path,
+        "init",
+        &[("new repository:", "one"), ("confirm:", "two")],
+    );
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("differ"), "{text}");
+    assert!(!other.path.join("config").exists());
+}

@@ -7,6 +7,7 @@
 //! in the repository's objects.
 
 mod cli;
+mod compat;
 mod corruption;
 mod dedup;
 mod files;
