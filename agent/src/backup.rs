@@ -153,11 +153,18 @@ pub async fn run(repo: &Repository, what: What) -> Result<Outcome> {
             })
             .await;
             progress.finish();
-            // The pipeline has consumed everything the reader sent; the
+            let (tree, packs) = match result {
+                Ok(v) => v,
+                Err(e) => {
+                    // The reader may be blocked on a read that never ends;
+                    // dropping the stream kills a command.
+                    reader.abort();
+                    return Err(e.into());
+                }
+            };
+            // The pipeline consumed everything the reader sent; the
             // reader's and the command's verdicts come before any snapshot.
-            let read = reader.await.context("stream reader")?;
-            let (tree, packs) = result?;
-            read?;
+            reader.await.context("stream reader")??;
             stream.finish().await?;
             (
                 source,

@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use cairn_repo_format::{
     keyfile, sealed, Commit, Config, IndexFile, KdfParams, KeyError, KeyId, KeyMeta, MasterKey,
-    ObjectKind, ObjectName, Passphrase, RepoKeys, Snapshot, SnapshotId, Tree,
+    ObjectKind, ObjectName, Passphrase, RepoKeys, SessionId, Snapshot, SnapshotId, Tree,
 };
 use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
@@ -52,6 +52,17 @@ fn key_meta() -> KeyMeta {
 }
 
 impl Repository {
+    fn with_keys(backend: DynBackend, master: MasterKey, key_id: KeyId, config: Config) -> Self {
+        let keys = Arc::new(master.derive());
+        Self {
+            backend,
+            keys,
+            config,
+            key_id,
+            master: Arc::new(master),
+        }
+    }
+
     /// Creates a repository: a key file, then the config (create-only: an
     /// existing repository is never touched).
     pub async fn init(
@@ -84,13 +95,7 @@ impl Repository {
                     anyhow!(e).context("writing the repository config")
                 }
             })?;
-        Ok(Self {
-            backend,
-            keys: Arc::new(keys),
-            config,
-            key_id,
-            master: Arc::new(master),
-        })
+        Ok(Self::with_keys(backend, master, key_id, config))
     }
 
     /// Opens a repository with a passphrase, trying every key file.
@@ -142,16 +147,9 @@ impl Repository {
                 key_names.len()
             );
         };
-        let keys = master.derive();
-        let config =
-            Config::open(&keys.enc, &config_bytes).context("decrypting the repository config")?;
-        Ok(Self {
-            backend,
-            keys: Arc::new(keys),
-            config,
-            key_id,
-            master: Arc::new(master),
-        })
+        let config = Config::open(&master.derive().enc, &config_bytes)
+            .context("decrypting the repository config")?;
+        Ok(Self::with_keys(backend, master, key_id, config))
     }
 
     /// Adds a key file for another passphrase.
@@ -202,18 +200,21 @@ impl Repository {
             .buffer_unordered(FETCH_CONCURRENCY)
             .try_collect()
             .await?;
-        let ids: Vec<SnapshotId> = commits
+        let listed: Vec<(SessionId, SnapshotId)> = commits
             .iter()
-            .flat_map(|c| c.snapshots.iter().copied())
+            .flat_map(|c| c.snapshots.iter().map(|s| (c.session, *s)))
             .collect();
-        let mut snapshots: Vec<(SnapshotId, Snapshot)> = futures::stream::iter(ids)
-            .map(|id| async move {
+        let mut snapshots: Vec<(SnapshotId, Snapshot)> = futures::stream::iter(listed)
+            .map(|(session, id)| async move {
                 let name = ObjectName::Snapshot(id);
                 let data = self.backend.get(&name).await.with_context(|| {
                     format!("snapshot {id} is listed by a commit but cannot be read")
                 })?;
                 let s = Snapshot::open(&self.keys.enc, id, &data)
                     .with_context(|| format!("reading {name}"))?;
+                if s.session != session {
+                    bail!("{name} names session {} but is listed by the commit of session {}: the repository is inconsistent", s.session.short(), session.short());
+                }
                 Ok::<_, anyhow::Error>((id, s))
             })
             .buffer_unordered(FETCH_CONCURRENCY)

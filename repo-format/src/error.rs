@@ -80,6 +80,23 @@ impl FormatError {
             value,
         }
     }
+    /// `Ok` if `found` is the `supported` version, else the error naming both.
+    pub(crate) fn check_version(
+        what: &str,
+        found: impl Into<u64>,
+        supported: impl Into<u64>,
+    ) -> Result<(), Self> {
+        let (version, supported) = (found.into(), supported.into());
+        if version == supported {
+            Ok(())
+        } else {
+            Err(FormatError::UnsupportedVersion {
+                what: what.to_owned(),
+                version,
+                supported,
+            })
+        }
+    }
 }
 
 /// A blob could not be read back: the error names the pack and the blob.

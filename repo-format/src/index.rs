@@ -68,13 +68,7 @@ impl IndexFile {
         let what = "index";
         let mut r = Reader::new(what, data);
         let version = r.u8()?;
-        if version != VERSION {
-            return Err(FormatError::UnsupportedVersion {
-                what: what.into(),
-                version: version.into(),
-                supported: VERSION.into(),
-            });
-        }
+        FormatError::check_version(what, version, VERSION)?;
         r.reserved(3)?;
         let count = r.u32()? as usize;
         // Each pack takes at least 44 bytes: bound the allocation by the input.

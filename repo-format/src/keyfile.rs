@@ -184,13 +184,7 @@ pub fn parse(data: &[u8]) -> Result<KeyFile<'_>, FormatError> {
         return Err(FormatError::BadMagic { what: what.into() });
     }
     let version = r.u16()?;
-    if version != VERSION {
-        return Err(FormatError::UnsupportedVersion {
-            what: what.into(),
-            version: version.into(),
-            supported: VERSION.into(),
-        });
-    }
+    FormatError::check_version(what, version, VERSION)?;
     let kdf = r.u8()?;
     if kdf != KDF_ARGON2ID {
         return Err(FormatError::range(what, "kdf", kdf.into()));

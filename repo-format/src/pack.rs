@@ -273,13 +273,7 @@ impl PackCipher {
         if r.array::<8>()? != MAGIC {
             return Err(FormatError::BadMagic { what });
         }
-        if version != VERSION {
-            return Err(FormatError::UnsupportedVersion {
-                what,
-                version: version.into(),
-                supported: VERSION.into(),
-            });
-        }
+        FormatError::check_version(&what, version, VERSION)?;
         if !(MIN_HEADER..=MAX_HEADER).contains(&h) || (h as usize - TAG_LEN) % HEADER_ALIGN != 0 {
             return Err(FormatError::range(&what, "header length", h.into()));
         }
@@ -316,13 +310,7 @@ impl PackCipher {
 fn decode_header(what: &str, plain: &[u8]) -> Result<(Vec<BlobEntry>, u64), FormatError> {
     let mut r = Reader::new(what, plain);
     let version = r.u8()?;
-    if version != HEADER_VERSION {
-        return Err(FormatError::UnsupportedVersion {
-            what: what.into(),
-            version: version.into(),
-            supported: HEADER_VERSION.into(),
-        });
-    }
+    FormatError::check_version(what, version, HEADER_VERSION)?;
     r.reserved(3)?;
     let count = r.u32()?;
     let region = r.u64()?;

@@ -142,13 +142,7 @@ pub fn open(
 ) -> Result<Vec<u8>, FormatError> {
     let what = format!("{} {name}", kind.what);
     let version = peek_version(kind, data)?;
-    if version != kind.version {
-        return Err(FormatError::UnsupportedVersion {
-            what,
-            version: version.into(),
-            supported: kind.version.into(),
-        });
-    }
+    FormatError::check_version(&what, version, kind.version)?;
     if data.len() > MAX_SEALED_PAYLOAD + SEALED_HEADER_LEN + TAG_LEN {
         return Err(FormatError::range(&what, "length", data.len() as u64));
     }

@@ -80,18 +80,6 @@ pub struct Snapshot {
     pub summary: Summary,
 }
 
-fn check_version(what: &str, v: u32) -> Result<(), FormatError> {
-    if v == 1 {
-        Ok(())
-    } else {
-        Err(FormatError::UnsupportedVersion {
-            what: what.into(),
-            version: v.into(),
-            supported: 1,
-        })
-    }
-}
-
 impl Snapshot {
     /// Encrypts as `snapshots/<id>`.
     pub fn seal(&self, enc: &EncKey, id: SnapshotId) -> Vec<u8> {
@@ -119,7 +107,7 @@ impl Snapshot {
     }
 
     fn check(&self) -> Result<(), FormatError> {
-        check_version("snapshot", self.version)?;
+        FormatError::check_version("snapshot", self.version, 1u32)?;
         let ok = match &self.source {
             Source::Stdin { name } => valid_stream_name(name),
             Source::Command { name, argv } => valid_stream_name(name) && !argv.is_empty(),
@@ -173,7 +161,7 @@ impl Commit {
     /// [`FormatError`] if it fails authentication or is not a valid v1 commit.
     pub fn open(enc: &EncKey, session: SessionId, data: &[u8]) -> Result<Self, FormatError> {
         let c: Commit = open_json(enc, COMMIT, &ObjectName::Commit(session).path(), data)?;
-        check_version("commit", c.version)?;
+        FormatError::check_version("commit", c.version, 1u32)?;
         if c.session != session {
             return Err(FormatError::invalid(
                 "commit",
@@ -216,7 +204,7 @@ impl Lease {
     /// [`FormatError`] if it fails authentication or is not a valid v1 lease.
     pub fn open(enc: &EncKey, session: SessionId, data: &[u8]) -> Result<Self, FormatError> {
         let l: Lease = open_json(enc, LEASE, &ObjectName::Lease(session).path(), data)?;
-        check_version("lease", l.version)?;
+        FormatError::check_version("lease", l.version, 1u32)?;
         Ok(l)
     }
 }

@@ -222,13 +222,7 @@ impl Tree {
     pub fn decode(data: &[u8]) -> Result<Self, FormatError> {
         let what = "tree";
         let raw: RawTree = decode_json(what, data)?;
-        if raw.version != 1 {
-            return Err(FormatError::UnsupportedVersion {
-                what: what.into(),
-                version: raw.version.into(),
-                supported: 1,
-            });
-        }
+        FormatError::check_version(what, raw.version, 1u32)?;
         let mut nodes = Vec::with_capacity(raw.nodes.len());
         for r in raw.nodes {
             let name = from_text_or_hex(what, "name", r.name, r.name_hex)?;
