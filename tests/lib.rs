@@ -41,15 +41,17 @@ pub fn cairn_bin() -> PathBuf {
     .clone()
 }
 
-/// A temporary directory with a repository path and a passphrase.
+/// A temporary directory with a repository address and a passphrase.
 #[derive(Debug)]
 pub struct Repo {
     /// Keeps the directory alive.
     pub dir: tempfile::TempDir,
-    /// The repository path (not created until `init`).
+    /// The repository address: a path, or `s3:BUCKET/PREFIX` (not created until `init`).
     pub path: PathBuf,
     /// The passphrase used by [`Repo::cairn`].
     pub pass: String,
+    /// Extra environment for every `cairn` run (S3 endpoint and credentials).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Repo {
@@ -67,7 +69,26 @@ impl Repo {
             dir,
             path,
             pass: "correct horse battery staple".into(),
+            env: Vec::new(),
         }
+    }
+
+    /// A fresh repository address on the test S3 server (not initialised).
+    pub fn new_s3() -> Self {
+        let s3 = s3_server();
+        let mut r = Self::new();
+        r.path = PathBuf::from(format!(
+            "s3:{}/t-{}",
+            s3.bucket,
+            hex::encode(rand::random::<[u8; 8]>())
+        ));
+        r.env = vec![
+            ("AWS_ENDPOINT_URL_S3".into(), s3.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID".into(), s3.access_key.clone()),
+            ("AWS_SECRET_ACCESS_KEY".into(), s3.secret_key.clone()),
+            ("AWS_REGION".into(), "us-east-1".into()),
+        ];
+        r
     }
 
     /// A fresh, initialised repository.
@@ -95,6 +116,7 @@ impl Repo {
         }
         c.env("CAIRN_REPOSITORY", &self.path)
             .env("CAIRN_PASSWORD", &self.pass);
+        c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         c
     }
 
@@ -241,4 +263,134 @@ pub fn is_root() -> bool {
     std::fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
         .unwrap_or(false)
+}
+
+/// A SeaweedFS S3 server on 127.0.0.1, one per test process, in a
+/// throwaway directory. A watchdog shell stops it and deletes its data when
+/// the test process exits.
+#[derive(Debug)]
+pub struct S3Server {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// The bucket created at start.
+    pub bucket: String,
+    /// Access key.
+    pub access_key: String,
+    /// Secret key.
+    pub secret_key: String,
+}
+
+/// The SeaweedFS binary: `$CAIRN_WEED`, or where scripts/install-seaweedfs.sh puts it.
+pub fn weed_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("CAIRN_WEED") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"));
+    home.join(".cache/cairn/seaweedfs-4.48/bin/weed")
+}
+
+fn port_free(p: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+}
+
+/// The HTTP status of `GET path` on 127.0.0.1:`port`, if it answers.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .ok()?;
+    s.write_all(
+        format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n\r\n")
+            .as_bytes(),
+    )
+    .ok()?;
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).ok()?;
+    String::from_utf8_lossy(&buf[..n])
+        .split(' ')
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The test process's S3 server, started on first use.
+///
+/// # Panics
+/// If SeaweedFS is not installed or does not start: S3 tests never skip.
+pub fn s3_server() -> &'static S3Server {
+    static SERVER: OnceLock<S3Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let weed = weed_bin();
+        assert!(
+            weed.exists(),
+            "SeaweedFS (the S3 test server) is not installed at {}: run `bash scripts/install-seaweedfs.sh` (or `bash .ci/run`), or set CAIRN_WEED",
+            weed.display()
+        );
+        let dir = tempfile::Builder::new().prefix("cairn-s3-").tempdir().expect("tempdir").keep();
+        std::fs::create_dir_all(dir.join("data")).expect("data dir");
+        std::fs::create_dir_all(dir.join("logs")).expect("logs dir");
+        let (ak, sk) = ("cairn-test-access", "cairn-test-secret-key");
+        let creds = format!(
+            r#"{{"identities":[{{"name":"ci","credentials":[{{"accessKey":"{ak}","secretKey":"{sk}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
+        );
+        std::fs::write(dir.join("s3.json"), creds).expect("s3.json");
+        // Ten consecutive free ports on loopback.
+        let mut base = 0u16;
+        for _ in 0..200 {
+            let b = 20_000 + 10 * (rand::random::<u16>() % 900);
+            if (b..b + 10).all(port_free) {
+                base = b;
+                break;
+            }
+        }
+        assert!(base != 0, "no free ports for the S3 test server");
+        let d = dir.display();
+        let args = format!(
+            "-logdir={d}/logs mini -dir={d}/data -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+             -master.port={} -master.port.grpc={} -volume.port={} -volume.port.grpc={} \
+             -filer.port={} -filer.port.grpc={} -s3.port={} -s3.port.grpc={} -admin.port={} -admin.port.grpc={} \
+             -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 -master.telemetry=false \
+             -s3.config={d}/s3.json -bucket=cairn -s3.localSocket={d}/s3.sock -filer.localSocket={d}/filer.sock",
+            base,
+            base + 1,
+            base + 2,
+            base + 3,
+            base + 4,
+            base + 5,
+            base + 6,
+            base + 7,
+            base + 8,
+            base + 9
+        );
+        let watchdog = format!(
+            "{weed} {args} > {d}/weed.out 2>&1 & w=$!; \
+             while kill -0 {me} 2>/dev/null && kill -0 $w 2>/dev/null; do sleep 0.5; done; \
+             kill $w 2>/dev/null; wait $w; rm -rf {d}",
+            weed = weed.display(),
+            me = std::process::id()
+        );
+        // Double fork: the outer shell exits at once (and is waited for); the
+        // watchdog, reparented to init, outlives this process to clean up.
+        let started = Command::new("sh")
+            .arg("-c")
+            .arg(format!("( {watchdog} ) </dev/null >/dev/null 2>&1 &"))
+            .status()
+            .expect("start SeaweedFS");
+        assert!(started.success(), "could not start the SeaweedFS watchdog");
+        let port = base + 6;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        // Ready: the S3 gateway answers (403 to anonymous requests) and the
+        // filer holds the bucket, which is created a moment after start.
+        while http_status(port, "/") != Some(403) || http_status(base + 4, "/buckets/cairn/") != Some(200) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "SeaweedFS did not start on 127.0.0.1:{port}; its output:\n{}",
+                std::fs::read_to_string(dir.join("weed.out")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        S3Server { endpoint: format!("http://127.0.0.1:{port}"), bucket: "cairn".into(), access_key: ak.into(), secret_key: sk.into() }
+    })
 }

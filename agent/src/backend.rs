@@ -7,9 +7,12 @@ use bytes::Bytes;
 use cairn_repo_format::{ObjectKind, ObjectName};
 use std::sync::Arc;
 
+pub mod faulty;
 pub mod local;
 #[cfg(test)]
 pub mod memory;
+pub mod retry;
+pub mod s3;
 
 #[cfg(test)]
 mod conformance;
@@ -24,16 +27,12 @@ pub enum PutMode {
 }
 
 /// Classification of a backend failure; the only thing retry logic looks at.
-/// (`PreconditionFailed` and `RateLimited` come from the S3 backend.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)]
 pub enum ErrorKind {
     /// The object does not exist.
     NotFound,
     /// A create-only write found the object already there.
     AlreadyExists,
-    /// A conditional write's precondition did not hold.
-    PreconditionFailed,
     /// Credentials or permissions refuse the operation.
     PermissionDenied,
     /// The server asks to slow down.
@@ -62,7 +61,6 @@ pub struct BackendError {
 
 impl BackendError {
     /// Whether trying again may help.
-    #[allow(dead_code)] // consulted by the retry layer that comes with S3
     pub fn is_retryable(&self) -> bool {
         matches!(self.kind, ErrorKind::RateLimited | ErrorKind::Transient)
     }
@@ -110,16 +108,33 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 /// A shared backend.
 pub type DynBackend = Arc<dyn Backend>;
 
-/// Opens the backend a repository address names.
+/// How to open a repository's backend.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// S3 settings (for `s3:` addresses).
+    pub s3: s3::S3Options,
+    /// Retries per operation for retryable errors.
+    pub retries: u32,
+}
+
+/// Opens the backend a repository address names: `s3:BUCKET/PREFIX`,
+/// `s3://BUCKET/PREFIX`, or a local path (optionally `local:PATH`). Every
+/// backend is wrapped in [`retry::Retry`] (and, for tests only, in
+/// [`faulty::Faulty`] when `CAIRN_TEST_FAULTS` is set).
 ///
 /// # Errors
-/// If the address has a scheme this build does not support.
-pub fn open(address: &str) -> anyhow::Result<DynBackend> {
-    if let Some(rest) = address.strip_prefix("s3:") {
-        anyhow::bail!(
-            "S3 repositories ({rest}) are not supported by this build yet; use a local directory"
-        );
-    }
-    let path = address.strip_prefix("local:").unwrap_or(address);
-    Ok(Arc::new(local::LocalBackend::new(path.into())))
+/// If the address is malformed, or `CAIRN_TEST_FAULTS` is.
+pub async fn open(address: &str, opts: &Options) -> anyhow::Result<DynBackend> {
+    let base: DynBackend = if let Some(rest) = address.strip_prefix("s3:") {
+        let (bucket, prefix) = s3::parse_address(rest)?;
+        Arc::new(s3::S3Backend::new(bucket, prefix, &opts.s3).await)
+    } else {
+        let path = address.strip_prefix("local:").unwrap_or(address);
+        Arc::new(local::LocalBackend::new(path.into()))
+    };
+    let base: DynBackend = match std::env::var("CAIRN_TEST_FAULTS") {
+        Ok(spec) if !spec.is_empty() => Arc::new(faulty::Faulty::parse(base, &spec)?),
+        _ => base,
+    };
+    Ok(Arc::new(retry::Retry::new(base, opts.retries)))
 }

@@ -53,13 +53,13 @@ pub struct Outcome {
 }
 
 /// Pipeline options for this repository on this machine.
-pub fn options(repo: &Repository) -> Options {
+pub fn options(repo: &Repository, uploads: usize) -> Options {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
     Options {
         workers: cores,
-        uploads: 2,
+        uploads: uploads.max(1),
         open_packs: 2,
         pack_size: repo.config.pack_size.into(),
         zstd_level: repo.config.zstd_level,
@@ -104,7 +104,7 @@ fn stdin_size() -> Option<u64> {
 }
 
 /// Runs one backup and commits its snapshot.
-pub async fn run(repo: &Repository, what: What) -> Result<Outcome> {
+pub async fn run(repo: &Repository, what: What, uploads: usize) -> Result<Outcome> {
     let started = Instant::now();
     let committed = repo.committed().await?;
     let known = Arc::new(repo.load_index(&committed).await?);
@@ -121,7 +121,7 @@ pub async fn run(repo: &Repository, what: What) -> Result<Outcome> {
         known,
     };
     let chunker = Chunker::new(repo.config.chunker, &repo.keys.gear);
-    let opts = options(repo);
+    let opts = options(repo, uploads);
     let started_ns = session.started_ns;
 
     let (source, tree, report, packs) = match what {

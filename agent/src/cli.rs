@@ -28,9 +28,29 @@ pub enum Status {
 #[derive(Debug, Parser)]
 #[command(name = "cairn", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Repository: a local directory path.
+    /// Repository: a local directory, or s3:BUCKET/PREFIX (also s3://BUCKET/PREFIX).
     #[arg(long, short = 'r', env = "CAIRN_REPOSITORY", global = true)]
     repo: Option<String>,
+
+    /// Endpoint of an S3-compatible store, e.g. http://127.0.0.1:8333 (path-style addressing is used with it).
+    #[arg(long, env = "AWS_ENDPOINT_URL_S3", global = true)]
+    s3_endpoint: Option<String>,
+
+    /// S3 region (default: from the AWS configuration, else us-east-1).
+    #[arg(long, env = "AWS_REGION", global = true)]
+    s3_region: Option<String>,
+
+    /// Use virtual-hosted addressing (bucket.host) with --s3-endpoint.
+    #[arg(long, global = true)]
+    s3_virtual_hosted: bool,
+
+    /// Objects at least this many MiB are uploaded to S3 in parts.
+    #[arg(long, global = true, default_value_t = crate::backend::s3::DEFAULT_MULTIPART_THRESHOLD >> 20)]
+    s3_multipart_threshold_mib: usize,
+
+    /// Retries per storage operation after throttling, 5xx, timeouts or resets.
+    #[arg(long, env = "CAIRN_RETRIES", global = true, default_value_t = crate::backend::retry::DEFAULT_RETRIES)]
+    retries: u32,
 
     #[command(subcommand)]
     command: Command,
@@ -61,7 +81,17 @@ pub async fn run(cli: Cli) -> Result<Status> {
     let Some(address) = repo else {
         bail!("no repository given: pass --repo PATH or set CAIRN_REPOSITORY");
     };
-    let backend = backend::open(&address)?;
+    let opts = backend::Options {
+        s3: backend::s3::S3Options {
+            endpoint: cli.s3_endpoint.filter(|e| !e.is_empty()),
+            region: cli.s3_region.filter(|r| !r.is_empty()),
+            virtual_hosted: cli.s3_virtual_hosted,
+            multipart_threshold: cli.s3_multipart_threshold_mib.saturating_mul(1 << 20),
+            part_size: 0,
+        },
+        retries: cli.retries,
+    };
+    let backend = backend::open(&address, &opts).await?;
     match cli.command {
         Command::Init(args) => init::run(backend, args).await,
         Command::Key { command } => key::run(open(backend).await?, command).await,

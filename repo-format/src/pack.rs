@@ -274,7 +274,9 @@ impl PackCipher {
             return Err(FormatError::BadMagic { what });
         }
         FormatError::check_version(&what, version, VERSION)?;
-        if !(MIN_HEADER..=MAX_HEADER).contains(&h) || (h as usize - TAG_LEN) % HEADER_ALIGN != 0 {
+        if !(MIN_HEADER..=MAX_HEADER).contains(&h)
+            || !(h as usize - TAG_LEN).is_multiple_of(HEADER_ALIGN)
+        {
             return Err(FormatError::range(&what, "header length", h.into()));
         }
         let h = h as usize;

@@ -78,3 +78,25 @@ fn a_text_sql_dump_is_stored_compressed() {
     );
     assert_eq!(r.ok(&["restore", "latest", "--stdout"]), dump);
 }
+
+#[test]
+fn a_gibibyte_is_few_objects() {
+    use std::io::Write;
+    let r = Repo::init();
+    let input = r.tmp("input");
+    let mut f = std::fs::File::create(&input).unwrap();
+    for part in 0..16 {
+        f.write_all(&random_bytes(64 << 20, 1000 + part)).unwrap();
+    }
+    drop(f);
+    let o = r
+        .cairn()
+        .args(["backup", "--stdin"])
+        .stdin(std::fs::File::open(&input).unwrap())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let objects = cairn_e2e::files_under(&r.path).len();
+    eprintln!("1 GiB backup: {objects} objects in the repository");
+    assert!(objects <= 40, "a 1 GiB backup left {objects} objects");
+}

@@ -11,4 +11,5 @@ mod compat;
 mod corruption;
 mod dedup;
 mod files;
+mod s3;
 mod streams;

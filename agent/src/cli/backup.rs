@@ -23,6 +23,9 @@ pub struct Args {
     /// Print a JSON summary on standard output.
     #[arg(long)]
     json: bool,
+    /// Pack uploads in flight (memory grows by one pack size per upload).
+    #[arg(long, env = "CAIRN_UPLOADS", default_value_t = 2)]
+    uploads: usize,
     /// Files and directories to back up.
     paths: Vec<PathBuf>,
     /// The command and its arguments (after `--`).
@@ -81,7 +84,7 @@ fn what(args: &Args) -> Result<What> {
 
 pub async fn run(repo: Repository, args: Args) -> Result<Status> {
     let what = what(&args)?;
-    let out = backup::run(&repo, what).await?;
+    let out = backup::run(&repo, what, args.uploads).await?;
     let s = &out.snapshot.summary;
     if args.json {
         let json = serde_json::json!({

@@ -1,0 +1,152 @@
+//! Fault injection for tests: a backend that fails some operations of
+//! another. Enabled only by the `CAIRN_TEST_FAULTS` environment variable:
+//!
+//! - `transient=P`: each operation fails with a transient error with
+//!   probability P; for writes, half of those fail *after* the write took
+//!   effect (a lost answer), which retries must handle.
+//! - `permanent-after=N`: after N successful writes, every write fails with
+//!   permission denied (a revoked credential mid-backup).
+//! - `seed=S`: the random seed (default 1).
+
+use super::{Backend, BackendError, DynBackend, ErrorKind, PutMode};
+use async_trait::async_trait;
+use bytes::Bytes;
+use cairn_repo_format::{ObjectKind, ObjectName};
+use rand::{Rng, SeedableRng};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// A backend that injects failures into another.
+#[derive(Debug)]
+pub struct Faulty {
+    inner: DynBackend,
+    transient: f64,
+    permanent_after: Option<u64>,
+    writes: AtomicU64,
+    rng: Mutex<rand::rngs::StdRng>,
+}
+
+/// Where an injected transient fault strikes.
+enum Strike {
+    None,
+    Before,
+    After,
+}
+
+impl Faulty {
+    /// Parses a `CAIRN_TEST_FAULTS` specification.
+    pub fn parse(inner: DynBackend, spec: &str) -> anyhow::Result<Self> {
+        let (mut transient, mut permanent_after, mut seed) = (0.0, None, 1u64);
+        for item in spec.split(',').filter(|s| !s.is_empty()) {
+            let (k, v) = item
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("CAIRN_TEST_FAULTS: {item:?} is not key=value"))?;
+            match k {
+                "transient" => transient = v.parse()?,
+                "permanent-after" => permanent_after = Some(v.parse()?),
+                "seed" => seed = v.parse()?,
+                _ => anyhow::bail!("CAIRN_TEST_FAULTS: unknown key {k:?}"),
+            }
+        }
+        Ok(Self {
+            inner,
+            transient,
+            permanent_after,
+            writes: AtomicU64::new(0),
+            rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)),
+        })
+    }
+
+    fn strike(&self, write: bool) -> Strike {
+        let mut rng = self
+            .rng
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !rng.gen_bool(self.transient.clamp(0.0, 1.0)) {
+            return Strike::None;
+        }
+        if write && rng.gen_bool(0.5) {
+            Strike::After
+        } else {
+            Strike::Before
+        }
+    }
+
+    fn fault(&self, kind: ErrorKind, op: &'static str, object: String) -> BackendError {
+        BackendError {
+            kind,
+            op,
+            object,
+            location: self.inner.location(),
+            detail: "injected fault (CAIRN_TEST_FAULTS)".into(),
+        }
+    }
+
+    async fn read<T>(
+        &self,
+        op: &'static str,
+        object: String,
+        f: impl std::future::Future<Output = Result<T, BackendError>>,
+    ) -> Result<T, BackendError> {
+        match self.strike(false) {
+            Strike::None => f.await,
+            _ => Err(self.fault(ErrorKind::Transient, op, object)),
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for Faulty {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+
+    async fn put(&self, name: &ObjectName, data: Bytes, mode: PutMode) -> Result<(), BackendError> {
+        if let Some(n) = self.permanent_after {
+            if self.writes.load(Ordering::SeqCst) >= n {
+                return Err(self.fault(ErrorKind::PermissionDenied, "put", name.path()));
+            }
+        }
+        match self.strike(true) {
+            Strike::Before => Err(self.fault(ErrorKind::Transient, "put", name.path())),
+            Strike::After => {
+                self.inner.put(name, data, mode).await?;
+                self.writes.fetch_add(1, Ordering::SeqCst);
+                Err(self.fault(ErrorKind::Transient, "put", name.path()))
+            }
+            Strike::None => {
+                self.inner.put(name, data, mode).await?;
+                self.writes.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+        }
+    }
+
+    async fn get(&self, name: &ObjectName) -> Result<Bytes, BackendError> {
+        self.read("get", name.path(), self.inner.get(name)).await
+    }
+
+    async fn get_range(
+        &self,
+        name: &ObjectName,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, BackendError> {
+        self.read("get", name.path(), self.inner.get_range(name, offset, len))
+            .await
+    }
+
+    async fn head(&self, name: &ObjectName) -> Result<u64, BackendError> {
+        self.read("head", name.path(), self.inner.head(name)).await
+    }
+
+    async fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectName>, BackendError> {
+        self.read("list", kind.prefix().to_owned(), self.inner.list(kind))
+            .await
+    }
+
+    async fn delete(&self, name: &ObjectName) -> Result<(), BackendError> {
+        self.read("delete", name.path(), self.inner.delete(name))
+            .await
+    }
+}

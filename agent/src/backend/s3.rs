@@ -1,0 +1,471 @@
+//! A repository in an S3 bucket (AWS or any S3-compatible store).
+//!
+//! - Credentials come from the AWS SDK's default chain: environment, shared
+//!   profile, web identity (IRSA on Kubernetes), container and instance
+//!   metadata. They never appear in our messages.
+//! - Create-only writes send `If-None-Match: *`; a store that answers 412 (or
+//!   409 on a conditional conflict) has the object already.
+//! - Objects above the multipart threshold go up in parts; any failure aborts
+//!   the upload so no parts are left (a lifecycle rule for stray parts is still
+//!   recommended: docs/operations.md).
+//! - The SDK's own retries are off: [`super::retry::Retry`] retries by our
+//!   classification, with backoff and jitter.
+
+use super::{Backend, BackendError, ErrorKind, PutMode};
+use async_trait::async_trait;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::Bytes;
+use cairn_repo_format::{ObjectKind, ObjectName};
+use std::time::Duration;
+
+/// How to reach the bucket.
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    /// Endpoint URL of an S3-compatible store (default: AWS, or `AWS_ENDPOINT_URL_S3`).
+    pub endpoint: Option<String>,
+    /// Region (default: the SDK's chain, else us-east-1).
+    pub region: Option<String>,
+    /// Use virtual-hosted addressing even with a custom endpoint.
+    pub virtual_hosted: bool,
+    /// Objects at least this large are uploaded in parts.
+    pub multipart_threshold: usize,
+    /// Size of each part.
+    pub part_size: usize,
+}
+
+/// Default multipart threshold: a full default pack goes up in parts.
+pub const DEFAULT_MULTIPART_THRESHOLD: usize = 24 << 20;
+/// Default part size.
+pub const DEFAULT_PART_SIZE: usize = 16 << 20;
+
+/// A repository at `s3:BUCKET/PREFIX`.
+#[derive(Debug, Clone)]
+pub struct S3Backend {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    prefix: String,
+    threshold: usize,
+    part_size: usize,
+}
+
+/// Splits `BUCKET/PREFIX` (after `s3:` or `s3://`).
+pub fn parse_address(rest: &str) -> anyhow::Result<(String, String)> {
+    let rest = rest.trim_start_matches("//");
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        anyhow::bail!("an S3 repository address is s3:BUCKET/PREFIX (or s3://BUCKET/PREFIX); the bucket is missing");
+    }
+    let prefix = prefix.trim_matches('/');
+    Ok((
+        bucket.to_owned(),
+        if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}/")
+        },
+    ))
+}
+
+impl S3Backend {
+    /// Builds the client from the SDK's configuration chain and `opts`.
+    pub async fn new(bucket: String, prefix: String, opts: &S3Options) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(r) = &opts.region {
+            loader = loader.region(aws_config::Region::new(r.clone()));
+        }
+        let shared = loader.load().await;
+        let env_endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
+            .ok()
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+        let custom_endpoint = opts.endpoint.is_some() || env_endpoint.is_some();
+        let mut conf = aws_sdk_s3::config::Builder::from(&shared)
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .read_timeout(Duration::from_secs(120))
+                    .build(),
+            )
+            .force_path_style(custom_endpoint && !opts.virtual_hosted);
+        if shared.region().is_none() {
+            conf = conf.region(aws_config::Region::new("us-east-1"));
+        }
+        if let Some(e) = &opts.endpoint {
+            conf = conf.endpoint_url(e);
+        }
+        let threshold = if opts.multipart_threshold == 0 {
+            DEFAULT_MULTIPART_THRESHOLD
+        } else {
+            opts.multipart_threshold
+        };
+        let part_size = if opts.part_size == 0 {
+            DEFAULT_PART_SIZE
+        } else {
+            opts.part_size.max(5 << 20)
+        };
+        Self {
+            client: aws_sdk_s3::Client::from_conf(conf.build()),
+            bucket,
+            prefix,
+            threshold,
+            part_size,
+        }
+    }
+
+    /// A client with static credentials, for tests against the local server.
+    #[cfg(test)]
+    pub fn for_test(
+        endpoint: &str,
+        access: &str,
+        secret: &str,
+        bucket: &str,
+        prefix: &str,
+        threshold: usize,
+        part_size: usize,
+    ) -> Self {
+        let creds = aws_sdk_s3::config::Credentials::new(access, secret, None, None, "cairn-test");
+        let conf = aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(creds)
+            .endpoint_url(endpoint)
+            .force_path_style(true)
+            .build();
+        Self {
+            client: aws_sdk_s3::Client::from_conf(conf),
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+            threshold,
+            part_size,
+        }
+    }
+
+    /// Multipart uploads not completed or aborted under our prefix (tests).
+    #[cfg(test)]
+    pub async fn stray_uploads(&self) -> usize {
+        match self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .prefix(&self.prefix)
+            .send()
+            .await
+        {
+            Ok(r) => r.uploads().len(),
+            Err(e) => panic!("listing multipart uploads: {e:?}"),
+        }
+    }
+
+    fn key(&self, name: &ObjectName) -> String {
+        format!("{}{}", self.prefix, name.path())
+    }
+
+    fn err<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
+        &self,
+        op: &'static str,
+        object: String,
+        e: SdkError<E, HttpResponse>,
+    ) -> BackendError {
+        let (kind, hint) = classify(&e, &self.bucket);
+        let what = match &e {
+            SdkError::ServiceError(se) => format!(
+                "{} (HTTP {}): {}",
+                se.err().code().unwrap_or("error"),
+                se.raw().status().as_u16(),
+                se.err().message().unwrap_or("no message")
+            ),
+            other => {
+                // The causes, without the SDK's debug dump.
+                let mut text = other.to_string();
+                let mut source = std::error::Error::source(other);
+                while let Some(s) = source {
+                    text.push_str(": ");
+                    text.push_str(&s.to_string());
+                    source = s.source();
+                }
+                text
+            }
+        };
+        BackendError {
+            kind,
+            op,
+            object,
+            location: self.location(),
+            detail: format!("{what}{hint}"),
+        }
+    }
+
+    async fn put_multipart(
+        &self,
+        key: &str,
+        data: &Bytes,
+        mode: PutMode,
+    ) -> Result<(), BackendError> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.err("put", key.to_owned(), e))?;
+        let upload_id = created.upload_id().unwrap_or_default().to_owned();
+        let result = self.upload_parts(key, &upload_id, data, mode).await;
+        if result.is_err() {
+            // Leave no parts behind; if the abort itself fails, the bucket's
+            // lifecycle rule for incomplete uploads is the backstop.
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        result
+    }
+
+    async fn upload_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+        data: &Bytes,
+        mode: PutMode,
+    ) -> Result<(), BackendError> {
+        let mut parts = Vec::new();
+        for (i, start) in (0..data.len()).step_by(self.part_size).enumerate() {
+            let number = i32::try_from(i + 1).unwrap_or(i32::MAX);
+            let body = data.slice(start..(start + self.part_size).min(data.len()));
+            let part = self
+                .client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .map_err(|e| self.err("put", key.to_owned(), e))?;
+            parts.push(
+                CompletedPart::builder()
+                    .set_e_tag(part.e_tag().map(str::to_owned))
+                    .part_number(number)
+                    .build(),
+            );
+        }
+        let mut complete = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            );
+        if mode == PutMode::Create {
+            complete = complete.if_none_match("*");
+        }
+        complete
+            .send()
+            .await
+            .map_err(|e| self.err("put", key.to_owned(), e))?;
+        Ok(())
+    }
+}
+
+/// Our classification of an SDK error, and a hint for a person.
+fn classify<E: ProvideErrorMetadata>(
+    e: &SdkError<E, HttpResponse>,
+    bucket: &str,
+) -> (ErrorKind, String) {
+    match e {
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or_default();
+            let status = se.raw().status().as_u16();
+            match (status, code) {
+                (_, "NoSuchBucket") => (ErrorKind::Other, format!(" (bucket {bucket:?} does not exist: check the name, the region and the endpoint)")),
+                (404, _) | (_, "NoSuchKey") | (_, "NotFound") => (ErrorKind::NotFound, String::new()),
+                (412, _) | (_, "PreconditionFailed") => (ErrorKind::AlreadyExists, String::new()),
+                (409, "ConditionalRequestConflict") => (ErrorKind::Transient, String::new()),
+                (401 | 403, _) | (_, "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch") => (
+                    ErrorKind::PermissionDenied,
+                    format!(" (access to bucket {bucket:?} was refused: check the credentials — environment, profile, or the service account's role — and the bucket policy)"),
+                ),
+                (429 | 503, _) | (_, "SlowDown" | "Throttling" | "RequestLimitExceeded") => (ErrorKind::RateLimited, String::new()),
+                (500..=599, _) | (_, "InternalError" | "RequestTimeout") => (ErrorKind::Transient, String::new()),
+                _ => (ErrorKind::Other, String::new()),
+            }
+        }
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            (ErrorKind::Transient, String::new())
+        }
+        SdkError::DispatchFailure(d) => {
+            if d.is_io() || d.is_timeout() {
+                (ErrorKind::Transient, String::new())
+            } else {
+                (
+                    ErrorKind::Other,
+                    " (check the endpoint URL and the credentials configuration)".into(),
+                )
+            }
+        }
+        _ => (ErrorKind::Other, String::new()),
+    }
+}
+
+#[async_trait]
+impl Backend for S3Backend {
+    fn location(&self) -> String {
+        format!("s3:{}/{}", self.bucket, self.prefix.trim_end_matches('/'))
+    }
+
+    async fn put(&self, name: &ObjectName, data: Bytes, mode: PutMode) -> Result<(), BackendError> {
+        let key = self.key(name);
+        if data.len() >= self.threshold {
+            return self.put_multipart(&key, &data, mode).await;
+        }
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .body(ByteStream::from(data));
+        if mode == PutMode::Create {
+            req = req.if_none_match("*");
+        }
+        req.send().await.map_err(|e| self.err("put", key, e))?;
+        Ok(())
+    }
+
+    async fn get(&self, name: &ObjectName) -> Result<Bytes, BackendError> {
+        let key = self.key(name);
+        let resp = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| self.err("get", key.clone(), e))?;
+        let body = resp.body.collect().await.map_err(|e| BackendError {
+            kind: ErrorKind::Transient,
+            op: "get",
+            object: key,
+            location: self.location(),
+            detail: format!("reading the body: {e}"),
+        })?;
+        Ok(body.into_bytes())
+    }
+
+    async fn get_range(
+        &self,
+        name: &ObjectName,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, BackendError> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let key = self.key(name);
+        let range = format!("bytes={offset}-{}", offset + len - 1);
+        let resp = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .range(range)
+            .send()
+            .await
+            .map_err(|e| self.err("get", key.clone(), e))?;
+        let body = resp.body.collect().await.map_err(|e| BackendError {
+            kind: ErrorKind::Transient,
+            op: "get",
+            object: key,
+            location: self.location(),
+            detail: format!("reading the body: {e}"),
+        })?;
+        Ok(body.into_bytes())
+    }
+
+    async fn head(&self, name: &ObjectName) -> Result<u64, BackendError> {
+        let key = self.key(name);
+        let resp = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| self.err("head", key, e))?;
+        Ok(resp
+            .content_length()
+            .and_then(|l| u64::try_from(l).ok())
+            .unwrap_or(0))
+    }
+
+    async fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectName>, BackendError> {
+        let prefix = match kind {
+            ObjectKind::Config => format!("{}config", self.prefix),
+            _ => format!("{}{}/", self.prefix, kind.prefix()),
+        };
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&prefix)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.err("list", prefix.clone(), e))?;
+            for obj in page.contents() {
+                let Some(key) = obj.key() else { continue };
+                if let Some(name) = key.strip_prefix(&self.prefix).and_then(ObjectName::parse) {
+                    if name.kind() == kind {
+                        out.push(name);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, name: &ObjectName) -> Result<(), BackendError> {
+        // S3 deletes of missing objects succeed; the contract says NotFound.
+        self.head(name).await?;
+        let key = self.key(name);
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| self.err("delete", key, e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            parse_address("bucket/some/prefix/").ok(),
+            Some(("bucket".into(), "some/prefix/".into()))
+        );
+        assert_eq!(
+            parse_address("//bucket").ok(),
+            Some(("bucket".into(), String::new()))
+        );
+        assert!(parse_address("/x").is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! S3 repositories against the real S3 test server (SeaweedFS on 127.0.0.1,
+//! started by the harness): every command, and faults injected in front of it.
+
+use cairn_e2e::{random_bytes, Repo};
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn every_command_works_on_s3() {
+    let r = Repo::new_s3();
+    r.ok(&["init"]);
+    assert_eq!(
+        r.run(&["init"]).status.code(),
+        Some(1),
+        "init twice must fail"
+    );
+
+    let data = random_bytes(7 << 20, 21);
+    let s = r.backup_json(&["--stdin", "--name", "blob"], &data);
+    assert!(s["packs_written"].as_u64().unwrap() >= 1);
+    let again = r.backup_json(&["--stdin", "--name", "blob"], &data);
+    assert!(
+        again["new_bytes"].as_u64().unwrap() < 1 << 20,
+        "dedup on S3: {again}"
+    );
+    assert_eq!(r.ok(&["restore", "latest", "--stdout"]), data);
+
+    let o = r.run(&[
+        "backup",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "echo half; echo 'boom' >&2; exit 2",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("boom"));
+    assert_eq!(r.snapshots().len(), 2);
+
+    let src = r.tmp("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("d/file"), b"on s3").unwrap();
+    std::os::unix::fs::symlink("d/file", src.join("link")).unwrap();
+    r.ok(&["backup", src.to_str().unwrap()]);
+    let listing = String::from_utf8(r.ok(&["ls", "latest"])).unwrap();
+    assert!(
+        listing.contains("/d/file") && listing.contains("-> d/file"),
+        "{listing}"
+    );
+    let out = r.tmp("out");
+    r.ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
+    let restored = out.join(src.strip_prefix("/").unwrap());
+    assert_eq!(std::fs::read(restored.join("d/file")).unwrap(), b"on s3");
+
+    let o = r
+        .cairn()
+        .env("CAIRN_NEW_PASSWORD", "second")
+        .args(["key", "add"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8(r.ok(&["key", "list"]))
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
+    let o = r
+        .cairn()
+        .env("CAIRN_PASSWORD", "nope")
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    assert!(stderr(&o).contains("wrong passphrase"), "{}", stderr(&o));
+
+    // No secret reaches the output.
+    for o in [
+        r.run(&["snapshots", "--json"]),
+        r.run(&["backup", "--stdin"]),
+    ] {
+        let all = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+        assert!(
+            !all.contains(&cairn_e2e::s3_server().secret_key),
+            "secret key in output"
+        );
+    }
+}
+
+#[test]
+fn transient_faults_cost_time_not_data() {
+    let r = Repo::new_s3();
+    r.ok(&["init", "--pack-size-mib", "1"]);
+    let data = random_bytes(24 << 20, 31);
+    let o = r
+        .cairn()
+        .env("CAIRN_TEST_FAULTS", "transient=0.1,seed=11")
+        .args(["backup", "--stdin", "--uploads", "4"])
+        .output_with(&data);
+    assert!(
+        o.status.success(),
+        "backup under 10 % faults failed: {}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("retrying"), "no fault was injected?");
+    let o = r
+        .cairn()
+        .env("CAIRN_TEST_FAULTS", "transient=0.1,seed=12")
+        .args(["restore", "latest", "--stdout"])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "restore under faults failed: {}",
+        stderr(&o)
+    );
+    assert!(o.stdout == data, "restore under faults is not byte-exact");
+}
+
+#[test]
+fn a_permanent_failure_mid_backup_leaves_no_snapshot() {
+    let r = Repo::new_s3();
+    r.ok(&["init", "--pack-size-mib", "1"]);
+    let first = random_bytes(3 << 20, 41);
+    r.ok_with(&["backup", "--stdin", "--name", "first"], &first);
+    let second = random_bytes(16 << 20, 42);
+    let o = r
+        .cairn()
+        .env("CAIRN_TEST_FAULTS", "permanent-after=4")
+        .args(["backup", "--stdin"])
+        .output_with(&second);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("PermissionDenied") || stderr(&o).contains("injected"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !stderr(&o).contains("retrying"),
+        "permanent errors must not be retried: {}",
+        stderr(&o)
+    );
+    assert_eq!(r.snapshots().len(), 1);
+    assert_eq!(r.ok(&["restore", "latest", "--stdout"]), first);
+}
+
+/// Pipes `stdin` into a prepared command.
+trait OutputWith {
+    fn output_with(&mut self, stdin: &[u8]) -> std::process::Output;
+}
+
+impl OutputWith for std::process::Command {
+    fn output_with(&mut self, stdin: &[u8]) -> std::process::Output {
+        cairn_e2e::run_cmd(self, stdin)
+    }
+}
