@@ -146,8 +146,19 @@ impl Repo {
 
     /// `cairn backup --json ...` with input; returns the parsed summary.
     pub fn backup_json(&self, args: &[&str], stdin: &[u8]) -> serde_json::Value {
-        let mut a = vec!["backup", "--json"];
-        a.extend_from_slice(args);
+        // `--json` goes before a command's `--`, after a subcommand's arguments.
+        let mut a = vec!["backup"];
+        match args.iter().position(|a| *a == "--") {
+            Some(i) => {
+                a.extend_from_slice(&args[..i]);
+                a.push("--json");
+                a.extend_from_slice(&args[i..]);
+            }
+            None => {
+                a.extend_from_slice(args);
+                a.push("--json");
+            }
+        }
         let out = self.ok_with(&a, stdin);
         serde_json::from_slice(&out).expect("backup --json prints JSON")
     }
@@ -313,6 +324,242 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// Starts `script` (a shell script) in a watchdog that runs `cleanup` and
+/// removes `dir` once this test process has exited. Double fork: the
+/// watchdog is reparented to init and outlives us.
+pub fn with_watchdog(script: &str, cleanup: &str, dir: &Path) {
+    let d = dir.display();
+    let watchdog = format!(
+        "{script} > {d}/server.out 2>&1 & w=$!; \
+         while kill -0 {me} 2>/dev/null && kill -0 $w 2>/dev/null; do sleep 0.5; done; \
+         {cleanup}; kill $w 2>/dev/null; wait $w; rm -rf {d}",
+        me = std::process::id()
+    );
+    let started = Command::new("sh")
+        .arg("-c")
+        .arg(format!("( {watchdog} ) </dev/null >/dev/null 2>&1 &"))
+        .status()
+        .expect("start a test server");
+    assert!(started.success(), "could not start the watchdog");
+}
+
+/// A free TCP port on loopback (of those [`port_free`] sees).
+pub fn free_port() -> u16 {
+    for _ in 0..500 {
+        let p = 30_000 + rand::random::<u16>() % 20_000;
+        if port_free(p) {
+            return p;
+        }
+    }
+    panic!("no free port");
+}
+
+fn wait_for(what: &str, dir: &Path, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not start; its output:\n{}",
+            std::fs::read_to_string(dir.join("server.out")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A throwaway PostgreSQL cluster on 127.0.0.1 (Debian's postgresql-15).
+/// Local socket connections are trusted; TCP needs a password (scram), so
+/// tests can check authentication failures.
+#[derive(Debug)]
+pub struct PgServer {
+    /// TCP port on 127.0.0.1.
+    pub port: u16,
+    /// The socket directory (trusted, for setup).
+    pub socket_dir: PathBuf,
+    /// Superuser name.
+    pub user: String,
+    /// Superuser password for TCP connections.
+    pub password: String,
+}
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+impl PgServer {
+    /// Starts a new cluster (each call is its own server).
+    ///
+    /// # Panics
+    /// If PostgreSQL is not installed or does not start: tests never skip.
+    pub fn start() -> PgServer {
+        assert!(
+            Path::new(PG_BIN).join("initdb").exists(),
+            "PostgreSQL 15 is not installed ({PG_BIN}): run `bash .ci/run`, or apt-get install postgresql-15"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("cairn-pg-")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        let as_pg = |cmd: &str| {
+            if is_root() {
+                format!("runuser -u postgres -- {cmd}")
+            } else {
+                cmd.to_owned()
+            }
+        };
+        if is_root() {
+            let st = Command::new("chown")
+                .args(["-R", "postgres", dir.to_str().unwrap_or("")])
+                .status()
+                .expect("chown");
+            assert!(st.success());
+        }
+        let pwfile = dir.join("pw");
+        std::fs::write(&pwfile, "pg-test-password\n").expect("pwfile");
+        let d = dir.display();
+        let init = Command::new("sh")
+            .arg("-c")
+            .arg(as_pg(&format!("{PG_BIN}/initdb -D {d}/data -U postgres --auth-local=trust --auth-host=scram-sha-256 --pwfile={d}/pw")))
+            .output()
+            .expect("initdb");
+        assert!(
+            init.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let port = free_port();
+        let run = as_pg(&format!("{PG_BIN}/postgres -D {d}/data -c listen_addresses=127.0.0.1 -p {port} -k {d} -c fsync=off -c full_page_writes=off"));
+        let stop = as_pg(&format!("{PG_BIN}/pg_ctl -D {d}/data -m immediate stop"));
+        with_watchdog(&run, &stop, &dir);
+        wait_for("PostgreSQL", &dir, || {
+            Command::new(format!("{PG_BIN}/pg_isready"))
+                .args(["-h", &d.to_string(), "-p", &port.to_string()])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        });
+        PgServer {
+            port,
+            socket_dir: dir,
+            user: "postgres".into(),
+            password: "pg-test-password".into(),
+        }
+    }
+
+    /// Runs SQL over the trusted socket as the superuser; returns the output (unaligned, tuples only).
+    pub fn sql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args(["--no-psqlrc", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.socket_dir)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                &self.user,
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Environment for cairn to reach this server over TCP with the password.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![("PGPASSWORD".into(), self.password.clone())]
+    }
+
+    /// `--host 127.0.0.1 --port P --username U` as cairn arguments.
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            "--host".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            self.port.to_string(),
+            "--username".into(),
+            self.user.clone(),
+        ]
+    }
+
+    /// Stops the server at once (as if it crashed).
+    pub fn stop_now(&self) {
+        let d = self.socket_dir.display();
+        let cmd = format!("{PG_BIN}/pg_ctl -D {d}/data -m immediate stop");
+        let cmd = if is_root() {
+            format!("runuser -u postgres -- {cmd}")
+        } else {
+            cmd
+        };
+        let _ = Command::new("sh").arg("-c").arg(cmd).output();
+    }
+}
+
+/// A throwaway Redis server on 127.0.0.1 (Debian's redis-server).
+#[derive(Debug)]
+pub struct RedisServer {
+    /// TCP port.
+    pub port: u16,
+    /// Its data directory.
+    pub dir: PathBuf,
+}
+
+impl RedisServer {
+    /// Starts a server with `extra` arguments (e.g. `--dbfilename x.rdb`).
+    ///
+    /// # Panics
+    /// If redis-server is not installed or does not start.
+    pub fn start(extra: &str) -> RedisServer {
+        let found = Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(
+            found,
+            "redis-server is not installed: run `bash .ci/run`, or apt-get install redis-server"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("cairn-redis-")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        let port = free_port();
+        let d = dir.display();
+        let run = format!(
+            "redis-server --bind 127.0.0.1 --port {port} --dir {d} --save '' --appendonly no --repl-diskless-sync-delay 0 {extra}"
+        );
+        with_watchdog(&run, "true", &dir);
+        let r = RedisServer { port, dir };
+        // A server with a password answers NOAUTH: it is up all the same.
+        wait_for("Redis", &r.dir, || {
+            r.cli(&["PING"]).is_some_and(|o| o == "PONG" || o.contains("NOAUTH"))
+        });
+        r
+    }
+
+    /// Runs redis-cli with `args`; its output, trimmed.
+    pub fn cli(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
 }
 
 /// The test process's S3 server, started on first use.

@@ -6,7 +6,9 @@ use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::session::Session;
 use crate::source::files::{self, WalkReport, Walker};
-use crate::source::Stream;
+use crate::source::postgres::PgSource;
+use crate::source::redis::RedisTarget;
+use crate::source::{ReadReport, StreamSpec};
 use crate::util;
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -20,7 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// What to back up.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum What {
     /// Standard input, stored as a file called `name`.
     Stdin {
@@ -39,6 +41,10 @@ pub enum What {
         /// The paths.
         paths: Vec<PathBuf>,
     },
+    /// A PostgreSQL database.
+    Postgres(PgSource),
+    /// A Redis server.
+    Redis(RedisTarget),
 }
 
 /// A finished backup.
@@ -125,57 +131,6 @@ pub async fn run(repo: &Repository, what: What, uploads: usize) -> Result<Outcom
     let started_ns = session.started_ns;
 
     let (source, tree, report, packs) = match what {
-        What::Stdin { .. } | What::Command { .. } => {
-            let (name, source, mut stream) = match what {
-                What::Stdin { name } => (name.clone(), Source::Stdin { name }, Stream::stdin()),
-                What::Command { name, argv } => {
-                    let stream = Stream::command(&argv)?;
-                    (name.clone(), Source::Command { name, argv }, stream)
-                }
-                What::Files { .. } => unreachable!("matched above"),
-            };
-            let progress = Progress::start(
-                stats.clone(),
-                matches!(source, Source::Stdin { .. })
-                    .then(stdin_size)
-                    .flatten(),
-            );
-            let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-            let reader = stream.spawn_reader(tx, stats.clone());
-            let result = pipeline::run(target, opts, stats.clone(), move |sink| {
-                let mut sc = StreamChunker::new(chunker);
-                let mut content = Content::default();
-                while let Some(buf) = rx.blocking_recv() {
-                    sc.feed(sink, &buf, &mut content)?;
-                }
-                sc.finish(sink, &mut content)?;
-                store_tree(sink, vec![stream_node(&name, content, started_ns)])
-            })
-            .await;
-            progress.finish();
-            let (tree, packs) = match result {
-                Ok(v) => v,
-                Err(e) => {
-                    // The reader may be blocked on a read that never ends;
-                    // dropping the stream kills a command.
-                    reader.abort();
-                    return Err(e.into());
-                }
-            };
-            // The pipeline consumed everything the reader sent; the
-            // reader's and the command's verdicts come before any snapshot.
-            reader.await.context("stream reader")??;
-            stream.finish().await?;
-            (
-                source,
-                tree,
-                WalkReport {
-                    files: 1,
-                    ..WalkReport::default()
-                },
-                packs,
-            )
-        }
         What::Files { paths } => {
             let progress = Progress::start(stats.clone(), None);
             let walk_paths = paths.clone();
@@ -192,6 +147,19 @@ pub async fn run(repo: &Repository, what: What, uploads: usize) -> Result<Outcom
                 .map(|p| p.to_string_lossy().into_owned())
                 .collect();
             (Source::Files { paths }, tree, report, packs)
+        }
+        streams => {
+            let (source, streams, total) = open_streams(streams).await?;
+            let progress = Progress::start(stats.clone(), total);
+            let result =
+                run_streams(target, opts, stats.clone(), chunker, started_ns, streams).await;
+            progress.finish();
+            let (tree, packs, reports) = result?;
+            let report = WalkReport {
+                files: reports.len() as u64,
+                ..WalkReport::default()
+            };
+            (source.finish(&reports)?, tree, report, packs)
         }
     };
 
@@ -224,4 +192,142 @@ pub async fn run(repo: &Repository, what: What, uploads: usize) -> Result<Outcom
         snapshot,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The source record of a stream backup, completed once its streams have
+/// been read (a Redis server's versions are learnt while reading).
+enum PendingSource {
+    Ready(Source),
+    Redis { address: String },
+}
+
+impl PendingSource {
+    fn finish(self, reports: &[ReadReport]) -> Result<Source> {
+        Ok(match self {
+            PendingSource::Ready(s) => s,
+            PendingSource::Redis { address } => {
+                let meta = reports
+                    .iter()
+                    .find_map(|r| r.redis.clone())
+                    .context("the Redis stream reported no versions")?;
+                Source::Redis {
+                    address,
+                    redis_version: meta.redis_version,
+                    rdb_version: meta.rdb_version,
+                }
+            }
+        })
+    }
+}
+
+/// Starts nothing yet: resolves what the streams are and probes the server
+/// where the snapshot records its version.
+async fn open_streams(
+    what: What,
+) -> Result<(PendingSource, Vec<(String, StreamSpec)>, Option<u64>)> {
+    Ok(match what {
+        What::Stdin { name } => (
+            PendingSource::Ready(Source::Stdin { name: name.clone() }),
+            vec![(name, StreamSpec::Stdin)],
+            stdin_size(),
+        ),
+        What::Command { name, argv } => (
+            PendingSource::Ready(Source::Command {
+                name: name.clone(),
+                argv: argv.clone(),
+            }),
+            vec![(name, StreamSpec::Command(argv))],
+            None,
+        ),
+        What::Postgres(pg) => {
+            let probe = pg.probe().await?;
+            let mut streams = Vec::new();
+            if pg.globals {
+                streams.push((
+                    "globals.sql".to_owned(),
+                    StreamSpec::Command(pg.dumpall_argv()),
+                ));
+            }
+            streams.push((
+                pg.file_name().to_owned(),
+                StreamSpec::Command(pg.dump_argv()),
+            ));
+            let source = Source::Postgres {
+                dbname: probe.dbname,
+                server_version: probe.server_version,
+                pg_dump_version: probe.pg_dump_version,
+                format: pg.format_name().to_owned(),
+                globals: pg.globals,
+            };
+            (PendingSource::Ready(source), streams, None)
+        }
+        What::Redis(target) => {
+            let address = target.address();
+            (
+                PendingSource::Redis { address },
+                vec![("dump.rdb".to_owned(), StreamSpec::Redis(target))],
+                None,
+            )
+        }
+        What::Files { .. } => unreachable!("files are not streams"),
+    })
+}
+
+/// Runs the streams one after the other through one pipeline; each becomes
+/// a file of the root tree. A stream counts only once its source says it
+/// succeeded; if the pipeline fails first, the running source is dropped
+/// (a command is killed).
+async fn run_streams(
+    target: Target,
+    opts: pipeline::Options,
+    stats: Arc<Stats>,
+    chunker: Chunker,
+    started_ns: i64,
+    streams: Vec<(String, StreamSpec)>,
+) -> Result<(ChunkId, Vec<cairn_repo_format::IndexPack>, Vec<ReadReport>)> {
+    let (streams_tx, mut streams_rx) =
+        tokio::sync::mpsc::channel::<(String, tokio::sync::mpsc::Receiver<Bytes>)>(1);
+    let pipeline = pipeline::run(target, opts, stats.clone(), move |sink| {
+        let mut sc = StreamChunker::new(chunker);
+        let mut nodes = Vec::new();
+        while let Some((name, mut rx)) = streams_rx.blocking_recv() {
+            let mut content = Content::default();
+            while let Some(buf) = rx.blocking_recv() {
+                sc.feed(sink, &buf, &mut content)?;
+            }
+            sc.finish(sink, &mut content)?;
+            nodes.push(stream_node(&name, content, started_ns));
+        }
+        store_tree(sink, nodes)
+    });
+    let driver = async move {
+        let mut reports = Vec::new();
+        for (name, spec) in streams {
+            let mut stream = spec.start().await?;
+            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+            if streams_tx.send((name, rx)).await.is_err() {
+                return Err(PipelineError::Aborted.into());
+            }
+            let report = stream
+                .spawn_reader(tx, stats.clone())
+                .await
+                .context("stream reader")??;
+            stream.finish().await?;
+            reports.push(report);
+        }
+        Ok::<_, anyhow::Error>(reports)
+    };
+    tokio::pin!(pipeline);
+    tokio::pin!(driver);
+    let (produced, reports) = tokio::select! {
+        p = &mut pipeline => match p {
+            // Dropping the driver drops the running source.
+            Err(e) => return Err(e.into()),
+            Ok(v) => (Ok(v), driver.await),
+        },
+        d = &mut driver => (pipeline.await, d),
+    };
+    let reports = reports?;
+    let (tree, packs) = produced?;
+    Ok((tree, packs, reports))
 }

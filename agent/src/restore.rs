@@ -7,9 +7,10 @@
 //! file being written is removed and the restore fails.
 
 use crate::repo::{read::read_blobs, BlobIndex, Repository};
+use crate::source::postgres::PgConn;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
-use cairn_repo_format::{ChunkId, Node, NodeKind, NodeMeta, Snapshot, Tree};
+use cairn_repo_format::{ChunkId, Node, NodeKind, NodeMeta, Snapshot, Source, Tree};
 use futures::{Stream, StreamExt, TryStreamExt};
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -80,14 +81,13 @@ pub async fn find(
     Ok(None)
 }
 
-/// Writes one file of the snapshot to stdout: the stream of a stream
-/// snapshot, or the file at `include`.
-pub async fn to_stdout(
+/// The single file of a stream snapshot, or the file at `include`.
+async fn stream_node(
     repo: &Repository,
     index: &BlobIndex,
     snap: &Snapshot,
     include: Option<&str>,
-) -> Result<u64> {
+) -> Result<Node> {
     let node = match include {
         Some(p) => find(repo, index, snap.tree, p)
             .await?
@@ -96,31 +96,237 @@ pub async fn to_stdout(
             let root = repo.read_tree(index, snap.tree).await?;
             match root.nodes() {
                 [one] if matches!(one.kind, NodeKind::File { .. }) => one.clone(),
-                _ => bail!("this snapshot holds a file tree, not a single stream: choose a file with --include PATH, or restore with --target DIR"),
+                _ => bail!("this snapshot holds several files, not a single stream: choose one with --include PATH, or restore with --target DIR"),
             }
         }
     };
+    if !matches!(node.kind, NodeKind::File { .. }) {
+        bail!(
+            "{} is not a regular file",
+            String::from_utf8_lossy(&node.name)
+        );
+    }
+    Ok(node)
+}
+
+/// Writes a file node's content to `out`, verifying every chunk first.
+async fn write_node(
+    repo: &Repository,
+    index: &BlobIndex,
+    node: &Node,
+    out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    what: &str,
+) -> Result<u64> {
     let NodeKind::File { size, content } = &node.kind else {
         bail!(
             "{} is not a regular file",
             String::from_utf8_lossy(&node.name)
         );
     };
-    let mut out = tokio::io::stdout();
     let mut written = 0u64;
     let mut batches = content_batches(repo, index, content);
     while let Some(batch) = batches.try_next().await? {
         for chunk in batch {
             out.write_all(&chunk)
                 .await
-                .context("writing to standard output")?;
+                .with_context(|| format!("writing to {what}"))?;
             written += chunk.len() as u64;
         }
     }
-    out.flush().await.context("writing to standard output")?;
+    out.flush()
+        .await
+        .with_context(|| format!("writing to {what}"))?;
     if written != *size {
         bail!("the restored stream has {written} bytes but the snapshot says {size}: the snapshot is inconsistent");
     }
+    Ok(written)
+}
+
+/// Writes one file of the snapshot to stdout: the stream of a stream
+/// snapshot, or the file at `include`.
+pub async fn to_stdout(
+    repo: &Repository,
+    index: &BlobIndex,
+    snap: &Snapshot,
+    include: Option<&str>,
+) -> Result<u64> {
+    let node = stream_node(repo, index, snap, include).await?;
+    write_node(
+        repo,
+        index,
+        &node,
+        &mut tokio::io::stdout(),
+        "standard output",
+    )
+    .await
+}
+
+/// The file of a database snapshot's root tree called `name`, if present.
+async fn root_file(
+    repo: &Repository,
+    index: &BlobIndex,
+    snap: &Snapshot,
+    name: &str,
+) -> Result<Option<Node>> {
+    Ok(repo
+        .read_tree(index, snap.tree)
+        .await?
+        .get(name.as_bytes())
+        .cloned())
+}
+
+/// Feeds a file node into a client's standard input and checks its exit status.
+async fn pipe_into(
+    repo: &Repository,
+    index: &BlobIndex,
+    node: &Node,
+    argv: &[String],
+) -> Result<()> {
+    let mut child = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {}", argv[0]))?;
+    let mut stdin = child.stdin.take().context("no stdin pipe")?;
+    let fed = write_node(repo, index, node, &mut stdin, &argv[0]).await;
+    drop(stdin);
+    let status = child.wait().await?;
+    if !status.success() {
+        bail!("{} failed ({status}); its messages are above", argv[0]);
+    }
+    fed.map(|_| ())
+}
+
+/// Restores a PostgreSQL snapshot: globals with psql, then the dump with
+/// pg_restore (custom) or psql (plain).
+pub async fn to_postgres(
+    repo: &Repository,
+    index: &BlobIndex,
+    snap: &Snapshot,
+    conn: &PgConn,
+    create: bool,
+    clean: bool,
+    jobs: Option<u32>,
+) -> Result<()> {
+    let Source::Postgres { format, dbname, .. } = &snap.source else {
+        bail!("this snapshot is not a PostgreSQL backup; use --stdout or --target");
+    };
+    let target = conn.dbname.clone().unwrap_or_else(|| {
+        if create {
+            "postgres".into()
+        } else {
+            dbname.clone()
+        }
+    });
+    let psql = |extra: &[&str]| {
+        let mut a = vec![
+            "psql".to_owned(),
+            "--no-psqlrc".to_owned(),
+            "--quiet".to_owned(),
+        ];
+        a.extend(extra.iter().map(|s| (*s).to_owned()));
+        a.extend(conn.args(Some(&target)));
+        a
+    };
+    if let Some(globals) = root_file(repo, index, snap, "globals.sql").await? {
+        // Roles that already exist are reported by psql and skipped.
+        pipe_into(repo, index, &globals, &psql(&[]))
+            .await
+            .context("restoring globals")?;
+    }
+    if format == "plain" {
+        if create || clean {
+            bail!("--create and --clean apply to custom-format dumps; this snapshot is plain SQL (use pg_dump's own options at backup time)");
+        }
+        let dump = root_file(repo, index, snap, "database.sql")
+            .await?
+            .context("the snapshot has no database.sql")?;
+        return pipe_into(repo, index, &dump, &psql(&["--set=ON_ERROR_STOP=1"])).await;
+    }
+    let dump = root_file(repo, index, snap, "database.dump")
+        .await?
+        .context("the snapshot has no database.dump")?;
+    let mut argv = vec!["pg_restore".to_owned()];
+    if clean {
+        argv.extend(["--clean".to_owned(), "--if-exists".to_owned()]);
+    }
+    if create {
+        argv.push("--create".to_owned());
+    }
+    argv.extend(conn.args(Some(&target)));
+    match jobs.filter(|j| *j > 1) {
+        None => pipe_into(repo, index, &dump, &argv).await,
+        Some(j) => {
+            // pg_restore runs parallel jobs only from a file.
+            let path = std::env::temp_dir().join(format!(
+                "cairn-restore-{}.dump",
+                hex::encode(rand::random::<[u8; 8]>())
+            ));
+            let mut file = tokio::fs::File::create(&path)
+                .await
+                .with_context(|| format!("creating {}", path.display()))?;
+            let staged =
+                write_node(repo, index, &dump, &mut file, &path.display().to_string()).await;
+            drop(file);
+            let result = match staged {
+                Ok(_) => {
+                    argv.push(format!("--jobs={j}"));
+                    argv.push(path.display().to_string());
+                    let status = tokio::process::Command::new(&argv[0])
+                        .args(&argv[1..])
+                        .status()
+                        .await?;
+                    if status.success() {
+                        Ok(())
+                    } else {
+                        Err(anyhow!(
+                            "pg_restore failed ({status}); its messages are above"
+                        ))
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            let _ = tokio::fs::remove_file(&path).await;
+            result
+        }
+    }
+}
+
+/// Writes the RDB file of a Redis snapshot to `path` (atomically: a temp
+/// file in the same directory, then a rename).
+pub async fn to_redis_rdb(
+    repo: &Repository,
+    index: &BlobIndex,
+    snap: &Snapshot,
+    path: &Path,
+) -> Result<u64> {
+    if !matches!(snap.source, Source::Redis { .. }) {
+        bail!("this snapshot is not a Redis backup");
+    }
+    let node = root_file(repo, index, snap, "dump.rdb")
+        .await?
+        .context("the snapshot has no dump.rdb")?;
+    let tmp = path.with_extension("rdb.cairn-tmp");
+    let mut file = tokio::fs::File::create(&tmp)
+        .await
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    let written = write_node(repo, index, &node, &mut file, &tmp.display().to_string()).await;
+    let written = match written {
+        Ok(n) => {
+            file.sync_all().await?;
+            n
+        }
+        Err(e) => {
+            drop(file);
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+    };
+    tokio::fs::rename(&tmp, path)
+        .await
+        .with_context(|| format!("moving the RDB into place at {}", path.display()))?;
     Ok(written)
 }
 

@@ -17,6 +17,8 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
 pub mod files;
+pub mod postgres;
+pub mod redis;
 
 /// Bytes of a command's stderr kept for error messages.
 const STDERR_TAIL: usize = 4096;
@@ -62,6 +64,20 @@ pub enum SourceError {
         /// The tail of its stderr.
         stderr: String,
     },
+    /// The Redis source failed (connection, authentication, protocol, or a bad RDB).
+    #[error("Redis at {address}: {detail}; no snapshot was written")]
+    Redis {
+        /// host:port.
+        address: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// PostgreSQL could not be reached or described.
+    #[error("PostgreSQL: {detail}")]
+    Postgres {
+        /// What went wrong, with the tail of the client's stderr.
+        detail: String,
+    },
     /// A path to back up does not exist or cannot be read at all.
     #[error("cannot back up {path}: {source}")]
     Path {
@@ -80,10 +96,94 @@ fn tail(stderr: &str) -> String {
     }
 }
 
+/// What a stream source is, before it starts.
+#[derive(Debug)]
+pub enum StreamSpec {
+    /// Standard input.
+    Stdin,
+    /// A command's stdout.
+    Command(Vec<String>),
+    /// A Redis server's RDB over the replication protocol.
+    Redis(redis::RedisTarget),
+}
+
+impl StreamSpec {
+    /// Starts the source.
+    ///
+    /// # Errors
+    /// If the command cannot be started or the Redis handshake fails.
+    pub async fn start(self) -> Result<Stream, SourceError> {
+        match self {
+            StreamSpec::Stdin => Ok(Stream::stdin()),
+            StreamSpec::Command(argv) => Stream::command(&argv),
+            StreamSpec::Redis(target) => {
+                let replica = target.connect().await?;
+                Ok(Stream {
+                    what: target.address(),
+                    input: Some(Input::Redis(Box::new(replica))),
+                    child: None,
+                })
+            }
+        }
+    }
+}
+
+/// What reading a stream found.
+#[derive(Debug, Clone, Default)]
+pub struct ReadReport {
+    /// For Redis: the versions learnt.
+    pub redis: Option<redis::RedisMeta>,
+}
+
+enum Input {
+    Read(Box<dyn AsyncRead + Unpin + Send>),
+    Redis(Box<redis::Replica>),
+}
+
+/// Reads `reader` to its end in buffers of [`STREAM_BUF`] bytes.
+async fn read_into(
+    reader: &mut (dyn AsyncRead + Unpin + Send),
+    what: &str,
+    tx: &tokio::sync::mpsc::Sender<Bytes>,
+    stats: &Stats,
+) -> Result<u64, SourceError> {
+    let mut total = 0u64;
+    loop {
+        let mut buf = BytesMut::with_capacity(STREAM_BUF);
+        let mut eof = false;
+        while buf.len() < STREAM_BUF {
+            match reader.read_buf(&mut buf).await {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(SourceError::Read {
+                        what: what.to_owned(),
+                        source,
+                    })
+                }
+            }
+        }
+        let n = buf.len();
+        total += n as u64;
+        Stats::add(&stats.bytes_read, n as u64);
+        if n > 0 && tx.send(buf.freeze()).await.is_err() {
+            // The pipeline stopped; it reports why.
+            return Ok(total);
+        }
+        if eof {
+            return Ok(total);
+        }
+    }
+}
+
 /// A running stream source.
 pub struct Stream {
     what: String,
-    reader: Option<Box<dyn AsyncRead + Unpin + Send>>,
+    input: Option<Input>,
     child: Option<(Child, JoinHandle<String>)>,
 }
 
@@ -100,7 +200,7 @@ impl Stream {
     pub fn stdin() -> Self {
         Self {
             what: "standard input".into(),
-            reader: Some(Box::new(tokio::io::stdin())),
+            input: Some(Input::Read(Box::new(tokio::io::stdin()))),
             child: None,
         }
     }
@@ -147,47 +247,27 @@ impl Stream {
         });
         Ok(Self {
             what: program,
-            reader: Some(Box::new(stdout)),
+            input: Some(Input::Read(Box::new(stdout))),
             child: Some((child, drain)),
         })
     }
 
     /// Starts a task that reads the stream into buffers for the chunker.
-    /// It ends with the byte count, or the read error.
+    /// It ends with what it read, or the read error.
     pub fn spawn_reader(
         &mut self,
         tx: tokio::sync::mpsc::Sender<Bytes>,
         stats: Arc<Stats>,
-    ) -> JoinHandle<Result<u64, SourceError>> {
-        let reader = self.reader.take();
+    ) -> JoinHandle<Result<ReadReport, SourceError>> {
+        let input = self.input.take();
         let what = self.what.clone();
         tokio::spawn(async move {
-            let Some(mut reader) = reader else {
-                return Ok(0);
-            };
-            let mut total = 0u64;
-            loop {
-                let mut buf = BytesMut::with_capacity(STREAM_BUF);
-                while buf.len() < STREAM_BUF {
-                    match reader.read_buf(&mut buf).await {
-                        Ok(0) => break,
-                        Ok(_) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(source) => return Err(SourceError::Read { what, source }),
-                    }
-                }
-                let n = buf.len();
-                if n == 0 {
-                    return Ok(total);
-                }
-                total += n as u64;
-                Stats::add(&stats.bytes_read, n as u64);
-                if tx.send(buf.freeze()).await.is_err() {
-                    // The pipeline stopped; it reports why.
-                    return Ok(total);
-                }
-                if n < STREAM_BUF {
-                    return Ok(total);
+            match input {
+                None => Ok(ReadReport::default()),
+                Some(Input::Redis(replica)) => replica.stream(tx, stats).await,
+                Some(Input::Read(mut reader)) => {
+                    read_into(&mut reader, &what, &tx, &stats).await?;
+                    Ok(ReadReport { redis: None })
                 }
             }
         })

@@ -27,6 +27,28 @@ pub enum Source {
         /// The absolute paths given.
         paths: Vec<String>,
     },
+    /// A PostgreSQL database through pg_dump (and pg_dumpall for globals).
+    Postgres {
+        /// The database's name (never a connection string).
+        dbname: String,
+        /// The server's version.
+        server_version: String,
+        /// pg_dump's version.
+        pg_dump_version: String,
+        /// `custom` or `plain`.
+        format: String,
+        /// Whether `globals.sql` holds roles and tablespaces.
+        globals: bool,
+    },
+    /// A Redis server's RDB snapshot, fetched over the replication protocol.
+    Redis {
+        /// `host:port` (never credentials).
+        address: String,
+        /// The server's version.
+        redis_version: String,
+        /// The RDB format version.
+        rdb_version: u32,
+    },
 }
 
 /// Counters of a backup.
@@ -114,6 +136,10 @@ impl Snapshot {
             Source::Files { paths } => {
                 !paths.is_empty() && paths.iter().all(|p| p.starts_with('/'))
             }
+            Source::Postgres { dbname, format, .. } => {
+                !dbname.is_empty() && (format == "custom" || format == "plain")
+            }
+            Source::Redis { address, .. } => !address.is_empty() && !address.contains('@'),
         };
         if !ok {
             return Err(FormatError::invalid("snapshot", "invalid source"));
@@ -246,6 +272,18 @@ mod tests {
             },
             Source::Files {
                 paths: vec!["/srv".into()],
+            },
+            Source::Postgres {
+                dbname: "app".into(),
+                server_version: "15.18".into(),
+                pg_dump_version: "15.18".into(),
+                format: "custom".into(),
+                globals: true,
+            },
+            Source::Redis {
+                address: "127.0.0.1:6379".into(),
+                redis_version: "7.0.15".into(),
+                rdb_version: 10,
             },
         ] {
             let s = snap(src);

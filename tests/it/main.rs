@@ -9,6 +9,7 @@
 mod cli;
 mod compat;
 mod corruption;
+mod databases;
 mod dedup;
 mod files;
 mod s3;

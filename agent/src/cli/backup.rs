@@ -4,6 +4,8 @@ use super::Status;
 use crate::backup::{self, What};
 use crate::repo::Repository;
 use crate::source::files::absolute;
+use crate::source::postgres::{PgConn, PgSource};
+use crate::source::redis::RedisTarget;
 use crate::util::human_bytes;
 use anyhow::{bail, Result};
 use cairn_repo_format::valid_stream_name;
@@ -11,6 +13,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    #[command(subcommand)]
+    source: Option<Kind>,
     /// Back up standard input.
     #[arg(long, conflicts_with = "command")]
     stdin: bool,
@@ -21,10 +25,10 @@ pub struct Args {
     #[arg(long)]
     name: Option<String>,
     /// Print a JSON summary on standard output.
-    #[arg(long)]
+    #[arg(long, global = true)]
     json: bool,
     /// Pack uploads in flight (memory grows by one pack size per upload).
-    #[arg(long, env = "CAIRN_UPLOADS", default_value_t = 2)]
+    #[arg(long, env = "CAIRN_UPLOADS", default_value_t = 2, global = true)]
     uploads: usize,
     /// Files and directories to back up.
     paths: Vec<PathBuf>,
@@ -33,7 +37,56 @@ pub struct Args {
     argv: Vec<String>,
 }
 
+/// Database sources.
+#[derive(Debug, clap::Subcommand)]
+enum Kind {
+    /// A PostgreSQL database, with pg_dump (custom format, its compression off).
+    Pg(PgArgs),
+    /// A Redis server's RDB snapshot, over the replication protocol.
+    Redis(RedisArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct PgArgs {
+    #[command(flatten)]
+    conn: PgConn,
+    /// Plain SQL instead of the custom format.
+    #[arg(long)]
+    plain: bool,
+    /// Also store roles and tablespaces (pg_dumpall --globals-only).
+    #[arg(long)]
+    globals: bool,
+    /// Extra pg_dump arguments (after `--`).
+    #[arg(last = true)]
+    extra: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct RedisArgs {
+    /// redis://[user:password@]host:port (a password can also come from REDISCLI_AUTH).
+    #[arg(long)]
+    url: String,
+}
+
 fn what(args: &Args) -> Result<What> {
+    match &args.source {
+        Some(Kind::Pg(pg)) => {
+            return Ok(What::Postgres(PgSource {
+                conn: pg.conn.clone(),
+                plain: pg.plain,
+                globals: pg.globals,
+                extra: pg.extra.clone(),
+            }));
+        }
+        Some(Kind::Redis(r)) => {
+            let mut url = r.url.clone();
+            if let (Ok(pass), false) = (std::env::var("REDISCLI_AUTH"), url.contains('@')) {
+                url = url.replacen("redis://", &format!("redis://:{pass}@"), 1);
+            }
+            return Ok(What::Redis(RedisTarget::parse(&url)?));
+        }
+        None => {}
+    }
     let check_name = |n: &str| {
         if valid_stream_name(n) {
             Ok(n.to_owned())

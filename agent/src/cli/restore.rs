@@ -3,12 +3,13 @@
 use super::Status;
 use crate::repo::{resolve_snapshot, Repository};
 use crate::restore;
+use crate::source::postgres::PgConn;
 use crate::util::human_bytes;
 use anyhow::Result;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("dest").required(true).args(["target", "stdout"])))]
+#[command(group(clap::ArgGroup::new("dest").required(true).args(["target", "stdout", "pg", "redis_rdb"])))]
 pub struct Args {
     /// Snapshot id prefix, or `latest`.
     snapshot: String,
@@ -22,12 +23,53 @@ pub struct Args {
     /// Restore only this path (repeatable; one file with --stdout).
     #[arg(long)]
     include: Vec<String>,
+    /// Restore a PostgreSQL snapshot with pg_restore (custom format) or psql (plain); globals first.
+    #[arg(long)]
+    pg: bool,
+    #[command(flatten)]
+    conn: PgConn,
+    /// With --pg: create the database (connect to --dbname, e.g. postgres, to create it).
+    #[arg(long, requires = "pg")]
+    create: bool,
+    /// With --pg: drop objects before recreating them.
+    #[arg(long, requires = "pg")]
+    clean: bool,
+    /// With --pg: parallel restore jobs (custom format; the dump is staged in a temp file).
+    #[arg(long, requires = "pg")]
+    jobs: Option<u32>,
+    /// Write the RDB file of a Redis snapshot to this path (e.g. /var/lib/redis/dump.rdb).
+    #[arg(long)]
+    redis_rdb: Option<PathBuf>,
 }
 
 pub async fn run(repo: Repository, args: Args) -> Result<Status> {
     let committed = repo.committed().await?;
     let (id, snap) = resolve_snapshot(&committed, &args.snapshot)?;
     let index = repo.load_index(&committed).await?;
+    if args.pg {
+        restore::to_postgres(
+            &repo,
+            &index,
+            snap,
+            &args.conn,
+            args.create,
+            args.clean,
+            args.jobs,
+        )
+        .await?;
+        eprintln!("restored snapshot {} into PostgreSQL", id.short());
+        return Ok(Status::Success);
+    }
+    if let Some(path) = &args.redis_rdb {
+        let n = restore::to_redis_rdb(&repo, &index, snap, path).await?;
+        eprintln!(
+            "wrote {} ({}) from snapshot {}; see docs/databases.md to load it",
+            path.display(),
+            human_bytes(n),
+            id.short()
+        );
+        return Ok(Status::Success);
+    }
     if args.stdout {
         if args.include.len() > 1 {
             anyhow::bail!("--stdout writes one file: give at most one --include");

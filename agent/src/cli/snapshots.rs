@@ -18,6 +18,23 @@ fn describe(source: &Source) -> String {
         Source::Stdin { name } => format!("stdin:{name}"),
         Source::Command { name, argv } => format!("{name} ← {}", argv.join(" ")),
         Source::Files { paths } => paths.join(" "),
+        Source::Postgres {
+            dbname,
+            server_version,
+            format,
+            globals,
+            ..
+        } => {
+            format!(
+                "postgres:{dbname} ({format}{}, server {server_version})",
+                if *globals { " + globals" } else { "" }
+            )
+        }
+        Source::Redis {
+            address,
+            redis_version,
+            ..
+        } => format!("redis:{address} (server {redis_version})"),
     }
 }
 

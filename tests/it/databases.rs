@@ -1,0 +1,494 @@
+//! PostgreSQL and Redis sources against real servers from Debian's packages,
+//! started by the harness on 127.0.0.1: back up, drop or flush, restore,
+//! compare every table and every key; and every way a dump can fail.
+
+use cairn_e2e::{PgServer, RedisServer, Repo};
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn repo_for(pg: &PgServer) -> Repo {
+    let mut r = Repo::init();
+    r.env.extend(pg.env());
+    r
+}
+
+fn args<'a>(head: &[&'a str], tail: &'a [String]) -> Vec<&'a str> {
+    head.iter()
+        .copied()
+        .chain(tail.iter().map(String::as_str))
+        .collect()
+}
+
+/// Every table's row count and a checksum of its rows.
+fn table_sums(pg: &PgServer, db: &str) -> Vec<String> {
+    let tables = pg.sql(
+        db,
+        "select tablename from pg_tables where schemaname = 'public' order by 1",
+    );
+    tables
+        .lines()
+        .map(|t| {
+            let q = format!("select count(*) || ':' || coalesce(md5(string_agg(x::text, ',' order by x::text)), '') from public.{t} x");
+            format!("{t} {}", pg.sql(db, &q))
+        })
+        .collect()
+}
+
+fn make_database(pg: &PgServer, db: &str) {
+    pg.sql("postgres", &format!("create database {db}"));
+    let st = Command::new("pgbench")
+        .args(["-i", "-s", "1", "-q", "-h"])
+        .arg(&pg.socket_dir)
+        .args(["-p", &pg.port.to_string(), "-U", &pg.user, db])
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "pgbench -i: {}", stderr(&st));
+    pg.sql(
+        db,
+        "create table notes (id serial primary key, title text, body text, tags text[]);
+         insert into notes (title, body, tags) select 'note ' || g, repeat(md5(g::text), 20), array['a', 'b' || g] from generate_series(1, 5000) g;",
+    );
+}
+
+#[test]
+fn postgres_round_trip_with_globals() {
+    let pg = PgServer::start();
+    make_database(&pg, "shop");
+    pg.sql("postgres", "create role reporter login password 'r'");
+    let before = table_sums(&pg, "shop");
+    assert!(before.len() >= 5, "{before:?}");
+    let r = repo_for(&pg);
+    let conn = pg.args();
+    let s = r.backup_json(
+        &args(&["pg", "--dbname", "shop", "--globals"], &conn)[..],
+        b"",
+    );
+    assert_eq!(s["files"], 2);
+    let snap = &r.snapshots()[0];
+    assert_eq!(snap["source"]["type"], "postgres");
+    assert_eq!(snap["source"]["dbname"], "shop");
+    assert_eq!(snap["source"]["format"], "custom");
+    assert!(snap["source"]["server_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("15"));
+    assert!(
+        !serde_json::to_string(snap).unwrap().contains(&pg.password),
+        "the password reached the snapshot"
+    );
+
+    pg.sql("postgres", "drop database shop");
+    pg.sql("postgres", "drop role reporter");
+    let o = r
+        .cairn()
+        .args(args(
+            &[
+                "restore", "latest", "--pg", "--create", "--dbname", "postgres",
+            ],
+            &conn,
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(table_sums(&pg, "shop"), before);
+    assert_eq!(
+        pg.sql(
+            "postgres",
+            "select count(*) from pg_roles where rolname = 'reporter'"
+        ),
+        "1"
+    );
+
+    // Restoring again over the live database with --clean works too.
+    let o = r
+        .cairn()
+        .args(args(
+            &[
+                "restore", "latest", "--pg", "--clean", "--dbname", "shop", "--jobs", "2",
+            ],
+            &conn,
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(table_sums(&pg, "shop"), before);
+}
+
+#[test]
+fn postgres_plain_format() {
+    let pg = PgServer::start();
+    make_database(&pg, "plain_db");
+    let before = table_sums(&pg, "plain_db");
+    let r = repo_for(&pg);
+    let conn = pg.args();
+    r.backup_json(
+        &args(&["pg", "--dbname", "plain_db", "--plain"], &conn)[..],
+        b"",
+    );
+    let sql =
+        String::from_utf8(r.ok(&["restore", "latest", "--stdout", "--include", "database.sql"]))
+            .unwrap();
+    assert!(sql.contains("PostgreSQL database dump"));
+    pg.sql("postgres", "create database plain_copy");
+    let o = r
+        .cairn()
+        .args(args(
+            &["restore", "latest", "--pg", "--dbname", "plain_copy"],
+            &conn,
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(table_sums(&pg, "plain_copy"), before);
+}
+
+fn assert_failed_without_snapshot(r: &Repo, o: &std::process::Output, needle: &str) {
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(o));
+    assert!(
+        stderr(o).contains(needle),
+        "stderr lacks {needle:?}: {}",
+        stderr(o)
+    );
+    assert!(r.snapshots().is_empty(), "a failed dump left a snapshot");
+}
+
+/// Holds an exclusive lock on `table` so that pg_dump waits on it.
+fn lock_table(pg: &PgServer, db: &str, table: &str) -> std::process::Child {
+    let sql = format!("begin; lock table {table} in access exclusive mode; select pg_sleep(120);");
+    let child = Command::new("psql")
+        .args(["--no-psqlrc", "-q", "-h"])
+        .arg(&pg.socket_dir)
+        .args([
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            &pg.user,
+            "-d",
+            db,
+            "-c",
+            &sql,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let q = format!("select count(*) from pg_locks where relation = '{table}'::regclass and mode = 'AccessExclusiveLock' and granted");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pg.sql(db, &q) != "1" {
+        assert!(Instant::now() < deadline, "the lock was never taken");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+/// Waits until pg_dump for `db` is blocked on a lock; returns its pid (a
+/// child of the `cairn` process `parent`).
+fn blocked_pg_dump(pg: &PgServer, db: &str, parent: u32) -> String {
+    let q = format!("select count(*) from pg_stat_activity where datname = '{db}' and application_name = 'pg_dump' and wait_event_type = 'Lock'");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pg.sql("postgres", &q) != "1" {
+        assert!(Instant::now() < deadline, "pg_dump never blocked");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = Command::new("pgrep")
+        .args(["-P", &parent.to_string(), "pg_dump"])
+        .output()
+        .unwrap();
+    match String::from_utf8_lossy(&out.stdout).lines().next() {
+        Some(pid) => pid.to_owned(),
+        None => {
+            let tree = Command::new("ps")
+                .args(["-ef", "--forest"])
+                .output()
+                .unwrap();
+            panic!(
+                "no pg_dump child of cairn {parent}:\n{}",
+                String::from_utf8_lossy(&tree.stdout)
+            );
+        }
+    }
+}
+
+#[test]
+fn failed_dumps_never_become_snapshots() {
+    let pg = PgServer::start();
+    let conn = pg.args();
+
+    // Unknown database.
+    let r = repo_for(&pg);
+    let o = r
+        .cairn()
+        .args(args(&["backup", "pg", "--dbname", "no_such_db"], &conn))
+        .output()
+        .unwrap();
+    assert_failed_without_snapshot(&r, &o, "does not exist");
+
+    // Wrong password.
+    let r = repo_for(&pg);
+    let o = r
+        .cairn()
+        .env("PGPASSWORD", "wrong")
+        .args(args(&["backup", "pg", "--dbname", "postgres"], &conn))
+        .output()
+        .unwrap();
+    assert_failed_without_snapshot(&r, &o, "password authentication failed");
+    assert!(!stderr(&o).contains(&pg.password));
+
+    // pg_dump killed by a signal while it dumps.
+    make_database(&pg, "victim");
+    let r = repo_for(&pg);
+    let mut locker = lock_table(&pg, "victim", "notes");
+    let backup = r
+        .cairn()
+        .args(args(&["backup", "pg", "--dbname", "victim"], &conn))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = blocked_pg_dump(&pg, "victim", backup.id());
+    assert!(Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let o = backup.wait_with_output().unwrap();
+    let _ = locker.kill();
+    let _ = locker.wait();
+    // The killed clients' server sessions (the lock, the waiting dump) live on: end them.
+    pg.sql(
+        "postgres",
+        "select count(pg_terminate_backend(pid)) from pg_stat_activity where datname = 'victim'",
+    );
+    assert_failed_without_snapshot(&r, &o, "signal 9");
+
+    // The server stops in the middle of the dump.
+    let r = repo_for(&pg);
+    let mut locker = lock_table(&pg, "victim", "notes");
+    let backup = r
+        .cairn()
+        .args(args(&["backup", "pg", "--dbname", "victim"], &conn))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    blocked_pg_dump(&pg, "victim", backup.id());
+    pg.stop_now();
+    let o = backup.wait_with_output().unwrap();
+    let _ = locker.kill();
+    let _ = locker.wait();
+    assert_failed_without_snapshot(&r, &o, "pg_dump");
+}
+
+/// Every key's type, value and whether it has a TTL, sorted.
+fn redis_state(r: &RedisServer) -> Vec<String> {
+    let mut keys: Vec<String> = r
+        .cli(&["KEYS", "*"])
+        .unwrap_or_default()
+        .lines()
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .collect();
+    keys.sort();
+    keys.iter()
+        .map(|k| {
+            let t = r.cli(&["TYPE", k]).unwrap_or_default();
+            let mut value: Vec<String> = match t.as_str() {
+                "string" => vec![r.cli(&["GET", k]).unwrap_or_default()],
+                "list" => vec![r.cli(&["LRANGE", k, "0", "-1"]).unwrap_or_default()],
+                "hash" => r
+                    .cli(&["HGETALL", k])
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect(),
+                "set" => r
+                    .cli(&["SMEMBERS", k])
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect(),
+                "zset" => vec![r
+                    .cli(&["ZRANGE", k, "0", "-1", "WITHSCORES"])
+                    .unwrap_or_default()],
+                other => vec![format!("unexpected type {other}")],
+            };
+            if t == "hash" || t == "set" {
+                value.sort();
+            }
+            let ttl: i64 = r.cli(&["TTL", k]).unwrap_or_default().parse().unwrap_or(-3);
+            format!("{k} {t} {:?} ttl={}", value, ttl > 0)
+        })
+        .collect()
+}
+
+fn fill_redis(r: &RedisServer) {
+    let mut script = String::new();
+    for i in 0..3000 {
+        script.push_str(&format!("SET str:{i} value-{i}-{}\n", "x".repeat(80)));
+    }
+    script.push_str("RPUSH list a b c d\nHSET hash f1 v1 f2 v2\nSADD set m1 m2 m3\nZADD zset 1 one 2 two 3.5 three\n");
+    script.push_str("EXPIRE str:7 5000\nEXPIRE hash 7000\n");
+    let mut child = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &r.port.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// Restores the latest snapshot's RDB into a fresh server and returns it.
+fn restore_into_new_server(repo: &Repo) -> RedisServer {
+    let dir = repo.tmp(&format!("rdb-{}", rand::random::<u32>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rdb = dir.join("dump.rdb");
+    repo.ok(&["restore", "latest", "--redis-rdb", rdb.to_str().unwrap()]);
+    let copy = tempfile::Builder::new()
+        .prefix("cairn-rdb-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    std::fs::copy(&rdb, copy.join("restored.rdb")).unwrap();
+    RedisServer::start(&format!(
+        "--dir {} --dbfilename restored.rdb",
+        copy.display()
+    ))
+}
+
+#[test]
+fn redis_round_trip_diskless_and_disk_based() {
+    let server = RedisServer::start("");
+    fill_redis(&server);
+    let before = redis_state(&server);
+    assert!(before.len() > 3000);
+    let r = Repo::init();
+    let s = r.backup_json(&["redis", "--url", &server.url()], b"");
+    assert!(s["bytes_read"].as_u64().unwrap() > 50_000, "{s}");
+    let snap = &r.snapshots()[0];
+    assert_eq!(snap["source"]["type"], "redis");
+    assert!(snap["source"]["redis_version"]
+        .as_str()
+        .unwrap()
+        .starts_with('7'));
+    assert!(snap["source"]["rdb_version"].as_u64().unwrap() >= 9);
+
+    server.cli(&["FLUSHALL"]).unwrap();
+    let restored = restore_into_new_server(&r);
+    assert_eq!(redis_state(&restored), before);
+
+    // The disk-based form ($<length>) as well.
+    server
+        .cli(&["CONFIG", "SET", "repl-diskless-sync", "no"])
+        .unwrap();
+    fill_redis(&server);
+    r.backup_json(&["redis", "--url", &server.url()], b"");
+    let restored = restore_into_new_server(&r);
+    assert_eq!(redis_state(&restored), redis_state(&server));
+}
+
+#[test]
+fn redis_authentication() {
+    let server = RedisServer::start("--requirepass s3cret-pass");
+    let r = Repo::init();
+    let url = format!("redis://:s3cret-pass@127.0.0.1:{}", server.port);
+    r.backup_json(&["redis", "--url", &url], b"");
+    let o = r.run(&[
+        "backup",
+        "redis",
+        "--url",
+        &format!("redis://:wrong@127.0.0.1:{}", server.port),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("authentication failed"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !stderr(&o).contains("wrong") || !stderr(&o).contains(":wrong@"),
+        "the password reached the error"
+    );
+    assert!(!serde_json::to_string(&r.snapshots())
+        .unwrap()
+        .contains("s3cret"));
+}
+
+/// A TCP proxy in front of a real server that damages the server's answer at
+/// byte `at`: flips it, or closes the connection there.
+fn damaging_proxy(upstream: u16, at: usize, cut: bool) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let Ok((mut client, _)) = listener.accept() else {
+            return;
+        };
+        let mut server = std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+        let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut c2, &mut s2);
+        });
+        let mut seen = 0usize;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let n = match server.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if (seen..seen + n).contains(&at) {
+                if cut {
+                    let _ = client.write_all(&buf[..at - seen]);
+                    break;
+                }
+                buf[at - seen] ^= 0x20;
+            }
+            seen += n;
+            if client.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = client.shutdown(std::net::Shutdown::Both);
+        let _ = server.shutdown(std::net::Shutdown::Both);
+    });
+    port
+}
+
+#[test]
+fn damaged_redis_transfers_never_become_snapshots() {
+    let server = RedisServer::start("");
+    fill_redis(&server);
+    for (cut, needle) in [(false, "checksum"), (true, "closed")] {
+        let r = Repo::init();
+        // Past the handshake (a few KiB), inside the RDB payload.
+        let port = damaging_proxy(server.port, 40_000, cut);
+        let o = r.run(&[
+            "backup",
+            "redis",
+            "--url",
+            &format!("redis://127.0.0.1:{port}"),
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{needle}: {}", stderr(&o));
+        assert!(r.snapshots().is_empty());
+    }
+    // Nothing listening.
+    let r = Repo::init();
+    let o = r.run(&[
+        "backup",
+        "redis",
+        "--url",
+        &format!("redis://127.0.0.1:{}", cairn_e2e::free_port()),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot connect"), "{}", stderr(&o));
+}
