@@ -539,7 +539,8 @@ impl RedisServer {
         let r = RedisServer { port, dir };
         // A server with a password answers NOAUTH: it is up all the same.
         wait_for("Redis", &r.dir, || {
-            r.cli(&["PING"]).is_some_and(|o| o == "PONG" || o.contains("NOAUTH"))
+            r.cli(&["PING"])
+                .is_some_and(|o| o == "PONG" || o.contains("NOAUTH"))
         });
         r
     }
@@ -640,4 +641,92 @@ pub fn s3_server() -> &'static S3Server {
         }
         S3Server { endpoint: format!("http://127.0.0.1:{port}"), bucket: "cairn".into(), access_key: ak.into(), secret_key: sk.into() }
     })
+}
+
+/// A throwaway MariaDB server (Debian's mariadb-server), reached through its
+/// socket as root: the server behind the documented mysqldump example.
+#[derive(Debug)]
+pub struct MariaDbServer {
+    /// Its directory (socket at `sock`).
+    pub dir: PathBuf,
+}
+
+impl MariaDbServer {
+    /// Starts a new server.
+    ///
+    /// # Panics
+    /// If MariaDB is not installed or does not start.
+    pub fn start() -> MariaDbServer {
+        let found = Command::new("mariadb-install-db")
+            .arg("--help")
+            .output()
+            .is_ok();
+        assert!(
+            found,
+            "MariaDB is not installed: run `bash .ci/run`, or apt-get install mariadb-server"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("cairn-mariadb-")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        let d = dir.display();
+        let user = if is_root() {
+            "root".to_owned()
+        } else {
+            std::env::var("USER").unwrap_or_default()
+        };
+        let init = Command::new("mariadb-install-db")
+            .args([
+                "--no-defaults",
+                &format!("--datadir={d}/data"),
+                &format!("--user={user}"),
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ])
+            .output()
+            .expect("mariadb-install-db");
+        assert!(
+            init.status.success(),
+            "mariadb-install-db: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let port = free_port();
+        let run = format!(
+            "mariadbd --no-defaults --datadir={d}/data --socket={d}/sock --port={port} --bind-address=127.0.0.1 --user={user} --skip-log-bin --pid-file={d}/pid"
+        );
+        with_watchdog(&run, "true", &dir);
+        let db = MariaDbServer { dir };
+        wait_for("MariaDB", &db.dir, || db.try_sql("select 1").is_some());
+        db
+    }
+
+    /// `--socket=…` for the clients.
+    pub fn socket_arg(&self) -> String {
+        format!("--socket={}/sock", self.dir.display())
+    }
+
+    fn try_sql(&self, sql: &str) -> Option<String> {
+        let out = Command::new("mariadb")
+            .args([
+                "--no-defaults",
+                "-uroot",
+                &self.socket_arg(),
+                "-N",
+                "-B",
+                "-e",
+                sql,
+            ])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// Runs SQL as root; returns the output (tab-separated, no headers).
+    pub fn sql(&self, sql: &str) -> String {
+        self.try_sql(sql)
+            .unwrap_or_else(|| panic!("mariadb: {sql} failed"))
+    }
 }

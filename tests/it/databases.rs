@@ -492,3 +492,62 @@ fn damaged_redis_transfers_never_become_snapshots() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("cannot connect"), "{}", stderr(&o));
 }
+
+#[test]
+fn mysqldump_through_command() {
+    let db = cairn_e2e::MariaDbServer::start();
+    db.sql(
+        "create database app; create table app.orders (id int primary key, customer varchar(40), amount decimal(10,2), note text);
+         use app; insert into app.orders select seq, concat('customer-', seq % 97), seq * 1.25, repeat(md5(seq), 3) from seq_1_to_20000;",
+    );
+    let before = db.sql(
+        "select count(*), sum(crc32(concat_ws('|', id, customer, amount, note))) from app.orders",
+    );
+    let r = Repo::init();
+    let sock = db.socket_arg();
+    let s = r.backup_json(
+        &[
+            "--name",
+            "app.sql",
+            "--command",
+            "--",
+            "mysqldump",
+            "--no-defaults",
+            "-uroot",
+            &sock,
+            "--single-transaction",
+            "--routines",
+            "--triggers",
+            "app",
+        ],
+        b"",
+    );
+    assert!(s["bytes_read"].as_u64().unwrap() > 1_000_000, "{s}");
+    db.sql("drop database app; create database app;");
+    let dump = r.ok(&["restore", "latest", "--stdout"]);
+    let mut mysql = Command::new("mariadb")
+        .args(["--no-defaults", "-uroot", &sock, "app"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    mysql.stdin.take().unwrap().write_all(&dump).unwrap();
+    assert!(mysql.wait().unwrap().success());
+    assert_eq!(db.sql("select count(*), sum(crc32(concat_ws('|', id, customer, amount, note))) from app.orders"), before);
+
+    // A mysqldump that fails (unknown database) leaves no snapshot.
+    let o = r.run(&[
+        "backup",
+        "--name",
+        "x.sql",
+        "--command",
+        "--",
+        "mysqldump",
+        "--no-defaults",
+        "-uroot",
+        &sock,
+        "no_such_db",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no_such_db"), "{}", stderr(&o));
+    assert_eq!(r.snapshots().len(), 1);
+}
