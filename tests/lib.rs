@@ -345,7 +345,7 @@ pub fn with_watchdog(script: &str, cleanup: &str, dir: &Path) {
     assert!(started.success(), "could not start the watchdog");
 }
 
-/// A free TCP port on loopback (of those [`port_free`] sees).
+/// A TCP port on loopback that nothing listens on right now.
 pub fn free_port() -> u16 {
     for _ in 0..500 {
         let p = 30_000 + rand::random::<u16>() % 20_000;

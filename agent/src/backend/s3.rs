@@ -143,6 +143,28 @@ impl S3Backend {
         }
     }
 
+    /// GETs an object, or a byte range of it, and reads the whole body.
+    async fn fetch(&self, name: &ObjectName, range: Option<String>) -> Result<Bytes, BackendError> {
+        let key = self.key(name);
+        let resp = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .set_range(range)
+            .send()
+            .await
+            .map_err(|e| self.err("get", key.clone(), e))?;
+        let body = resp.body.collect().await.map_err(|e| BackendError {
+            kind: ErrorKind::Transient,
+            op: "get",
+            object: key,
+            location: self.location(),
+            detail: format!("reading the body: {e}"),
+        })?;
+        Ok(body.into_bytes())
+    }
+
     /// Multipart uploads not completed or aborted under our prefix (tests).
     #[cfg(test)]
     pub async fn stray_uploads(&self) -> usize {
@@ -345,23 +367,7 @@ impl Backend for S3Backend {
     }
 
     async fn get(&self, name: &ObjectName) -> Result<Bytes, BackendError> {
-        let key = self.key(name);
-        let resp = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .send()
-            .await
-            .map_err(|e| self.err("get", key.clone(), e))?;
-        let body = resp.body.collect().await.map_err(|e| BackendError {
-            kind: ErrorKind::Transient,
-            op: "get",
-            object: key,
-            location: self.location(),
-            detail: format!("reading the body: {e}"),
-        })?;
-        Ok(body.into_bytes())
+        self.fetch(name, None).await
     }
 
     async fn get_range(
@@ -373,25 +379,8 @@ impl Backend for S3Backend {
         if len == 0 {
             return Ok(Bytes::new());
         }
-        let key = self.key(name);
-        let range = format!("bytes={offset}-{}", offset + len - 1);
-        let resp = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .range(range)
-            .send()
+        self.fetch(name, Some(format!("bytes={offset}-{}", offset + len - 1)))
             .await
-            .map_err(|e| self.err("get", key.clone(), e))?;
-        let body = resp.body.collect().await.map_err(|e| BackendError {
-            kind: ErrorKind::Transient,
-            op: "get",
-            object: key,
-            location: self.location(),
-            detail: format!("reading the body: {e}"),
-        })?;
-        Ok(body.into_bytes())
     }
 
     async fn head(&self, name: &ObjectName) -> Result<u64, BackendError> {

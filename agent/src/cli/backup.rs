@@ -63,7 +63,7 @@ struct PgArgs {
 
 #[derive(Debug, clap::Args)]
 struct RedisArgs {
-    /// redis://[user:password@]host:port (a password can also come from REDISCLI_AUTH).
+    /// `redis://[user:password@]host:port` (a password can also come from REDISCLI_AUTH).
     #[arg(long)]
     url: String,
 }
