@@ -242,33 +242,31 @@ fn failed_dumps_never_become_snapshots() {
     // pg_dump killed by a signal while it dumps.
     make_database(&pg, "victim");
     let r = repo_for(&pg);
-    let mut locker = lock_table(&pg, "victim", "notes");
-    let backup = r
-        .cairn()
-        .args(args(&["backup", "pg", "--dbname", "victim"], &conn))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = blocked_pg_dump(&pg, "victim", backup.id());
-    assert!(Command::new("kill")
-        .args(["-9", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let o = backup.wait_with_output().unwrap();
-    let _ = locker.kill();
-    let _ = locker.wait();
-    // The killed clients' server sessions (the lock, the waiting dump) live on: end them.
-    pg.sql(
-        "postgres",
-        "select count(pg_terminate_backend(pid)) from pg_stat_activity where datname = 'victim'",
-    );
+    let o = break_a_blocked_dump(&pg, &r, |pid| {
+        assert!(Command::new("kill")
+            .args(["-9", pid])
+            .status()
+            .unwrap()
+            .success());
+    });
     assert_failed_without_snapshot(&r, &o, "signal 9");
 
     // The server stops in the middle of the dump.
     let r = repo_for(&pg);
-    let mut locker = lock_table(&pg, "victim", "notes");
+    let o = break_a_blocked_dump(&pg, &r, |_| pg.stop_now());
+    assert_failed_without_snapshot(&r, &o, "pg_dump");
+}
+
+/// Starts `cairn backup pg` of `victim` while its `notes` table is locked,
+/// so pg_dump waits; then calls `breaker` with pg_dump's pid and returns
+/// cairn's output. Leaves no session behind on a server that still runs.
+fn break_a_blocked_dump(
+    pg: &PgServer,
+    r: &Repo,
+    breaker: impl FnOnce(&str),
+) -> std::process::Output {
+    let conn = pg.args();
+    let mut locker = lock_table(pg, "victim", "notes");
     let backup = r
         .cairn()
         .args(args(&["backup", "pg", "--dbname", "victim"], &conn))
@@ -276,12 +274,29 @@ fn failed_dumps_never_become_snapshots() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    blocked_pg_dump(&pg, "victim", backup.id());
-    pg.stop_now();
+    let pid = blocked_pg_dump(pg, "victim", backup.id());
+    breaker(&pid);
     let o = backup.wait_with_output().unwrap();
     let _ = locker.kill();
     let _ = locker.wait();
-    assert_failed_without_snapshot(&r, &o, "pg_dump");
+    // The killed clients' server sessions (the lock, the waiting dump) live on: end them.
+    let end =
+        "select count(pg_terminate_backend(pid)) from pg_stat_activity where datname = 'victim'";
+    let _ = Command::new("psql")
+        .args(["--no-psqlrc", "-q", "-h"])
+        .arg(&pg.socket_dir)
+        .args([
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            &pg.user,
+            "-d",
+            "postgres",
+            "-c",
+            end,
+        ])
+        .output();
+    o
 }
 
 /// Every key's type, value and whether it has a TTL, sorted.
