@@ -448,19 +448,9 @@ impl PgServer {
 
     /// Runs SQL over the trusted socket as the superuser; returns the output (unaligned, tuples only).
     pub fn sql(&self, db: &str, sql: &str) -> String {
-        let out = Command::new("psql")
-            .args(["--no-psqlrc", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h"])
-            .arg(&self.socket_dir)
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                &self.user,
-                "-d",
-                db,
-                "-c",
-                sql,
-            ])
+        let out = self
+            .psql(db)
+            .args(["-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .output()
             .expect("psql");
         assert!(
@@ -469,6 +459,16 @@ impl PgServer {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// `psql` connected to `db` over the trusted socket as the superuser;
+    /// add the rest of the arguments.
+    pub fn psql(&self, db: &str) -> Command {
+        let mut c = Command::new("psql");
+        c.args(["--no-psqlrc", "-q", "-h"])
+            .arg(&self.socket_dir)
+            .args(["-p", &self.port.to_string(), "-U", &self.user, "-d", db]);
+        c
     }
 
     /// Environment for cairn to reach this server over TCP with the password.
@@ -612,33 +612,13 @@ pub fn s3_server() -> &'static S3Server {
             base + 8,
             base + 9
         );
-        let watchdog = format!(
-            "{weed} {args} > {d}/weed.out 2>&1 & w=$!; \
-             while kill -0 {me} 2>/dev/null && kill -0 $w 2>/dev/null; do sleep 0.5; done; \
-             kill $w 2>/dev/null; wait $w; rm -rf {d}",
-            weed = weed.display(),
-            me = std::process::id()
-        );
-        // Double fork: the outer shell exits at once (and is waited for); the
-        // watchdog, reparented to init, outlives this process to clean up.
-        let started = Command::new("sh")
-            .arg("-c")
-            .arg(format!("( {watchdog} ) </dev/null >/dev/null 2>&1 &"))
-            .status()
-            .expect("start SeaweedFS");
-        assert!(started.success(), "could not start the SeaweedFS watchdog");
+        with_watchdog(&format!("{} {args}", weed.display()), "true", &dir);
         let port = base + 6;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
         // Ready: the S3 gateway answers (403 to anonymous requests) and the
         // filer holds the bucket, which is created a moment after start.
-        while http_status(port, "/") != Some(403) || http_status(base + 4, "/buckets/cairn/") != Some(200) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "SeaweedFS did not start on 127.0.0.1:{port}; its output:\n{}",
-                std::fs::read_to_string(dir.join("weed.out")).unwrap_or_default()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
+        wait_for("SeaweedFS", &dir, || {
+            http_status(port, "/") == Some(403) && http_status(base + 4, "/buckets/cairn/") == Some(200)
+        });
         S3Server { endpoint: format!("http://127.0.0.1:{port}"), bucket: "cairn".into(), access_key: ak.into(), secret_key: sk.into() }
     })
 }

@@ -160,19 +160,9 @@ fn assert_failed_without_snapshot(r: &Repo, o: &std::process::Output, needle: &s
 /// Holds an exclusive lock on `table` so that pg_dump waits on it.
 fn lock_table(pg: &PgServer, db: &str, table: &str) -> std::process::Child {
     let sql = format!("begin; lock table {table} in access exclusive mode; select pg_sleep(120);");
-    let child = Command::new("psql")
-        .args(["--no-psqlrc", "-q", "-h"])
-        .arg(&pg.socket_dir)
-        .args([
-            "-p",
-            &pg.port.to_string(),
-            "-U",
-            &pg.user,
-            "-d",
-            db,
-            "-c",
-            &sql,
-        ])
+    let child = pg
+        .psql(db)
+        .args(["-c", &sql])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -282,20 +272,8 @@ fn break_a_blocked_dump(
     // The killed clients' server sessions (the lock, the waiting dump) live on: end them.
     let end =
         "select count(pg_terminate_backend(pid)) from pg_stat_activity where datname = 'victim'";
-    let _ = Command::new("psql")
-        .args(["--no-psqlrc", "-q", "-h"])
-        .arg(&pg.socket_dir)
-        .args([
-            "-p",
-            &pg.port.to_string(),
-            "-U",
-            &pg.user,
-            "-d",
-            "postgres",
-            "-c",
-            end,
-        ])
-        .output();
+    // (Not pg.sql: after the server-stop case there is no server to answer.)
+    let _ = pg.psql("postgres").args(["-c", end]).output();
     o
 }
 
