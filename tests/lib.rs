@@ -52,6 +52,9 @@ pub struct Repo {
     pub pass: String,
     /// Extra environment for every `cairn` run (S3 endpoint and credentials).
     pub env: Vec<(String, String)>,
+    /// The catalog every `cairn` run uses (in the temp dir; change it to
+    /// act as another machine).
+    pub catalog: PathBuf,
 }
 
 impl Default for Repo {
@@ -65,9 +68,11 @@ impl Repo {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("repo");
+        let catalog = dir.path().join("catalog.sqlite");
         Repo {
             dir,
             path,
+            catalog,
             pass: "correct horse battery staple".into(),
             env: Vec::new(),
         }
@@ -111,11 +116,13 @@ impl Repo {
             "CAIRN_PASSWORD_FILE",
             "CAIRN_NEW_PASSWORD",
             "CAIRN_NEW_PASSWORD_FILE",
+            "CAIRN_LOG_REQUESTS",
         ] {
             c.env_remove(v);
         }
         c.env("CAIRN_REPOSITORY", &self.path)
-            .env("CAIRN_PASSWORD", &self.pass);
+            .env("CAIRN_PASSWORD", &self.pass)
+            .env("CAIRN_CATALOG", &self.catalog);
         c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         c
     }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 pub mod faulty;
 pub mod local;
+pub mod logged;
 #[cfg(test)]
 pub mod memory;
 pub mod retry;
@@ -115,6 +116,8 @@ pub struct Options {
     pub s3: s3::S3Options,
     /// Retries per operation for retryable errors.
     pub retries: u32,
+    /// Log every request (after retries) on standard error.
+    pub log_requests: bool,
 }
 
 /// Opens the backend a repository address names: `s3:BUCKET/PREFIX`,
@@ -136,5 +139,10 @@ pub async fn open(address: &str, opts: &Options) -> anyhow::Result<DynBackend> {
         Ok(spec) if !spec.is_empty() => Arc::new(faulty::Faulty::parse(base, &spec)?),
         _ => base,
     };
-    Ok(Arc::new(retry::Retry::new(base, opts.retries)))
+    let retried: DynBackend = Arc::new(retry::Retry::new(base, opts.retries));
+    Ok(if opts.log_requests {
+        Arc::new(logged::Logged::new(retried))
+    } else {
+        retried
+    })
 }

@@ -1,5 +1,6 @@
 //! One backup: source → pipeline → session commit.
 
+use crate::catalog::Catalog;
 use crate::pipeline::chunk::{Content, StreamChunker};
 use crate::pipeline::{self, Options, PipelineError, Stats, Target};
 use crate::progress::Progress;
@@ -40,6 +41,9 @@ pub enum What {
     Files {
         /// The paths.
         paths: Vec<PathBuf>,
+        /// The root tree of the parent snapshot: files unchanged since it
+        /// are not read again.
+        parent: Option<ChunkId>,
     },
     /// A PostgreSQL database.
     Postgres(PgSource),
@@ -56,6 +60,8 @@ pub struct Outcome {
     pub snapshot: Snapshot,
     /// Wall time.
     pub seconds: f64,
+    /// Files not read again because they are unchanged since the parent.
+    pub unchanged_files: u64,
 }
 
 /// Pipeline options for this repository on this machine.
@@ -109,12 +115,16 @@ fn stdin_size() -> Option<u64> {
         .map(|m| m.len())
 }
 
-/// Runs one backup and commits its snapshot.
-pub async fn run(repo: &Repository, what: What, uploads: usize) -> Result<Outcome> {
+/// Runs one backup, commits its snapshot and records it in the catalog
+/// (which must be synced).
+pub async fn run(
+    repo: &Repository,
+    catalog: &Arc<Catalog>,
+    what: What,
+    uploads: usize,
+) -> Result<Outcome> {
     let started = Instant::now();
-    let committed = repo.committed().await?;
-    let known = Arc::new(repo.load_index(&committed).await?);
-    if let What::Files { paths } = &what {
+    if let What::Files { paths, .. } = &what {
         files::check_paths(paths)?;
     }
     let session = Session::start(repo).await?;
@@ -124,20 +134,20 @@ pub async fn run(repo: &Repository, what: What, uploads: usize) -> Result<Outcom
         session: session.id,
         enc: repo.keys.enc.clone(),
         ids: repo.keys.id.clone(),
-        known,
+        catalog: catalog.clone(),
     };
     let chunker = Chunker::new(repo.config.chunker, &repo.keys.gear);
     let opts = options(repo, uploads);
     let started_ns = session.started_ns;
 
     let (source, tree, report, packs) = match what {
-        What::Files { paths } => {
+        What::Files { paths, parent } => {
             let progress = Progress::start(stats.clone(), None);
             let walk_paths = paths.clone();
             let result = pipeline::run(target, opts, stats.clone(), move |sink| {
                 let mut sc = StreamChunker::new(chunker);
                 let warn = |m: String| eprintln!("warning: {m}");
-                Walker::new(sink, &mut sc, &warn).run(&walk_paths)
+                Walker::new(sink, &mut sc, &warn).run(&walk_paths, parent)
             })
             .await;
             progress.finish();
@@ -186,11 +196,19 @@ pub async fn run(repo: &Repository, what: What, uploads: usize) -> Result<Outcom
         partial: report.errors > 0,
         summary,
     };
-    let id = session.commit(repo, packs, &snapshot).await?;
+    let done = session.commit(repo, packs, &snapshot).await?;
+    let id = done.snapshot;
+    let listed = [(id, snapshot)];
+    // Every tree of the snapshot went to the catalog as it was stored.
+    if let Err(e) = catalog.record(&done.commit, &done.packs, &listed, true) {
+        eprintln!("warning: the snapshot is committed, but the catalog could not record it ({e}); the next command reads it from the repository");
+    }
+    let [(id, snapshot)] = listed;
     Ok(Outcome {
         id,
         snapshot,
         seconds: started.elapsed().as_secs_f64(),
+        unchanged_files: report.unchanged,
     })
 }
 

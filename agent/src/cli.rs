@@ -2,13 +2,19 @@
 //! subcommand.
 
 use crate::backend;
+use crate::catalog::{self, Catalog};
 use crate::repo::Repository;
 use anyhow::{bail, Context, Result};
 use cairn_repo_format::Passphrase;
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 mod backup;
+mod catalog_cmd;
+mod diff;
+mod find;
 mod init;
 mod key;
 mod ls;
@@ -52,6 +58,15 @@ pub struct Cli {
     #[arg(long, env = "CAIRN_RETRIES", global = true, default_value_t = crate::backend::retry::DEFAULT_RETRIES)]
     retries: u32,
 
+    /// The local catalog (a cache of the repository) to use, instead of
+    /// one per repository in ~/.cache/cairn.
+    #[arg(long, env = "CAIRN_CATALOG", global = true)]
+    catalog: Option<PathBuf>,
+
+    /// Log every request to the repository's storage on standard error.
+    #[arg(long, env = "CAIRN_LOG_REQUESTS", global = true)]
+    log_requests: bool,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -73,6 +88,15 @@ enum Command {
     Ls(ls::Args),
     /// Restore a snapshot to a directory or to standard output.
     Restore(restore::Args),
+    /// Find files by name (or path) across snapshots, from the catalog.
+    Find(find::Args),
+    /// Show what changed between two snapshots, from the catalog.
+    Diff(diff::Args),
+    /// Manage the local catalog.
+    Catalog {
+        #[command(subcommand)]
+        command: catalog_cmd::Command,
+    },
 }
 
 /// Runs the parsed command.
@@ -90,16 +114,44 @@ pub async fn run(cli: Cli) -> Result<Status> {
             part_size: 0,
         },
         retries: cli.retries,
+        log_requests: cli.log_requests,
     };
     let backend = backend::open(&address, &opts).await?;
+    let cat = cli.catalog.as_deref();
     match cli.command {
         Command::Init(args) => init::run(backend, args).await,
         Command::Key { command } => key::run(open(backend).await?, command).await,
-        Command::Backup(args) => backup::run(open(backend).await?, args).await,
-        Command::Snapshots(args) => snapshots::run(open(backend).await?, args).await,
-        Command::Ls(args) => ls::run(open(backend).await?, args).await,
-        Command::Restore(args) => restore::run(open(backend).await?, args).await,
+        Command::Catalog { command } => {
+            let repo = open(backend).await?;
+            let cat = open_catalog(&repo, cat)?;
+            catalog_cmd::run(repo, cat, command).await
+        }
+        command => {
+            let repo = open(backend).await?;
+            let cat = open_catalog(&repo, cat)?;
+            catalog::sync::sync(&cat, &repo).await?;
+            match command {
+                Command::Backup(args) => backup::run(repo, cat, args).await,
+                Command::Snapshots(args) => snapshots::run(&cat, args),
+                Command::Ls(args) => ls::run(&cat, args),
+                Command::Find(args) => find::run(&cat, args),
+                Command::Diff(args) => diff::run(&cat, args),
+                Command::Restore(args) => restore::run(repo, cat, args).await,
+                Command::Init(_) | Command::Key { .. } | Command::Catalog { .. } => {
+                    unreachable!("handled above")
+                }
+            }
+        }
     }
+}
+
+/// Opens the repository's catalog (it is synced by the caller).
+fn open_catalog(repo: &Repository, path: Option<&std::path::Path>) -> Result<Arc<Catalog>> {
+    let path = match path {
+        Some(p) => p.to_owned(),
+        None => catalog::default_path(&repo.config.repository_id)?,
+    };
+    Ok(Arc::new(Catalog::open(&path, &repo.config.repository_id)?))
 }
 
 async fn open(backend: backend::DynBackend) -> Result<Repository> {

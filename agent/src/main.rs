@@ -7,6 +7,7 @@
 
 mod backend;
 mod backup;
+mod catalog;
 mod cli;
 mod pipeline;
 mod progress;

@@ -13,7 +13,7 @@
 //! When any stage fails, the channels close and every other stage stops.
 
 use crate::backend::{BackendError, DynBackend, PutMode};
-use crate::repo::BlobIndex;
+use crate::catalog::Catalog;
 use crate::source::SourceError;
 use bytes::Bytes;
 use cairn_chunker::IdKey;
@@ -41,6 +41,9 @@ pub enum PipelineError {
     /// The source failed.
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// The catalog could not be read or written.
+    #[error("the catalog: {0}")]
+    Catalog(#[from] rusqlite::Error),
     /// Another stage failed first; this one stopped because its channel closed.
     #[error("the backup pipeline stopped early")]
     Aborted,
@@ -109,10 +112,11 @@ struct StoredBlob {
 }
 
 /// Where the producer hands its blobs: hashes them, drops the ones the
-/// repository (or this session) already has, and queues the rest.
+/// repository (or this session) already has, and queues the rest. Trees
+/// also go to the catalog, so it can answer for the snapshot at once.
 pub struct BlobSink {
     ids: IdKey,
-    known: Arc<BlobIndex>,
+    catalog: Arc<Catalog>,
     seen: HashSet<ChunkId>,
     tx: crossbeam_channel::Sender<RawBlob>,
     stats: Arc<Stats>,
@@ -133,18 +137,35 @@ impl BlobSink {
     /// [`PipelineError::Aborted`] if a later stage has stopped.
     pub fn submit(&mut self, kind: BlobKind, data: Bytes) -> Result<ChunkId, PipelineError> {
         let id = self.ids.chunk_id(&data);
-        if kind == BlobKind::Data {
-            Stats::add(&self.stats.total_chunks, 1);
+        match kind {
+            BlobKind::Data => Stats::add(&self.stats.total_chunks, 1),
+            // Children are submitted before their parents, so the catalog
+            // holds a tree only with every tree below it.
+            BlobKind::Tree => self.catalog.put_tree(&id, &data)?,
         }
-        if self.known.contains(&id) || !self.seen.insert(id) {
+        if self.seen.contains(&id) || self.catalog.contains(&id)? {
             return Ok(id);
         }
+        self.seen.insert(id);
         Stats::add(&self.stats.new_chunks, 1);
         Stats::add(&self.stats.new_bytes, data.len() as u64);
         self.tx
             .send(RawBlob { id, kind, data })
             .map_err(|_| PipelineError::Aborted)?;
         Ok(id)
+    }
+
+    /// Whether a blob is stored already (in the repository or this session).
+    ///
+    /// # Errors
+    /// If the catalog cannot be read.
+    pub fn known(&self, id: &ChunkId) -> Result<bool, PipelineError> {
+        Ok(self.seen.contains(id) || self.catalog.contains(id)?)
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
     }
 
     /// The shared counters.
@@ -164,8 +185,8 @@ pub struct Target {
     pub enc: EncKey,
     /// The id key.
     pub ids: IdKey,
-    /// Blobs already stored.
-    pub known: Arc<BlobIndex>,
+    /// The catalog: blobs already stored.
+    pub catalog: Arc<Catalog>,
 }
 
 /// Runs `producer` on a blocking thread with a [`BlobSink`], and the rest of
@@ -184,7 +205,7 @@ pub async fn run<T: Send + 'static>(
 
     let mut sink = BlobSink {
         ids: target.ids.clone(),
-        known: target.known.clone(),
+        catalog: target.catalog.clone(),
         seen: HashSet::new(),
         tx: raw_tx,
         stats: stats.clone(),

@@ -1,24 +1,18 @@
-//! An opened repository: backend, keys and config, and what its committed
-//! sessions say (snapshots, and the blob index).
+//! An opened repository: backend, keys and config. What its committed
+//! sessions say is read into the catalog ([`crate::catalog`]).
 
 use crate::backend::{DynBackend, ErrorKind, PutMode};
+use crate::catalog::Listed;
 use crate::util;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use cairn_repo_format::{
-    keyfile, sealed, Commit, Config, IndexFile, KdfParams, KeyError, KeyId, KeyMeta, MasterKey,
-    ObjectKind, ObjectName, Passphrase, RepoKeys, SessionId, Snapshot, SnapshotId, Tree,
+    keyfile, sealed, Config, KdfParams, KeyError, KeyId, KeyMeta, MasterKey, ObjectKind,
+    ObjectName, Passphrase, RepoKeys,
 };
-use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
 
-mod index;
 pub mod read;
-
-pub use index::BlobIndex;
-
-/// How many small objects are fetched at once.
-const FETCH_CONCURRENCY: usize = 16;
 
 /// An opened repository.
 #[derive(Debug, Clone)]
@@ -32,15 +26,6 @@ pub struct Repository {
     /// The key file that opened it.
     pub key_id: KeyId,
     master: Arc<MasterKey>,
-}
-
-/// The committed state: what readers may trust.
-#[derive(Debug, Default)]
-pub struct Committed {
-    /// Commits of finished sessions.
-    pub commits: Vec<Commit>,
-    /// Their snapshots, oldest first.
-    pub snapshots: Vec<(SnapshotId, Snapshot)>,
 }
 
 fn key_meta() -> KeyMeta {
@@ -182,96 +167,6 @@ impl Repository {
         Ok(out)
     }
 
-    /// Reads every commit and the snapshots they list.
-    pub async fn committed(&self) -> Result<Committed> {
-        let names = self
-            .backend
-            .list(ObjectKind::Commit)
-            .await
-            .context("listing commits")?;
-        let commits: Vec<Commit> = futures::stream::iter(names)
-            .map(|name| async move {
-                let ObjectName::Commit(sid) = name else {
-                    unreachable!("list(Commit) yields commit names")
-                };
-                let data = self.backend.get(&name).await?;
-                Commit::open(&self.keys.enc, sid, &data).with_context(|| format!("reading {name}"))
-            })
-            .buffer_unordered(FETCH_CONCURRENCY)
-            .try_collect()
-            .await?;
-        let listed: Vec<(SessionId, SnapshotId)> = commits
-            .iter()
-            .flat_map(|c| c.snapshots.iter().map(|s| (c.session, *s)))
-            .collect();
-        let mut snapshots: Vec<(SnapshotId, Snapshot)> = futures::stream::iter(listed)
-            .map(|(session, id)| async move {
-                let name = ObjectName::Snapshot(id);
-                let data = self.backend.get(&name).await.with_context(|| {
-                    format!("snapshot {id} is listed by a commit but cannot be read")
-                })?;
-                let s = Snapshot::open(&self.keys.enc, id, &data)
-                    .with_context(|| format!("reading {name}"))?;
-                if s.session != session {
-                    bail!("{name} names session {} but is listed by the commit of session {}: the repository is inconsistent", s.session.short(), session.short());
-                }
-                Ok::<_, anyhow::Error>((id, s))
-            })
-            .buffer_unordered(FETCH_CONCURRENCY)
-            .try_collect()
-            .await?;
-        snapshots.sort_by_key(|(id, s)| (s.time_ns, *id));
-        Ok(Committed { commits, snapshots })
-    }
-
-    /// Loads the index files of all committed sessions.
-    pub async fn load_index(&self, committed: &Committed) -> Result<BlobIndex> {
-        let names: Vec<ObjectName> = committed
-            .commits
-            .iter()
-            .flat_map(|c| c.index.iter().map(|i| ObjectName::Index(c.session, *i)))
-            .collect();
-        let files: Vec<(ObjectName, IndexFile)> = futures::stream::iter(names)
-            .map(|name| async move {
-                let ObjectName::Index(sid, iid) = name else {
-                    unreachable!("built as index names")
-                };
-                let data = self.backend.get(&name).await.with_context(|| {
-                    format!("index file {name} is listed by a commit but cannot be read")
-                })?;
-                let enc = self.keys.enc.clone();
-                let file =
-                    tokio::task::spawn_blocking(move || IndexFile::open(&enc, sid, iid, &data))
-                        .await??;
-                Ok::<_, anyhow::Error>((name, file))
-            })
-            .buffer_unordered(FETCH_CONCURRENCY)
-            .try_collect()
-            .await?;
-        let mut index = BlobIndex::default();
-        for (name, file) in files {
-            let ObjectName::Index(sid, _) = name else {
-                continue;
-            };
-            index.add_file(sid, file);
-        }
-        Ok(index)
-    }
-
-    /// Reads and decodes one tree blob.
-    pub async fn read_tree(
-        &self,
-        index: &BlobIndex,
-        id: cairn_repo_format::ChunkId,
-    ) -> Result<Tree> {
-        let data = read::read_blobs(self, index, &[id]).await?;
-        let bytes = data
-            .into_iter()
-            .next()
-            .ok_or_else(|| anyhow!("tree {id} was not read"))?;
-        Tree::decode(&bytes).with_context(|| format!("tree {id}"))
-    }
-
     /// Puts a new object, create-only.
     pub async fn put_new(&self, name: &ObjectName, data: Vec<u8>) -> Result<()> {
         self.backend
@@ -285,26 +180,20 @@ fn file_unwrap(data: &[u8], id: KeyId, pass: &Passphrase) -> Result<MasterKey, K
     keyfile::parse(data)?.unwrap(id, pass)
 }
 
-/// Resolves a SNAPSHOT argument: `latest`, or a unique prefix of an id.
-pub fn resolve_snapshot<'a>(
-    committed: &'a Committed,
-    arg: &str,
-) -> Result<&'a (SnapshotId, Snapshot)> {
-    if committed.snapshots.is_empty() {
+/// Resolves a SNAPSHOT argument among `snapshots` (oldest first): `latest`,
+/// or a unique prefix of an id.
+pub fn resolve_snapshot<'a>(snapshots: &'a [Listed], arg: &str) -> Result<&'a Listed> {
+    if snapshots.is_empty() {
         bail!("the repository has no snapshots yet");
     }
     if arg == "latest" {
-        return committed
-            .snapshots
-            .last()
-            .ok_or_else(|| anyhow!("no snapshots"));
+        return snapshots.last().ok_or_else(|| anyhow!("no snapshots"));
     }
     let prefix = arg.to_ascii_lowercase();
     if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
         bail!("{arg:?} is not a snapshot id: give a hex id prefix or `latest`");
     }
-    let matches: Vec<_> = committed
-        .snapshots
+    let matches: Vec<_> = snapshots
         .iter()
         .filter(|(id, _)| id.to_hex().starts_with(&prefix))
         .collect();

@@ -1,24 +1,26 @@
-//! Restores: a stream to stdout, or a tree into a directory.
+//! Restores: a stream to stdout or into a database client, or a tree into
+//! a directory ([`tree`]). Trees come from the catalog.
 //!
-//! File contents are read a batch of chunks at a time through
+//! A stream is read a batch of chunks at a time through
 //! [`crate::repo::read::read_blobs`] (aligned, coalesced, verified reads),
 //! the next batch being read while the current one is written. Every chunk is
 //! authenticated and hashed before a byte of it is written; on any error the
 //! file being written is removed and the restore fails.
 
-use crate::repo::{read::read_blobs, BlobIndex, Repository};
+use crate::catalog::Catalog;
+use crate::repo::{read::read_blobs, Repository};
 use crate::source::postgres::PgConn;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
-use cairn_repo_format::{ChunkId, Node, NodeKind, NodeMeta, Snapshot, Source, Tree};
+use cairn_repo_format::{ChunkId, Node, NodeKind, Snapshot, Source};
 use futures::{Stream, StreamExt, TryStreamExt};
-use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
-use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::path::{Component, Path};
 use tokio::io::AsyncWriteExt;
+
+pub mod tree;
+
+pub use tree::to_dir;
 
 /// Plaintext bytes per batch of chunks.
 const BATCH_BYTES: u64 = 32 << 20;
@@ -28,13 +30,17 @@ const BATCHES_AHEAD: usize = 2;
 /// A file's chunks, in order, in batches.
 fn content_batches<'a>(
     repo: &'a Repository,
-    index: &'a BlobIndex,
+    cat: &'a Catalog,
     content: &'a [ChunkId],
 ) -> impl Stream<Item = Result<Vec<Bytes>>> + 'a {
     let mut batches: Vec<&'a [ChunkId]> = Vec::new();
     let (mut start, mut bytes) = (0, 0u64);
     for (i, id) in content.iter().enumerate() {
-        bytes += index.get(id).map_or(0, |(_, e)| u64::from(e.raw_len));
+        bytes += cat
+            .locate(id)
+            .ok()
+            .flatten()
+            .map_or(0, |(_, e)| u64::from(e.raw_len));
         if bytes >= BATCH_BYTES || i + 1 == content.len() {
             batches.push(&content[start..=i]);
             start = i + 1;
@@ -42,7 +48,7 @@ fn content_batches<'a>(
         }
     }
     futures::stream::iter(batches)
-        .map(move |b| read_blobs(repo, index, b))
+        .map(move |b| read_blobs(repo, cat, b))
         .buffered(BATCHES_AHEAD)
 }
 
@@ -57,15 +63,10 @@ fn components(path: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Finds the node at `path` below the root tree.
-pub async fn find(
-    repo: &Repository,
-    index: &BlobIndex,
-    root: ChunkId,
-    path: &str,
-) -> Result<Option<Node>> {
+/// Finds the node at `path` below the root tree (from the catalog alone).
+pub fn find(cat: &Catalog, root: ChunkId, path: &str) -> Result<Option<Node>> {
     let parts = components(path);
-    let mut tree = repo.read_tree(index, root).await?;
+    let mut tree = cat.tree(&root)?;
     for (i, part) in parts.iter().enumerate() {
         let Some(node) = tree.get(part).cloned() else {
             return Ok(None);
@@ -74,7 +75,7 @@ pub async fn find(
             return Ok(Some(node));
         }
         match node.kind {
-            NodeKind::Dir { subtree } => tree = repo.read_tree(index, subtree).await?,
+            NodeKind::Dir { subtree } => tree = cat.tree(&subtree)?,
             _ => return Ok(None),
         }
     }
@@ -82,18 +83,12 @@ pub async fn find(
 }
 
 /// The single file of a stream snapshot, or the file at `include`.
-async fn stream_node(
-    repo: &Repository,
-    index: &BlobIndex,
-    snap: &Snapshot,
-    include: Option<&str>,
-) -> Result<Node> {
+fn stream_node(cat: &Catalog, snap: &Snapshot, include: Option<&str>) -> Result<Node> {
     let node = match include {
-        Some(p) => find(repo, index, snap.tree, p)
-            .await?
+        Some(p) => find(cat, snap.tree, p)?
             .ok_or_else(|| anyhow!("{p} is not in the snapshot; `cairn ls` lists what is"))?,
         None => {
-            let root = repo.read_tree(index, snap.tree).await?;
+            let root = cat.tree(&snap.tree)?;
             match root.nodes() {
                 [one] if matches!(one.kind, NodeKind::File { .. }) => one.clone(),
                 _ => bail!("this snapshot holds several files, not a single stream: choose one with --include PATH, or restore with --target DIR"),
@@ -112,7 +107,7 @@ async fn stream_node(
 /// Writes a file node's content to `out`, verifying every chunk first.
 async fn write_node(
     repo: &Repository,
-    index: &BlobIndex,
+    cat: &Catalog,
     node: &Node,
     out: &mut (impl tokio::io::AsyncWrite + Unpin),
     what: &str,
@@ -124,7 +119,7 @@ async fn write_node(
         );
     };
     let mut written = 0u64;
-    let mut batches = content_batches(repo, index, content);
+    let mut batches = content_batches(repo, cat, content);
     while let Some(batch) = batches.try_next().await? {
         for chunk in batch {
             out.write_all(&chunk)
@@ -146,14 +141,14 @@ async fn write_node(
 /// snapshot, or the file at `include`.
 pub async fn to_stdout(
     repo: &Repository,
-    index: &BlobIndex,
+    cat: &Catalog,
     snap: &Snapshot,
     include: Option<&str>,
 ) -> Result<u64> {
-    let node = stream_node(repo, index, snap, include).await?;
+    let node = stream_node(cat, snap, include)?;
     write_node(
         repo,
-        index,
+        cat,
         &node,
         &mut tokio::io::stdout(),
         "standard output",
@@ -162,26 +157,12 @@ pub async fn to_stdout(
 }
 
 /// The file of a database snapshot's root tree called `name`, if present.
-async fn root_file(
-    repo: &Repository,
-    index: &BlobIndex,
-    snap: &Snapshot,
-    name: &str,
-) -> Result<Option<Node>> {
-    Ok(repo
-        .read_tree(index, snap.tree)
-        .await?
-        .get(name.as_bytes())
-        .cloned())
+fn root_file(cat: &Catalog, snap: &Snapshot, name: &str) -> Result<Option<Node>> {
+    Ok(cat.tree(&snap.tree)?.get(name.as_bytes()).cloned())
 }
 
 /// Feeds a file node into a client's standard input and checks its exit status.
-async fn pipe_into(
-    repo: &Repository,
-    index: &BlobIndex,
-    node: &Node,
-    argv: &[String],
-) -> Result<()> {
+async fn pipe_into(repo: &Repository, cat: &Catalog, node: &Node, argv: &[String]) -> Result<()> {
     let mut child = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(std::process::Stdio::piped())
@@ -190,7 +171,7 @@ async fn pipe_into(
         .spawn()
         .with_context(|| format!("cannot start {}", argv[0]))?;
     let mut stdin = child.stdin.take().context("no stdin pipe")?;
-    let fed = write_node(repo, index, node, &mut stdin, &argv[0]).await;
+    let fed = write_node(repo, cat, node, &mut stdin, &argv[0]).await;
     drop(stdin);
     let status = child.wait().await?;
     if !status.success() {
@@ -203,7 +184,7 @@ async fn pipe_into(
 /// pg_restore (custom) or psql (plain).
 pub async fn to_postgres(
     repo: &Repository,
-    index: &BlobIndex,
+    cat: &Catalog,
     snap: &Snapshot,
     conn: &PgConn,
     create: bool,
@@ -230,9 +211,9 @@ pub async fn to_postgres(
         a.extend(conn.args(Some(&target)));
         a
     };
-    if let Some(globals) = root_file(repo, index, snap, "globals.sql").await? {
+    if let Some(globals) = root_file(cat, snap, "globals.sql")? {
         // Roles that already exist are reported by psql and skipped.
-        pipe_into(repo, index, &globals, &psql(&[]))
+        pipe_into(repo, cat, &globals, &psql(&[]))
             .await
             .context("restoring globals")?;
     }
@@ -240,14 +221,12 @@ pub async fn to_postgres(
         if create || clean {
             bail!("--create and --clean apply to custom-format dumps; this snapshot is plain SQL (use pg_dump's own options at backup time)");
         }
-        let dump = root_file(repo, index, snap, "database.sql")
-            .await?
-            .context("the snapshot has no database.sql")?;
-        return pipe_into(repo, index, &dump, &psql(&["--set=ON_ERROR_STOP=1"])).await;
+        let dump =
+            root_file(cat, snap, "database.sql")?.context("the snapshot has no database.sql")?;
+        return pipe_into(repo, cat, &dump, &psql(&["--set=ON_ERROR_STOP=1"])).await;
     }
-    let dump = root_file(repo, index, snap, "database.dump")
-        .await?
-        .context("the snapshot has no database.dump")?;
+    let dump =
+        root_file(cat, snap, "database.dump")?.context("the snapshot has no database.dump")?;
     let mut argv = vec!["pg_restore".to_owned()];
     if clean {
         argv.extend(["--clean".to_owned(), "--if-exists".to_owned()]);
@@ -257,7 +236,7 @@ pub async fn to_postgres(
     }
     argv.extend(conn.args(Some(&target)));
     match jobs.filter(|j| *j > 1) {
-        None => pipe_into(repo, index, &dump, &argv).await,
+        None => pipe_into(repo, cat, &dump, &argv).await,
         Some(j) => {
             // pg_restore runs parallel jobs only from a file.
             let path = std::env::temp_dir().join(format!(
@@ -267,8 +246,7 @@ pub async fn to_postgres(
             let mut file = tokio::fs::File::create(&path)
                 .await
                 .with_context(|| format!("creating {}", path.display()))?;
-            let staged =
-                write_node(repo, index, &dump, &mut file, &path.display().to_string()).await;
+            let staged = write_node(repo, cat, &dump, &mut file, &path.display().to_string()).await;
             drop(file);
             let result = match staged {
                 Ok(_) => {
@@ -298,21 +276,19 @@ pub async fn to_postgres(
 /// file in the same directory, then a rename).
 pub async fn to_redis_rdb(
     repo: &Repository,
-    index: &BlobIndex,
+    cat: &Catalog,
     snap: &Snapshot,
     path: &Path,
 ) -> Result<u64> {
     if !matches!(snap.source, Source::Redis { .. }) {
         bail!("this snapshot is not a Redis backup");
     }
-    let node = root_file(repo, index, snap, "dump.rdb")
-        .await?
-        .context("the snapshot has no dump.rdb")?;
+    let node = root_file(cat, snap, "dump.rdb")?.context("the snapshot has no dump.rdb")?;
     let tmp = path.with_extension("rdb.cairn-tmp");
     let mut file = tokio::fs::File::create(&tmp)
         .await
         .with_context(|| format!("creating {}", tmp.display()))?;
-    let written = write_node(repo, index, &node, &mut file, &tmp.display().to_string()).await;
+    let written = write_node(repo, cat, &node, &mut file, &tmp.display().to_string()).await;
     let written = match written {
         Ok(n) => {
             file.sync_all().await?;
@@ -328,200 +304,4 @@ pub async fn to_redis_rdb(
         .await
         .with_context(|| format!("moving the RDB into place at {}", path.display()))?;
     Ok(written)
-}
-
-/// What a tree restore did.
-#[derive(Debug, Default)]
-pub struct Report {
-    /// Files written.
-    pub files: u64,
-    /// Directories created.
-    pub dirs: u64,
-    /// Symbolic links created.
-    pub symlinks: u64,
-    /// Hard links created.
-    pub hardlinks: u64,
-    /// Bytes of file content.
-    pub bytes: u64,
-}
-
-/// Which snapshot paths to restore.
-struct Filter(Vec<PathBuf>);
-
-impl Filter {
-    fn new(includes: &[String]) -> Self {
-        Self(
-            includes
-                .iter()
-                .map(|i| components(i).iter().map(|c| OsStr::from_bytes(c)).collect())
-                .collect(),
-        )
-    }
-    /// Restore this path (everything at and below an include).
-    fn takes(&self, rel: &Path) -> bool {
-        self.0.is_empty() || self.0.iter().any(|i| rel.starts_with(i))
-    }
-    /// Descend into this directory (it leads to an include).
-    fn leads_to(&self, rel: &Path) -> bool {
-        self.takes(rel) || self.0.iter().any(|i| i.starts_with(rel))
-    }
-}
-
-fn mtime(meta: &NodeMeta) -> filetime::FileTime {
-    filetime::FileTime::from_unix_time(
-        meta.mtime_ns.div_euclid(1_000_000_000),
-        u32::try_from(meta.mtime_ns.rem_euclid(1_000_000_000)).unwrap_or(0),
-    )
-}
-
-/// Ownership is restored when we may (as root); otherwise files belong to us.
-fn chown(path: &Path, meta: &NodeMeta) {
-    let _ = std::os::unix::fs::lchown(path, Some(meta.uid), Some(meta.gid));
-}
-
-fn apply_meta(path: &Path, meta: &NodeMeta) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    chown(path, meta);
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode))
-        .with_context(|| format!("setting the mode of {}", path.display()))?;
-    filetime::set_file_times(path, mtime(meta), mtime(meta))
-        .with_context(|| format!("setting the times of {}", path.display()))
-}
-
-fn remove_existing(path: &Path) {
-    if let Ok(m) = std::fs::symlink_metadata(path) {
-        let _ = if m.is_dir() {
-            std::fs::remove_dir(path)
-        } else {
-            std::fs::remove_file(path)
-        };
-    }
-}
-
-/// Restores the snapshot's tree (or the `includes`) into `target`.
-pub async fn to_dir(
-    repo: &Repository,
-    index: &BlobIndex,
-    snap: &Snapshot,
-    target: &Path,
-    includes: &[String],
-) -> Result<Report> {
-    let filter = Filter::new(includes);
-    std::fs::create_dir_all(target).with_context(|| format!("creating {}", target.display()))?;
-    let mut report = Report::default();
-    let mut dirs: Vec<(PathBuf, NodeMeta)> = Vec::new();
-    let mut linked: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    let mut stack: Vec<(ChunkId, PathBuf)> = vec![(snap.tree, PathBuf::new())];
-    let mut matched = filter.0.is_empty();
-    while let Some((tree_id, rel)) = stack.pop() {
-        let tree: Tree = repo.read_tree(index, tree_id).await?;
-        for node in tree.nodes() {
-            let rel = rel.join(OsStr::from_bytes(&node.name));
-            if !filter.leads_to(&rel) {
-                continue;
-            }
-            let dest = target.join(&rel);
-            match &node.kind {
-                NodeKind::Dir { subtree } => {
-                    if !dest.is_dir() {
-                        remove_existing(&dest);
-                        std::fs::create_dir(&dest)
-                            .with_context(|| format!("creating {}", dest.display()))?;
-                    }
-                    report.dirs += 1;
-                    matched |= filter.takes(&rel);
-                    dirs.push((dest, node.meta));
-                    stack.push((*subtree, rel));
-                }
-                _ if !filter.takes(&rel) => {}
-                NodeKind::File { size, content } => {
-                    matched = true;
-                    let key = (node.meta.device, node.meta.inode);
-                    if node.meta.links > 1 {
-                        if let Some(first) = linked.get(&key) {
-                            remove_existing(&dest);
-                            std::fs::hard_link(first, &dest).with_context(|| {
-                                format!("linking {} to {}", dest.display(), first.display())
-                            })?;
-                            report.hardlinks += 1;
-                            continue;
-                        }
-                        linked.insert(key, dest.clone());
-                    }
-                    remove_existing(&dest);
-                    if let Err(e) = write_file(repo, index, &dest, *size, content).await {
-                        let _ = std::fs::remove_file(&dest);
-                        return Err(e.context(format!("restoring {}", dest.display())));
-                    }
-                    apply_meta(&dest, &node.meta)?;
-                    report.files += 1;
-                    report.bytes += size;
-                }
-                NodeKind::Symlink { target: link } => {
-                    matched = true;
-                    remove_existing(&dest);
-                    std::os::unix::fs::symlink(OsStr::from_bytes(link), &dest)
-                        .with_context(|| format!("creating symlink {}", dest.display()))?;
-                    chown(&dest, &node.meta);
-                    filetime::set_symlink_file_times(&dest, mtime(&node.meta), mtime(&node.meta))
-                        .with_context(|| format!("setting the times of {}", dest.display()))?;
-                    report.symlinks += 1;
-                }
-            }
-        }
-    }
-    if !matched {
-        bail!(
-            "nothing in the snapshot matches {}; `cairn ls` lists what is there",
-            includes.join(", ")
-        );
-    }
-    // Directory times last, deepest first, so writing children does not change them.
-    for (dir, meta) in dirs.iter().rev() {
-        apply_meta(dir, meta)?;
-    }
-    Ok(report)
-}
-
-/// Writes a file in place: its length first (a hole), then every chunk that
-/// is not all zeros at its offset, so sparse files stay sparse.
-async fn write_file(
-    repo: &Repository,
-    index: &BlobIndex,
-    dest: &Path,
-    size: u64,
-    content: &[ChunkId],
-) -> Result<()> {
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(dest)?;
-    file.set_len(size)?;
-    let file = Arc::new(file);
-    let mut offset = 0u64;
-    let mut batches = content_batches(repo, index, content);
-    while let Some(batch) = batches.try_next().await? {
-        let f = file.clone();
-        let start = offset;
-        offset += batch.iter().map(|c| c.len() as u64).sum::<u64>();
-        if offset > size {
-            bail!("content is longer than the recorded size {size}: the snapshot is inconsistent");
-        }
-        tokio::task::spawn_blocking(move || {
-            let mut at = start;
-            for chunk in batch {
-                if chunk.iter().any(|b| *b != 0) {
-                    f.write_all_at(&chunk, at)?;
-                }
-                at += chunk.len() as u64;
-            }
-            Ok::<_, std::io::Error>(())
-        })
-        .await??;
-    }
-    if offset != size {
-        bail!("content has {offset} bytes but the recorded size is {size}: the snapshot is inconsistent");
-    }
-    file.sync_all()?;
-    Ok(())
 }

@@ -15,6 +15,39 @@ use tokio::task::JoinHandle;
 /// every 5 minutes).
 const RENEW_EVERY: Duration = Duration::from_secs(240);
 
+/// Blobs per index file at most (about 3 MiB sealed): a session's index is
+/// split so that no reader has to hold a large one in memory.
+pub const INDEX_FILE_BLOBS: usize = 1 << 16;
+
+/// A committed session.
+#[derive(Debug)]
+pub struct Committed {
+    /// Its snapshot.
+    pub snapshot: SnapshotId,
+    /// Its commit object.
+    pub commit: Commit,
+    /// The packs its index files list.
+    pub packs: Vec<IndexPack>,
+}
+
+/// Splits packs into groups of at most [`INDEX_FILE_BLOBS`] blobs (a pack
+/// with more is a group of its own).
+fn index_groups(packs: &[IndexPack]) -> Vec<&[IndexPack]> {
+    let mut groups = Vec::new();
+    let (mut start, mut blobs) = (0, 0);
+    for (i, p) in packs.iter().enumerate() {
+        if i > start && blobs + p.blobs.len() > INDEX_FILE_BLOBS {
+            groups.push(&packs[start..i]);
+            (start, blobs) = (i, 0);
+        }
+        blobs += p.blobs.len();
+    }
+    if start < packs.len() {
+        groups.push(&packs[start..]);
+    }
+    groups
+}
+
 /// A running session.
 #[derive(Debug)]
 pub struct Session {
@@ -73,16 +106,19 @@ impl Session {
         repo: &Repository,
         packs: Vec<IndexPack>,
         snapshot: &Snapshot,
-    ) -> Result<SnapshotId> {
+    ) -> Result<Committed> {
         self.renewer.abort();
         let enc = &repo.keys.enc;
         let pack_count = packs.len() as u64;
         let mut index = Vec::new();
-        if !packs.is_empty() {
+        for group in index_groups(&packs) {
             let iid = IndexId::random();
+            let file = IndexFile {
+                packs: group.to_vec(),
+            };
             repo.put_new(
                 &ObjectName::Index(self.id, iid),
-                IndexFile { packs }.seal(enc, self.id, iid),
+                file.seal(enc, self.id, iid),
             )
             .await?;
             index.push(iid);
@@ -109,7 +145,11 @@ impl Session {
             )
             .await
         {
-            Ok(()) => Ok(sid),
+            Ok(()) => Ok(Committed {
+                snapshot: sid,
+                commit,
+                packs,
+            }),
             Err(e) if e.kind == ErrorKind::AlreadyExists => {
                 bail!("session {} was fenced (its commit object already exists, written by a pruner); the snapshot does not count, run the backup again", self.id.short())
             }
@@ -121,5 +161,37 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.renewer.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_repo_format::PackId;
+
+    fn pack(blobs: usize) -> IndexPack {
+        let e = cairn_repo_format::BlobEntry {
+            id: cairn_repo_format::ChunkId::from_bytes([0; 32]),
+            offset: 0,
+            stored_len: 17,
+            raw_len: 1,
+            number: 0,
+            kind: cairn_repo_format::BlobKind::Data,
+            compression: cairn_repo_format::Compression::None,
+        };
+        IndexPack {
+            id: PackId::random(),
+            length: 1 << 20,
+            blobs: vec![e; blobs],
+        }
+    }
+
+    #[test]
+    fn index_files_are_split_by_blob_count() {
+        let half = INDEX_FILE_BLOBS / 2;
+        let packs = vec![pack(half), pack(half), pack(1), pack(3 * half), pack(2)];
+        let sizes: Vec<usize> = index_groups(&packs).iter().map(|g| g.len()).collect();
+        assert_eq!(sizes, vec![2, 1, 1, 1]);
+        assert!(index_groups(&[]).is_empty());
     }
 }

@@ -54,6 +54,17 @@ fn no_object_contains_plaintext() {
     }
 }
 
+/// Whether a (corrupted) pack holds only trees: a machine whose catalog has
+/// not read them fails, naming it, while reading them.
+fn is_tree_only(r: &Repo, pack: &std::path::Path) -> bool {
+    let mut fresh = Repo::new();
+    fresh.path = r.path.clone();
+    fresh.pass = r.pass.clone();
+    fresh.catalog = r.tmp(&format!("fresh-{}.catalog", rand::random::<u32>()));
+    let o = fresh.run(&["snapshots"]);
+    stderr(&o).contains(pack.file_name().unwrap().to_str().unwrap())
+}
+
 #[test]
 fn a_flipped_byte_in_any_pack_is_caught_and_named() {
     let r = Repo::new();
@@ -70,6 +81,12 @@ fn a_flipped_byte_in_any_pack_is_caught_and_named() {
         std::fs::write(pack, &bad).unwrap();
 
         let o = r.run(&["restore", "latest", "--stdout"]);
+        if o.status.success() && is_tree_only(&r, pack) {
+            // The restore did not need this pack (trees come from the catalog).
+            assert_eq!(o.stdout, data);
+            std::fs::write(pack, &original).unwrap();
+            continue;
+        }
         assert_eq!(
             o.status.code(),
             Some(1),
@@ -105,8 +122,10 @@ fn a_flipped_byte_in_any_pack_is_caught_and_named() {
 
 #[test]
 fn a_tampered_snapshot_or_config_is_refused() {
-    let r = Repo::init();
+    let mut r = Repo::init();
     r.ok_with(&["backup", "--stdin"], b"x");
+    // Another machine, whose catalog has not read the snapshot yet.
+    r.catalog = r.tmp("other.catalog");
     let snap = cairn_e2e::files_under(&r.path.join("snapshots"))
         .pop()
         .unwrap();
@@ -114,7 +133,11 @@ fn a_tampered_snapshot_or_config_is_refused() {
     let n = b.len();
     b[n - 20] ^= 4;
     std::fs::write(&snap, b).unwrap();
+    // Reported on every command, and never listed or used.
     let o = r.run(&["snapshots"]);
+    assert!(stderr(&o).contains("tampered"), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("0 snapshots"));
+    let o = r.run(&["restore", "latest", "--stdout"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("tampered"), "{}", stderr(&o));
 

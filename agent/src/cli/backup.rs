@@ -2,14 +2,16 @@
 
 use super::Status;
 use crate::backup::{self, What};
-use crate::repo::Repository;
+use crate::catalog::{Catalog, Listed};
+use crate::repo::{resolve_snapshot, Repository};
 use crate::source::files::absolute;
 use crate::source::postgres::{PgConn, PgSource};
 use crate::source::redis::RedisTarget;
 use crate::util::human_bytes;
 use anyhow::{bail, Result};
-use cairn_repo_format::valid_stream_name;
+use cairn_repo_format::{valid_stream_name, ChunkId, Source};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -30,6 +32,13 @@ pub struct Args {
     /// Pack uploads in flight (memory grows by one pack size per upload).
     #[arg(long, env = "CAIRN_UPLOADS", default_value_t = 2, global = true)]
     uploads: usize,
+    /// Compare files with this snapshot (id prefix or `latest`) instead of
+    /// the latest snapshot of the same paths from this host.
+    #[arg(long, conflicts_with = "force")]
+    parent: Option<String>,
+    /// Read every file, even those unchanged since the parent snapshot.
+    #[arg(long)]
+    force: bool,
     /// Files and directories to back up.
     paths: Vec<PathBuf>,
     /// The command and its arguments (after `--`).
@@ -132,12 +141,59 @@ fn what(args: &Args) -> Result<What> {
         .iter()
         .map(|p| absolute(p))
         .collect::<std::io::Result<Vec<_>>>()?;
-    Ok(What::Files { paths })
+    Ok(What::Files {
+        paths,
+        parent: None,
+    })
 }
 
-pub async fn run(repo: Repository, args: Args) -> Result<Status> {
-    let what = what(&args)?;
-    let out = backup::run(&repo, what, args.uploads).await?;
+/// The parent snapshot's root tree: `--parent`, else the latest snapshot of
+/// the same paths from this host whose trees the catalog holds.
+fn parent(
+    cat: &Catalog,
+    args: &Args,
+    snapshots: &[Listed],
+    paths: &[PathBuf],
+) -> Result<Option<ChunkId>> {
+    if args.force {
+        return Ok(None);
+    }
+    if let Some(p) = &args.parent {
+        let (id, snap) = resolve_snapshot(snapshots, p)?;
+        if !matches!(snap.source, Source::Files { .. }) {
+            bail!(
+                "--parent {p}: snapshot {} is not a file-tree backup",
+                id.short()
+            );
+        }
+        return Ok(Some(snap.tree));
+    }
+    let paths: Vec<String> = paths
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let host = crate::util::hostname();
+    for (id, snap) in snapshots.iter().rev() {
+        if matches!(&snap.source, Source::Files { paths: p } if *p == paths)
+            && snap.hostname == host
+        {
+            return Ok(cat.has_tree(&snap.tree)?.then(|| {
+                eprintln!("using parent snapshot {}", id.short());
+                snap.tree
+            }));
+        }
+    }
+    Ok(None)
+}
+
+pub async fn run(repo: Repository, cat: Arc<Catalog>, args: Args) -> Result<Status> {
+    let mut what = what(&args)?;
+    if let What::Files { paths, parent: p } = &mut what {
+        *p = parent(&cat, &args, &cat.snapshots()?, paths)?;
+    } else if args.parent.is_some() || args.force {
+        bail!("--parent and --force apply to file backups");
+    }
+    let out = backup::run(&repo, &cat, what, args.uploads).await?;
     let s = &out.snapshot.summary;
     if args.json {
         let json = serde_json::json!({
@@ -149,6 +205,7 @@ pub async fn run(repo: Repository, args: Args) -> Result<Status> {
             "total_chunks": s.total_chunks,
             "packs_written": s.packs,
             "files": s.files,
+            "unchanged_files": out.unchanged_files,
             "dirs": s.dirs,
             "errors": s.errors,
             "partial": out.snapshot.partial,

@@ -1,7 +1,8 @@
-//! `cairn ls`
+//! `cairn ls`: from the catalog alone.
 
 use super::Status;
-use crate::repo::{resolve_snapshot, Repository};
+use crate::catalog::Catalog;
+use crate::repo::resolve_snapshot;
 use crate::restore::find;
 use crate::util::format_time;
 use anyhow::{bail, Result};
@@ -16,7 +17,7 @@ pub struct Args {
     path: Option<String>,
 }
 
-fn mode_string(node: &Node) -> String {
+pub fn mode_string(node: &Node) -> String {
     let t = match node.kind {
         NodeKind::Dir { .. } => 'd',
         NodeKind::Symlink { .. } => 'l',
@@ -33,7 +34,7 @@ fn mode_string(node: &Node) -> String {
     s
 }
 
-fn line(out: &mut impl Write, node: &Node, path: &str) -> std::io::Result<()> {
+pub fn line(out: &mut impl Write, node: &Node, path: &str) -> std::io::Result<()> {
     let size = match &node.kind {
         NodeKind::File { size, .. } => *size,
         _ => 0,
@@ -53,10 +54,9 @@ fn line(out: &mut impl Write, node: &Node, path: &str) -> std::io::Result<()> {
     )
 }
 
-pub async fn run(repo: Repository, args: Args) -> Result<Status> {
-    let committed = repo.committed().await?;
-    let (_, snap) = resolve_snapshot(&committed, &args.snapshot)?;
-    let index = repo.load_index(&committed).await?;
+pub fn run(cat: &Catalog, args: Args) -> Result<Status> {
+    let snapshots = cat.snapshots()?;
+    let (_, snap) = resolve_snapshot(&snapshots, &args.snapshot)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut stack: Vec<(ChunkId, String)> = Vec::new();
     match args
@@ -66,7 +66,7 @@ pub async fn run(repo: Repository, args: Args) -> Result<Status> {
     {
         None => stack.push((snap.tree, String::new())),
         Some(p) => {
-            let Some(node) = find(&repo, &index, snap.tree, p).await? else {
+            let Some(node) = find(cat, snap.tree, p)? else {
                 bail!("{p} is not in snapshot {}", args.snapshot);
             };
             let path = format!("/{}", p.trim_matches('/'));
@@ -77,7 +77,7 @@ pub async fn run(repo: Repository, args: Args) -> Result<Status> {
         }
     }
     while let Some((tree_id, dir)) = stack.pop() {
-        let tree = repo.read_tree(&index, tree_id).await?;
+        let tree = cat.tree(&tree_id)?;
         let mut subdirs = Vec::new();
         for node in tree.nodes() {
             let path = format!("{dir}/{}", String::from_utf8_lossy(&node.name));

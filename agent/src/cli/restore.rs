@@ -1,12 +1,14 @@
 //! `cairn restore`
 
 use super::Status;
+use crate::catalog::Catalog;
 use crate::repo::{resolve_snapshot, Repository};
 use crate::restore;
 use crate::source::postgres::PgConn;
 use crate::util::human_bytes;
 use anyhow::Result;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("dest").required(true).args(["target", "stdout", "pg", "redis_rdb"])))]
@@ -42,14 +44,14 @@ pub struct Args {
     redis_rdb: Option<PathBuf>,
 }
 
-pub async fn run(repo: Repository, args: Args) -> Result<Status> {
-    let committed = repo.committed().await?;
-    let (id, snap) = resolve_snapshot(&committed, &args.snapshot)?;
-    let index = repo.load_index(&committed).await?;
+pub async fn run(repo: Repository, cat: Arc<Catalog>, args: Args) -> Result<Status> {
+    let snapshots = cat.snapshots()?;
+    let (id, snap) = resolve_snapshot(&snapshots, &args.snapshot)?;
+    let cat = cat.as_ref();
     if args.pg {
         restore::to_postgres(
             &repo,
-            &index,
+            cat,
             snap,
             &args.conn,
             args.create,
@@ -61,7 +63,7 @@ pub async fn run(repo: Repository, args: Args) -> Result<Status> {
         return Ok(Status::Success);
     }
     if let Some(path) = &args.redis_rdb {
-        let n = restore::to_redis_rdb(&repo, &index, snap, path).await?;
+        let n = restore::to_redis_rdb(&repo, cat, snap, path).await?;
         eprintln!(
             "wrote {} ({}) from snapshot {}; see docs/databases.md to load it",
             path.display(),
@@ -74,17 +76,11 @@ pub async fn run(repo: Repository, args: Args) -> Result<Status> {
         if args.include.len() > 1 {
             anyhow::bail!("--stdout writes one file: give at most one --include");
         }
-        restore::to_stdout(
-            &repo,
-            &index,
-            snap,
-            args.include.first().map(String::as_str),
-        )
-        .await?;
+        restore::to_stdout(&repo, cat, snap, args.include.first().map(String::as_str)).await?;
         return Ok(Status::Success);
     }
     let target = args.target.unwrap_or_default();
-    let r = restore::to_dir(&repo, &index, snap, &target, &args.include).await?;
+    let r = restore::to_dir(&repo, cat, snap, &target, &args.include).await?;
     eprintln!(
         "restored snapshot {} to {}: {} files ({}), {} dirs, {} symlinks, {} hard links",
         id.short(),

@@ -1,7 +1,7 @@
 //! `cairn snapshots`
 
 use super::Status;
-use crate::repo::Repository;
+use crate::catalog::Catalog;
 use crate::util::{format_time, human_bytes};
 use anyhow::Result;
 use cairn_repo_format::Source;
@@ -13,7 +13,7 @@ pub struct Args {
     json: bool,
 }
 
-fn describe(source: &Source) -> String {
+pub fn describe(source: &Source) -> String {
     match source {
         Source::Stdin { name } => format!("stdin:{name}"),
         Source::Command { name, argv } => format!("{name} ← {}", argv.join(" ")),
@@ -38,11 +38,10 @@ fn describe(source: &Source) -> String {
     }
 }
 
-pub async fn run(repo: Repository, args: Args) -> Result<Status> {
-    let committed = repo.committed().await?;
+pub fn run(cat: &Catalog, args: Args) -> Result<Status> {
+    let snapshots = cat.snapshots()?;
     if args.json {
-        let list: Vec<_> = committed
-            .snapshots
+        let list: Vec<_> = snapshots
             .iter()
             .map(|(id, s)| {
                 serde_json::json!({
@@ -66,7 +65,7 @@ pub async fn run(repo: Repository, args: Args) -> Result<Status> {
         "{:<9} {:<19} {:<16} {:>10}  SOURCE",
         "ID", "TIME (UTC)", "HOST", "SIZE"
     );
-    for (id, s) in &committed.snapshots {
+    for (id, s) in &snapshots {
         let partial = if s.partial { " (partial)" } else { "" };
         println!(
             "{:<9} {:<19} {:<16} {:>10}  {}{partial}",
@@ -77,6 +76,6 @@ pub async fn run(repo: Repository, args: Args) -> Result<Status> {
             describe(&s.source)
         );
     }
-    println!("{} snapshots", committed.snapshots.len());
+    println!("{} snapshots", snapshots.len());
     Ok(Status::Success)
 }

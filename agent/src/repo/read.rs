@@ -1,11 +1,12 @@
-//! Reading blobs back: located through the index, grouped by pack, read with
+//! Reading blobs back: located through the catalog, grouped by pack, read with
 //! ranges aligned to fixed windows (never exact blob boundaries, which access
 //! logs would reveal), several reads in flight, decrypted and verified on
 //! blocking threads.
 
-use super::index::{BlobIndex, PackRef};
 use super::Repository;
-use anyhow::{anyhow, Context, Result};
+use crate::backend::ErrorKind;
+use crate::catalog::{Catalog, PackRef};
+use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use cairn_repo_format::{BlobDecompressor, BlobEntry, ChunkId, ObjectName, PackCipher};
 use futures::{StreamExt, TryStreamExt};
@@ -20,11 +21,15 @@ pub const READ_CONCURRENCY: usize = 4;
 
 /// One ranged read and the blobs it covers.
 #[derive(Debug)]
-struct Read {
-    pack: PackRef,
-    start: u64,
-    end: u64,
-    blobs: Vec<(usize, BlobEntry)>,
+pub struct Read {
+    /// The pack.
+    pub pack: PackRef,
+    /// First byte (a window boundary).
+    pub start: u64,
+    /// End (a window boundary, or the pack's end).
+    pub end: u64,
+    /// The blobs it covers: (position, entry).
+    pub blobs: Vec<(usize, BlobEntry)>,
 }
 
 type PackKey = (cairn_repo_format::SessionId, cairn_repo_format::PackId);
@@ -67,32 +72,54 @@ fn plan(located: Vec<Located>) -> Vec<Read> {
     reads
 }
 
-/// Reads, decrypts and verifies blobs; returns their plaintexts in the order
-/// of `ids` (an id may repeat).
-pub async fn read_blobs(
-    repo: &Repository,
-    index: &BlobIndex,
-    ids: &[ChunkId],
-) -> Result<Vec<Bytes>> {
-    let mut slot_of: HashMap<ChunkId, usize> = HashMap::new();
-    let mut located = Vec::new();
-    for id in ids {
-        if slot_of.contains_key(id) {
-            continue;
-        }
-        let (pack, entry) = index.get(id).ok_or_else(|| {
-            anyhow!("blob {id} is not in any committed index: the repository is missing data")
-        })?;
-        let slot = slot_of.len();
-        slot_of.insert(*id, slot);
+/// Locates distinct blobs and plans the reads that fetch them; a blob is
+/// known by its position in `ids`.
+///
+/// # Errors
+/// If a blob is in no usable pack, or the catalog cannot be read.
+pub fn plan_reads(cat: &Catalog, ids: &[ChunkId]) -> Result<Vec<Read>> {
+    let mut located = Vec::with_capacity(ids.len());
+    for (slot, id) in ids.iter().enumerate() {
+        let Some((pack, entry)) = cat.locate(id)? else {
+            if let Some(p) = cat.missing_home(id)? {
+                bail!(
+                    "blob {id} is only in pack {}, which is missing from the repository: the repository is inconsistent",
+                    ObjectName::Pack(p.session, p.id)
+                );
+            }
+            bail!("blob {id} is not in any committed index: the repository is missing data");
+        };
         located.push((slot, pack, entry));
     }
-    let mut out: Vec<Option<Bytes>> = vec![None; slot_of.len()];
-    let decoded: Vec<Vec<(usize, Bytes)>> = futures::stream::iter(plan(located))
-        .map(|read| fetch_and_open(repo, read))
+    Ok(plan(located))
+}
+
+/// Runs planned reads, several at once; yields the blobs of each read as
+/// (position, verified plaintext) when it completes, in any order.
+pub fn run_reads<'a>(
+    repo: &'a Repository,
+    cat: &'a Catalog,
+    reads: Vec<Read>,
+) -> impl futures::Stream<Item = Result<Vec<(usize, Bytes)>>> + 'a {
+    futures::stream::iter(reads)
+        .map(move |read| fetch_and_open(repo, cat, read))
         .buffer_unordered(READ_CONCURRENCY)
-        .try_collect()
-        .await?;
+}
+
+/// Reads, decrypts and verifies blobs; returns their plaintexts in the order
+/// of `ids` (an id may repeat).
+pub async fn read_blobs(repo: &Repository, cat: &Catalog, ids: &[ChunkId]) -> Result<Vec<Bytes>> {
+    let mut slot_of: HashMap<ChunkId, usize> = HashMap::new();
+    let mut distinct = Vec::new();
+    for id in ids {
+        slot_of.entry(*id).or_insert_with(|| {
+            distinct.push(*id);
+            distinct.len() - 1
+        });
+    }
+    let reads = plan_reads(cat, &distinct)?;
+    let mut out: Vec<Option<Bytes>> = vec![None; distinct.len()];
+    let decoded: Vec<Vec<(usize, Bytes)>> = run_reads(repo, cat, reads).try_collect().await?;
     for (slot, bytes) in decoded.into_iter().flatten() {
         out[slot] = Some(bytes);
     }
@@ -106,13 +133,27 @@ pub async fn read_blobs(
         .collect()
 }
 
-async fn fetch_and_open(repo: &Repository, read: Read) -> Result<Vec<(usize, Bytes)>> {
+async fn fetch_and_open(
+    repo: &Repository,
+    cat: &Catalog,
+    read: Read,
+) -> Result<Vec<(usize, Bytes)>> {
     let name = ObjectName::Pack(read.pack.session, read.pack.id);
-    let data = repo
+    let data = match repo
         .backend
         .get_range(&name, read.start, read.end - read.start)
         .await
-        .with_context(|| format!("reading pack {name}"))?;
+    {
+        Ok(d) => d,
+        Err(e) if e.kind == ErrorKind::NotFound => {
+            // Never used again, never a reason to delete anything.
+            cat.mark_missing(&read.pack)?;
+            return Err(anyhow!(
+                "inconsistency: pack {name} is listed by a committed index but is not in the repository. Nothing was deleted; the catalog no longer uses it, so the next backup stores its data again"
+            ));
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading pack {name}")),
+    };
     let keys = repo.keys.clone();
     tokio::task::spawn_blocking(move || {
         let cipher = PackCipher::new(&keys.enc, read.pack.session, read.pack.id);

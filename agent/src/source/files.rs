@@ -4,9 +4,14 @@
 //! Paths are stored as their absolute hierarchy (`/srv/data` is `srv` →
 //! `data` in the root tree). An entry that cannot be read is reported and
 //! counted; the rest is backed up and the snapshot is marked partial.
+//!
+//! With a parent snapshot, the walk follows the parent's trees alongside:
+//! a regular file whose size, mtime, ctime and inode match its parent entry,
+//! and whose chunks the catalog still knows, keeps the parent's content and
+//! is not read.
 
 use crate::pipeline::chunk::{Content, StreamChunker};
-use crate::pipeline::{BlobSink, PipelineError};
+use crate::pipeline::{BlobSink, PipelineError, Stats};
 use crate::source::SourceError;
 use bytes::Bytes;
 use cairn_repo_format::{BlobKind, ChunkId, Node, NodeKind, NodeMeta, Tree};
@@ -25,6 +30,8 @@ pub struct WalkReport {
     pub dirs: u64,
     /// Entries that could not be read.
     pub errors: u64,
+    /// Regular files unchanged since the parent snapshot (not read).
+    pub unchanged: u64,
 }
 
 /// Makes `p` absolute and removes `.` and `..` lexically (symlinks are not
@@ -120,7 +127,11 @@ impl<'a> Walker<'a> {
     ///
     /// # Errors
     /// A [`PipelineError`] if storing fails (unreadable entries are not errors).
-    pub fn run(mut self, paths: &[PathBuf]) -> Result<(ChunkId, WalkReport), PipelineError> {
+    pub fn run(
+        mut self,
+        paths: &[PathBuf],
+        parent: Option<ChunkId>,
+    ) -> Result<(ChunkId, WalkReport), PipelineError> {
         let mut root = Trie::default();
         for p in paths {
             let mut t = &mut root;
@@ -132,9 +143,9 @@ impl<'a> Walker<'a> {
             t.target = true;
         }
         let id = if root.target {
-            self.dir(Path::new("/"))?
+            self.dir(Path::new("/"), parent)?
         } else {
-            self.trie_dir(Path::new("/"), &root)?
+            self.trie_dir(Path::new("/"), &root, parent)?
         };
         Ok((id, self.report))
     }
@@ -149,13 +160,34 @@ impl<'a> Walker<'a> {
         (self.warn)(format!("cannot {what} {}: {e}", path.display()));
     }
 
+    /// The parent's tree for a directory, if it has one the catalog can give.
+    fn parent_tree(&self, id: Option<ChunkId>) -> Option<Tree> {
+        let id = id?;
+        match self.sink.catalog().tree(&id) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                (self.warn)(format!(
+                    "reading every file again below a directory whose parent tree is unavailable: {e:#}"
+                ));
+                None
+            }
+        }
+    }
+
     /// A directory on the way to a backed-up path: only the named children.
-    fn trie_dir(&mut self, path: &Path, trie: &Trie) -> Result<ChunkId, PipelineError> {
+    fn trie_dir(
+        &mut self,
+        path: &Path,
+        trie: &Trie,
+        parent: Option<ChunkId>,
+    ) -> Result<ChunkId, PipelineError> {
+        let parent = self.parent_tree(parent);
         let mut nodes = Vec::with_capacity(trie.children.len());
         for (name, child) in &trie.children {
             let full = path.join(OsStr::from_bytes(name));
+            let before = parent.as_ref().and_then(|t| t.get(name));
             if child.target {
-                nodes.extend(self.entry(&full, name)?);
+                nodes.extend(self.entry(&full, name, before)?);
                 continue;
             }
             let meta = match std::fs::symlink_metadata(&full) {
@@ -165,7 +197,7 @@ impl<'a> Walker<'a> {
                     continue;
                 }
             };
-            let subtree = self.trie_dir(&full, child)?;
+            let subtree = self.trie_dir(&full, child, subtree_of(before))?;
             self.report.dirs += 1;
             nodes.push(Node {
                 name: name.clone(),
@@ -177,7 +209,8 @@ impl<'a> Walker<'a> {
     }
 
     /// All of a directory; returns its tree id.
-    fn dir(&mut self, path: &Path) -> Result<ChunkId, PipelineError> {
+    fn dir(&mut self, path: &Path, parent: Option<ChunkId>) -> Result<ChunkId, PipelineError> {
+        let parent = self.parent_tree(parent);
         let mut names: Vec<Vec<u8>> = Vec::new();
         match std::fs::read_dir(path) {
             Ok(rd) => {
@@ -197,13 +230,55 @@ impl<'a> Walker<'a> {
         let mut nodes = Vec::with_capacity(names.len());
         for name in names {
             let full = path.join(OsStr::from_bytes(&name));
-            nodes.extend(self.entry(&full, &name)?);
+            let before = parent.as_ref().and_then(|t| t.get(&name));
+            nodes.extend(self.entry(&full, &name, before)?);
         }
         self.store_tree(nodes)
     }
 
+    /// The parent's content of a file, if the file is unchanged since and
+    /// every chunk of it is still known (never trust the catalog for data
+    /// the repository may have lost).
+    fn unchanged(
+        &self,
+        meta: &NodeMeta,
+        size: u64,
+        before: Option<&Node>,
+    ) -> Result<Option<Vec<ChunkId>>, PipelineError> {
+        let Some(Node {
+            meta: was,
+            kind:
+                NodeKind::File {
+                    size: was_size,
+                    content,
+                },
+            ..
+        }) = before
+        else {
+            return Ok(None);
+        };
+        if *was_size != size
+            || was.mtime_ns != meta.mtime_ns
+            || was.ctime_ns != meta.ctime_ns
+            || was.inode != meta.inode
+        {
+            return Ok(None);
+        }
+        for id in content {
+            if !self.sink.known(id)? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(content.clone()))
+    }
+
     /// One entry, of any type; `None` if it could not be read or is skipped.
-    fn entry(&mut self, path: &Path, name: &[u8]) -> Result<Option<Node>, PipelineError> {
+    fn entry(
+        &mut self,
+        path: &Path,
+        name: &[u8],
+        before: Option<&Node>,
+    ) -> Result<Option<Node>, PipelineError> {
         let m = match std::fs::symlink_metadata(path) {
             Ok(m) => m,
             Err(e) => {
@@ -214,6 +289,19 @@ impl<'a> Walker<'a> {
         let meta = meta_of(&m);
         let ft = m.file_type();
         let kind = if ft.is_file() {
+            if let Some(content) = self.unchanged(&meta, m.len(), before)? {
+                Stats::add(&self.sink.stats().total_chunks, content.len() as u64);
+                self.report.files += 1;
+                self.report.unchanged += 1;
+                return Ok(Some(Node {
+                    name: name.to_vec(),
+                    meta,
+                    kind: NodeKind::File {
+                        size: m.len(),
+                        content,
+                    },
+                }));
+            }
             let mut file = match std::fs::File::open(path) {
                 Ok(f) => f,
                 Err(e) => {
@@ -237,7 +325,7 @@ impl<'a> Walker<'a> {
                 content: content.ids,
             }
         } else if ft.is_dir() {
-            let subtree = self.dir(path)?;
+            let subtree = self.dir(path, subtree_of(before))?;
             self.report.dirs += 1;
             NodeKind::Dir { subtree }
         } else if ft.is_symlink() {
@@ -259,6 +347,14 @@ impl<'a> Walker<'a> {
             meta,
             kind,
         }))
+    }
+}
+
+/// The subtree of a parent entry that is a directory.
+fn subtree_of(node: Option<&Node>) -> Option<ChunkId> {
+    match node?.kind {
+        NodeKind::Dir { subtree } => Some(subtree),
+        _ => None,
     }
 }
 

@@ -1,0 +1,619 @@
+//! The local catalog: a SQLite cache of the repository's index, snapshots
+//! and trees (schema in `docs/format.md` §11).
+//!
+//! The repository is the truth; the catalog only ever mirrors committed
+//! objects, and may be deleted at any time. It is opened (or created) per
+//! repository, synced with the objects it has not seen ([`sync`]), and
+//! rebuilt from scratch when it is missing, of another schema version, of
+//! another repository, corrupt, or stale (it knows a session the repository
+//! no longer has).
+//!
+//! Lookups go to SQLite, never to a map of the whole index: memory stays
+//! flat however many chunks the repository holds.
+
+use anyhow::{anyhow, bail, Context, Result};
+use cairn_repo_format::{
+    BlobEntry, BlobKind, ChunkId, Commit, Compression, IndexPack, PackId, SessionId, Snapshot,
+    SnapshotId, Tree,
+};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+pub mod sync;
+
+/// The schema this cairn writes and reads.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE sessions (
+    id BLOB PRIMARY KEY,
+    hostname TEXT NOT NULL,
+    finished_ns INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE packs (
+    n INTEGER PRIMARY KEY,
+    session BLOB NOT NULL,
+    id BLOB NOT NULL,
+    length INTEGER NOT NULL,
+    missing INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (session, id)
+);
+CREATE TABLE blobs (
+    id BLOB NOT NULL,
+    pack INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    stored_len INTEGER NOT NULL,
+    raw_len INTEGER NOT NULL,
+    number INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    compression INTEGER NOT NULL,
+    PRIMARY KEY (id, pack)
+) WITHOUT ROWID;
+CREATE TABLE snapshots (
+    id BLOB PRIMARY KEY,
+    session BLOB NOT NULL,
+    time_ns INTEGER NOT NULL,
+    tree BLOB NOT NULL,
+    json TEXT NOT NULL,
+    trees_complete INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE trees (id BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
+";
+
+/// Pages of SQLite cache (negative: KiB): a fixed memory budget.
+const CACHE_KIB: i64 = 16 << 10;
+
+/// A pack that holds indexed blobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PackRef {
+    /// Its session.
+    pub session: SessionId,
+    /// Its id.
+    pub id: PackId,
+    /// Its length in bytes.
+    pub length: u64,
+}
+
+/// The catalog of one repository.
+#[derive(Debug)]
+pub struct Catalog {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+/// Where the catalog of the repository `repository_id` lives by default:
+/// `$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`.
+///
+/// # Errors
+/// If neither variable is set.
+pub fn default_path(repository_id: &[u8; 16]) -> Result<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })
+        .ok_or_else(|| {
+            anyhow!("no cache directory for the catalog: set HOME or XDG_CACHE_HOME, or pass --catalog PATH (or CAIRN_CATALOG)")
+        })?;
+    Ok(base
+        .join("cairn")
+        .join(format!("{}.catalog", hex::encode(repository_id))))
+}
+
+fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
+}
+
+/// Why an existing catalog file cannot be used as it is.
+enum Unusable {
+    Reason(String),
+    Error(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for Unusable {
+    fn from(e: rusqlite::Error) -> Self {
+        if is_corruption(&e) {
+            Unusable::Reason(format!("it is corrupt ({e})"))
+        } else {
+            Unusable::Error(e)
+        }
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(60))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    Ok(())
+}
+
+/// Opens `path` and checks it is a catalog of this schema for this
+/// repository; creates the schema in an empty file.
+fn try_open(path: &Path, repo_hex: &str) -> Result<Connection, Unusable> {
+    let conn = Connection::open(path)?;
+    configure(&conn)?;
+    let has_meta: bool = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_meta {
+        let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+        if tables > 0 {
+            return Err(Unusable::Reason("it is not a cairn catalog".into()));
+        }
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(SCHEMA)?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('repository_id', ?2)",
+            params![SCHEMA_VERSION.to_string(), repo_hex],
+        )?;
+        tx.commit()?;
+        return Ok(conn);
+    }
+    let get = |key: &str| -> rusqlite::Result<Option<String>> {
+        conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+    };
+    let version = get("schema_version")?;
+    if version.as_deref() != Some(&SCHEMA_VERSION.to_string()) {
+        return Err(Unusable::Reason(format!(
+            "it has schema version {}, this cairn uses {SCHEMA_VERSION}",
+            version.as_deref().unwrap_or("(none)")
+        )));
+    }
+    if get("repository_id")?.as_deref() != Some(repo_hex) {
+        return Err(Unusable::Reason(
+            "it belongs to another repository".to_owned(),
+        ));
+    }
+    // Touch every table's root page, so a damaged file is found now.
+    for table in ["sessions", "packs", "blobs", "snapshots", "trees"] {
+        conn.query_row(
+            &format!("SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)"),
+            [],
+            |r| r.get::<_, i64>(0),
+        )?;
+    }
+    Ok(conn)
+}
+
+fn remove_files(path: &Path) -> std::io::Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn column_error(column: usize, what: &str, value: i64) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        column,
+        rusqlite::types::Type::Integer,
+        format!("{what} {value} is not valid").into(),
+    )
+}
+
+fn blob_entry(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<BlobEntry> {
+    let kind = match r.get::<_, i64>(first + 5)? {
+        1 => BlobKind::Data,
+        2 => BlobKind::Tree,
+        k => return Err(column_error(first + 5, "blob kind", k)),
+    };
+    let compression = match r.get::<_, i64>(first + 6)? {
+        0 => Compression::None,
+        1 => Compression::Zstd,
+        c => return Err(column_error(first + 6, "compression", c)),
+    };
+    Ok(BlobEntry {
+        id: ChunkId::from_bytes(r.get(first)?),
+        offset: r.get(first + 1)?,
+        stored_len: r.get(first + 2)?,
+        raw_len: r.get(first + 3)?,
+        number: r.get(first + 4)?,
+        kind,
+        compression,
+    })
+}
+
+/// A snapshot as the catalog lists it.
+pub type Listed = (SnapshotId, Snapshot);
+
+impl Catalog {
+    /// Opens the catalog at `path` for the repository `repository_id`,
+    /// creating it if missing and rebuilding it (with a message) if it
+    /// cannot be used.
+    ///
+    /// # Errors
+    /// If the file cannot be created or opened at all.
+    pub fn open(path: &Path, repository_id: &[u8; 16]) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!(
+                    "creating the catalog directory {} (or pass --catalog PATH)",
+                    dir.display()
+                )
+            })?;
+        }
+        let repo_hex = hex::encode(repository_id);
+        let conn = match try_open(path, &repo_hex) {
+            Ok(c) => c,
+            Err(Unusable::Error(e)) => {
+                return Err(anyhow!(e).context(format!("opening the catalog {}", path.display())))
+            }
+            Err(Unusable::Reason(why)) => {
+                eprintln!(
+                    "cairn: the catalog {} cannot be used: {why}; rebuilding it from the repository",
+                    path.display()
+                );
+                remove_files(path)
+                    .with_context(|| format!("removing the catalog {}", path.display()))?;
+                match try_open(path, &repo_hex) {
+                    Ok(c) => c,
+                    Err(Unusable::Error(e)) => return Err(anyhow!(e)),
+                    Err(Unusable::Reason(why)) => {
+                        bail!("a new catalog at {} {why}", path.display())
+                    }
+                }
+            }
+        };
+        restrict_mode(path);
+        Ok(Self {
+            conn: Mutex::new(conn),
+            path: path.to_owned(),
+        })
+    }
+
+    /// Its file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forgets everything (the next sync reads the repository from scratch).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn clear(&self) -> rusqlite::Result<()> {
+        let conn = self.conn();
+        let tx = conn.unchecked_transaction()?;
+        for table in ["sessions", "packs", "blobs", "snapshots", "trees"] {
+            tx.execute(&format!("DELETE FROM {table}"), [])?;
+        }
+        tx.commit()?;
+        conn.execute_batch("VACUUM")
+    }
+
+    /// The committed sessions the catalog has read.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn sessions(&self) -> rusqlite::Result<Vec<SessionId>> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT id FROM sessions")?;
+        let rows = st.query_map([], |r| r.get::<_, [u8; 32]>(0).map(SessionId::from_bytes))?;
+        rows.collect()
+    }
+
+    /// Records one committed session: its packs, snapshots and the commit,
+    /// in one transaction (all or nothing).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn record(
+        &self,
+        commit: &Commit,
+        packs: &[IndexPack],
+        snapshots: &[Listed],
+        trees_complete: bool,
+    ) -> rusqlite::Result<()> {
+        let conn = self.conn();
+        let tx = conn.unchecked_transaction()?;
+        {
+            let mut pack_st = tx.prepare_cached(
+                "INSERT INTO packs (session, id, length) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (session, id) DO UPDATE SET length = excluded.length RETURNING n",
+            )?;
+            let mut blob_st = tx.prepare_cached(
+                "INSERT OR IGNORE INTO blobs (id, pack, offset, stored_len, raw_len, number, kind, compression)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for p in packs {
+                let n: i64 = pack_st.query_row(
+                    params![commit.session.as_bytes(), p.id.as_bytes(), p.length],
+                    |r| r.get(0),
+                )?;
+                for e in &p.blobs {
+                    blob_st.execute(params![
+                        e.id.as_bytes(),
+                        n,
+                        e.offset,
+                        e.stored_len,
+                        e.raw_len,
+                        e.number,
+                        e.kind as u8,
+                        e.compression as u8
+                    ])?;
+                }
+            }
+            let mut snap_st = tx.prepare_cached(
+                "INSERT OR REPLACE INTO snapshots (id, session, time_ns, tree, json, trees_complete)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for (id, s) in snapshots {
+                let json = serde_json::to_string(s)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                snap_st.execute(params![
+                    id.as_bytes(),
+                    s.session.as_bytes(),
+                    s.time_ns,
+                    s.tree.as_bytes(),
+                    json,
+                    trees_complete
+                ])?;
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO sessions (id, hostname, finished_ns) VALUES (?1, ?2, ?3)",
+                params![
+                    commit.session.as_bytes(),
+                    commit.hostname,
+                    commit.finished_ns
+                ],
+            )?;
+        }
+        tx.commit()
+    }
+
+    /// Every snapshot, oldest first.
+    ///
+    /// # Errors
+    /// SQLite errors, or a row that does not decode (corruption).
+    pub fn snapshots(&self) -> Result<Vec<Listed>> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT id, json FROM snapshots ORDER BY time_ns, id")?;
+        let rows = st.query_map([], |r| {
+            Ok((r.get::<_, [u8; 32]>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, json) = row?;
+            let id = SnapshotId::from_bytes(id);
+            let s = Snapshot::decode_payload(json.as_bytes()).with_context(|| {
+                format!(
+                    "the catalog's copy of snapshot {} is damaged; run `cairn catalog rebuild`",
+                    id.short()
+                )
+            })?;
+            out.push((id, s));
+        }
+        Ok(out)
+    }
+
+    /// Snapshots whose trees are not all in the catalog yet.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn incomplete(&self) -> rusqlite::Result<Vec<(SnapshotId, ChunkId)>> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT id, tree FROM snapshots WHERE trees_complete = 0")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                SnapshotId::from_bytes(r.get(0)?),
+                ChunkId::from_bytes(r.get(1)?),
+            ))
+        })?;
+        rows.collect()
+    }
+
+    /// Marks a snapshot's trees as all present.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn set_complete(&self, id: SnapshotId) -> rusqlite::Result<()> {
+        self.conn().execute(
+            "UPDATE snapshots SET trees_complete = 1 WHERE id = ?1",
+            [id.as_bytes()],
+        )?;
+        Ok(())
+    }
+
+    /// Where a blob is, in a pack not known to be missing.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn locate(&self, id: &ChunkId) -> rusqlite::Result<Option<(PackRef, BlobEntry)>> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "SELECT p.session, p.id, p.length,
+                    b.id, b.offset, b.stored_len, b.raw_len, b.number, b.kind, b.compression
+             FROM blobs b JOIN packs p ON p.n = b.pack
+             WHERE b.id = ?1 AND p.missing = 0 LIMIT 1",
+        )?;
+        st.query_row([id.as_bytes()], |r| {
+            let pack = PackRef {
+                session: SessionId::from_bytes(r.get(0)?),
+                id: PackId::from_bytes(r.get(1)?),
+                length: r.get(2)?,
+            };
+            Ok((pack, blob_entry(r, 3)?))
+        })
+        .optional()
+    }
+
+    /// A pack found missing that holds the blob, if any (for messages).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn missing_home(&self, id: &ChunkId) -> rusqlite::Result<Option<PackRef>> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "SELECT p.session, p.id, p.length FROM blobs b JOIN packs p ON p.n = b.pack
+             WHERE b.id = ?1 AND p.missing = 1 LIMIT 1",
+        )?;
+        st.query_row([id.as_bytes()], |r| {
+            Ok(PackRef {
+                session: SessionId::from_bytes(r.get(0)?),
+                id: PackId::from_bytes(r.get(1)?),
+                length: r.get(2)?,
+            })
+        })
+        .optional()
+    }
+
+    /// Whether a blob is stored in a pack not known to be missing.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn contains(&self, id: &ChunkId) -> rusqlite::Result<bool> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "SELECT 1 FROM blobs b JOIN packs p ON p.n = b.pack
+             WHERE b.id = ?1 AND p.missing = 0 LIMIT 1",
+        )?;
+        st.exists([id.as_bytes()])
+    }
+
+    /// Records that a pack the index lists is not in the repository: its
+    /// blobs are no longer used, neither to restore nor to deduplicate
+    /// against (so the next backup stores them again).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn mark_missing(&self, pack: &PackRef) -> rusqlite::Result<()> {
+        self.conn().execute(
+            "UPDATE packs SET missing = 1 WHERE session = ?1 AND id = ?2",
+            params![pack.session.as_bytes(), pack.id.as_bytes()],
+        )?;
+        Ok(())
+    }
+
+    /// Packs recorded as missing.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn missing_packs(&self) -> rusqlite::Result<Vec<PackRef>> {
+        self.packs_where(1)
+    }
+
+    /// Packs not known to be missing.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn packs(&self) -> rusqlite::Result<Vec<PackRef>> {
+        self.packs_where(0)
+    }
+
+    fn packs_where(&self, missing: i64) -> rusqlite::Result<Vec<PackRef>> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT session, id, length FROM packs WHERE missing = ?1")?;
+        let rows = st.query_map([missing], |r| {
+            Ok(PackRef {
+                session: SessionId::from_bytes(r.get(0)?),
+                id: PackId::from_bytes(r.get(1)?),
+                length: r.get(2)?,
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// Stores a tree blob's plaintext.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn put_tree(&self, id: &ChunkId, data: &[u8]) -> rusqlite::Result<()> {
+        let conn = self.conn();
+        let mut st =
+            conn.prepare_cached("INSERT OR IGNORE INTO trees (id, data) VALUES (?1, ?2)")?;
+        st.execute(params![id.as_bytes(), data])?;
+        Ok(())
+    }
+
+    /// Stores tree blobs' plaintexts in one transaction.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn put_trees(&self, trees: &[(ChunkId, bytes::Bytes)]) -> rusqlite::Result<()> {
+        let conn = self.conn();
+        let tx = conn.unchecked_transaction()?;
+        {
+            let mut st =
+                tx.prepare_cached("INSERT OR IGNORE INTO trees (id, data) VALUES (?1, ?2)")?;
+            for (id, data) in trees {
+                st.execute(params![id.as_bytes(), data.as_ref()])?;
+            }
+        }
+        tx.commit()
+    }
+
+    /// Whether a tree is stored.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn has_tree(&self, id: &ChunkId) -> rusqlite::Result<bool> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached("SELECT 1 FROM trees WHERE id = ?1")?;
+        st.exists([id.as_bytes()])
+    }
+
+    /// A tree, from the catalog alone.
+    ///
+    /// # Errors
+    /// If it is not in the catalog, or does not decode.
+    pub fn tree(&self, id: &ChunkId) -> Result<Tree> {
+        let data: Option<Vec<u8>> = {
+            let conn = self.conn();
+            let mut st = conn.prepare_cached("SELECT data FROM trees WHERE id = ?1")?;
+            st.query_row([id.as_bytes()], |r| r.get(0)).optional()?
+        };
+        let data = data.ok_or_else(|| {
+            anyhow!("tree {id} is not in the catalog {}: the repository could not give it when the catalog was synced (see the warnings above), or the catalog was damaged (`cairn catalog rebuild` starts it again)", self.path.display())
+        })?;
+        Tree::decode(&data).with_context(|| format!("tree {id} in the catalog"))
+    }
+
+    /// Counts of what the catalog holds: sessions, packs, blobs, snapshots, trees.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn counts(&self) -> rusqlite::Result<[i64; 5]> {
+        let conn = self.conn();
+        let mut out = [0; 5];
+        for (slot, table) in
+            out.iter_mut()
+                .zip(["sessions", "packs", "blobs", "snapshots", "trees"])
+        {
+            *slot = conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
+        }
+        Ok(out)
+    }
+}
+
+/// The catalog holds file names and sizes in plaintext: only its owner may read it.
+fn restrict_mode(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if dir.file_name().is_some_and(|n| n == "cairn") {
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Bringing the catalog up to date: it reads only the commits it has not
+//! seen, and for each the index files and snapshots that commit lists; then
+//! the trees of new snapshots, from packs, through the catalog's own index.
+
+use super::Catalog;
+use crate::repo::{read::read_blobs, Repository};
+use anyhow::{bail, Context, Result};
+use cairn_repo_format::{
+    ChunkId, Commit, IndexFile, IndexPack, NodeKind, ObjectKind, ObjectName, SessionId, Snapshot,
+    SnapshotId, Tree,
+};
+use futures::{StreamExt, TryStreamExt};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// Sessions read at once. Each holds its decoded index files in memory
+/// (at most [`crate::session::INDEX_FILE_BLOBS`] entries a file), so this
+/// bounds the memory of a sync.
+const SESSIONS_AT_ONCE: usize = 4;
+/// Snapshots whose trees are fetched at once.
+const SNAPSHOTS_AT_ONCE: usize = 4;
+/// Trees read in one batch (one planned set of pack reads).
+const TREES_PER_BATCH: usize = 1024;
+
+/// What a sync did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SyncReport {
+    /// Sessions read.
+    pub sessions: usize,
+    /// Snapshots whose trees were read.
+    pub snapshots: usize,
+    /// Whether the catalog was found stale and started again.
+    pub rebuilt: bool,
+    /// Sessions that could not be read (reported, and left out).
+    pub unreadable: usize,
+}
+
+/// One committed session as read from the repository.
+struct SessionObjects {
+    commit: Commit,
+    packs: Vec<IndexPack>,
+    snapshots: Vec<(SnapshotId, Snapshot)>,
+}
+
+async fn read_session(repo: &Repository, sid: SessionId) -> Result<SessionObjects> {
+    let name = ObjectName::Commit(sid);
+    let data = repo.backend.get(&name).await?;
+    let commit =
+        Commit::open(&repo.keys.enc, sid, &data).with_context(|| format!("reading {name}"))?;
+    let mut packs = Vec::new();
+    for iid in &commit.index {
+        let name = ObjectName::Index(sid, *iid);
+        let data = repo.backend.get(&name).await.with_context(|| {
+            format!("index file {name} is listed by a commit but cannot be read")
+        })?;
+        let (enc, iid) = (repo.keys.enc.clone(), *iid);
+        let file = tokio::task::spawn_blocking(move || IndexFile::open(&enc, sid, iid, &data))
+            .await?
+            .with_context(|| format!("reading {name}"))?;
+        packs.extend(file.packs);
+    }
+    let mut snapshots = Vec::new();
+    for id in &commit.snapshots {
+        let name = ObjectName::Snapshot(*id);
+        let data =
+            repo.backend.get(&name).await.with_context(|| {
+                format!("snapshot {id} is listed by a commit but cannot be read")
+            })?;
+        let s = Snapshot::open(&repo.keys.enc, *id, &data)
+            .with_context(|| format!("reading {name}"))?;
+        if s.session != sid {
+            bail!(
+                "{name} names session {} but is listed by the commit of session {}: the repository is inconsistent",
+                s.session.short(),
+                sid.short()
+            );
+        }
+        snapshots.push((*id, s));
+    }
+    Ok(SessionObjects {
+        commit,
+        packs,
+        snapshots,
+    })
+}
+
+/// Brings `cat` up to date with the repository.
+///
+/// # Errors
+/// If the repository cannot be listed or the catalog cannot be written. A
+/// session whose objects cannot be read is reported and left out.
+pub async fn sync(cat: &Arc<Catalog>, repo: &Repository) -> Result<SyncReport> {
+    let mut report = SyncReport::default();
+    let listed: HashSet<SessionId> = repo
+        .backend
+        .list(ObjectKind::Commit)
+        .await
+        .context("listing commits")?
+        .into_iter()
+        .filter_map(|n| match n {
+            ObjectName::Commit(sid) => Some(sid),
+            _ => None,
+        })
+        .collect();
+    let mut known: HashSet<SessionId> = cat.sessions()?.into_iter().collect();
+    if let Some(gone) = known.iter().find(|s| !listed.contains(s)) {
+        eprintln!(
+            "cairn: the catalog {} is stale (it lists session {}, which the repository no longer has); rebuilding it",
+            cat.path().display(),
+            gone.short()
+        );
+        cat.clear()?;
+        known.clear();
+        report.rebuilt = true;
+    }
+    let new: Vec<SessionId> = listed.difference(&known).copied().collect();
+    if known.is_empty() && !new.is_empty() {
+        eprintln!(
+            "cairn: reading {} session(s) of the repository into the catalog {}",
+            new.len(),
+            cat.path().display()
+        );
+    }
+    report.sessions = new.len();
+    let mut sessions = futures::stream::iter(new)
+        .map(|sid| async move { (sid, read_session(repo, sid).await) })
+        .buffer_unordered(SESSIONS_AT_ONCE);
+    while let Some((sid, read)) = sessions.next().await {
+        // A session that cannot be read is left out (and tried again by the
+        // next command): the others stay usable.
+        let s = match read {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!(
+                    "warning: session {} is left out of the catalog: {e:#}",
+                    sid.short()
+                );
+                report.unreadable += 1;
+                continue;
+            }
+        };
+        let cat = cat.clone();
+        tokio::task::spawn_blocking(move || cat.record(&s.commit, &s.packs, &s.snapshots, false))
+            .await?
+            .context("recording a session in the catalog")?;
+    }
+    report.snapshots = fetch_trees(cat, repo).await?;
+    Ok(report)
+}
+
+/// Reads the trees of every snapshot not yet complete in the catalog. A
+/// snapshot whose trees cannot be read is reported and left incomplete
+/// (commands that need it fail, naming the tree).
+async fn fetch_trees(cat: &Arc<Catalog>, repo: &Repository) -> Result<usize> {
+    let incomplete = cat.incomplete()?;
+    let n = incomplete.len();
+    futures::stream::iter(incomplete)
+        .map(|(sid, root)| async move {
+            match snapshot_trees(cat, repo, root).await {
+                Ok(()) => cat.set_complete(sid).map_err(anyhow::Error::from),
+                Err(e) => {
+                    eprintln!(
+                        "warning: cannot read the trees of snapshot {}: {e:#}",
+                        sid.short()
+                    );
+                    Ok(())
+                }
+            }
+        })
+        .buffer_unordered(SNAPSHOTS_AT_ONCE)
+        .try_collect::<()>()
+        .await?;
+    Ok(n)
+}
+
+/// Reads every tree below `root` that the catalog lacks, level by level,
+/// and stores them together. The catalog holds a tree only with all the
+/// trees below it (a backup stores trees bottom-up; this stores a
+/// snapshot's all at once), so a tree found present needs no descent.
+async fn snapshot_trees(cat: &Catalog, repo: &Repository, root: ChunkId) -> Result<()> {
+    let mut frontier: Vec<ChunkId> = Vec::new();
+    if !cat.has_tree(&root)? {
+        frontier.push(root);
+    }
+    let mut queued: HashSet<ChunkId> = frontier.iter().copied().collect();
+    let mut fetched = Vec::new();
+    while !frontier.is_empty() {
+        let batch: Vec<ChunkId> = frontier
+            .drain(..frontier.len().min(TREES_PER_BATCH))
+            .collect();
+        let data = read_blobs(repo, cat, &batch).await?;
+        for (id, bytes) in batch.into_iter().zip(data) {
+            let tree = Tree::decode(&bytes).with_context(|| format!("tree {id}"))?;
+            for node in tree.nodes() {
+                if let NodeKind::Dir { subtree } = node.kind {
+                    if !cat.has_tree(&subtree)? && queued.insert(subtree) {
+                        frontier.push(subtree);
+                    }
+                }
+            }
+            fetched.push((id, bytes));
+        }
+    }
+    cat.put_trees(&fetched)?;
+    Ok(())
+}
