@@ -1,6 +1,11 @@
 //! `cairn-gen KIND SIZE [SEED]`: writes a deterministic dataset to stdout for
 //! benchmarks and demos. KIND is `sql` (a pg_dump-like text dump with COPY
 //! rows) or `random`. SIZE accepts K, M and G suffixes (binary).
+//!
+//! `cairn-gen tree DIR FILES SIZE [SEED]`: writes a tree of FILES files of
+//! about SIZE bytes in all under DIR, 100 files a directory, of mixed sizes
+//! (most small, a few large: sizes drawn from a log-uniform range), half
+//! SQL-like text and half random bytes.
 
 use std::io::Write;
 
@@ -14,8 +19,56 @@ fn parse_size(s: &str) -> Option<u64> {
     num.parse::<u64>().ok().map(|n| n * mult)
 }
 
+/// Writes the tree of `cairn-gen tree`.
+fn tree(dir: &std::path::Path, files: u64, size: u64, seed: u64) -> std::io::Result<()> {
+    // Log-uniform weights in [1, 1000]; scaled so the sizes sum to `size`.
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let weights: Vec<f64> = (0..files)
+        .map(|_| 1000f64.powf((next() % 10_000) as f64 / 10_000.0))
+        .collect();
+    let total: f64 = weights.iter().sum();
+    for (i, w) in weights.iter().enumerate() {
+        let len = ((w / total) * size as f64).max(1.0) as usize;
+        let sub = dir.join(format!("d{:03}", i / 100));
+        std::fs::create_dir_all(&sub)?;
+        let file_seed = seed.wrapping_mul(1_000_003).wrapping_add(i as u64);
+        let data = if i % 2 == 0 {
+            cairn_e2e::sql_dump(len, file_seed)
+        } else {
+            cairn_e2e::random_bytes(len, file_seed)
+        };
+        std::fs::write(
+            sub.join(format!("f{i:05}.dat")),
+            &data[..len.min(data.len())],
+        )?;
+    }
+    Ok(())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("tree") {
+        let (Some(dir), Some(files), Some(size)) = (
+            args.get(2),
+            args.get(3).and_then(|s| s.parse::<u64>().ok()),
+            args.get(4).and_then(|s| parse_size(s)),
+        ) else {
+            eprintln!("usage: cairn-gen tree DIR FILES SIZE[K|M|G] [SEED]");
+            std::process::exit(2);
+        };
+        let seed: u64 = args.get(5).and_then(|s| s.parse().ok()).unwrap_or(1);
+        if let Err(e) = tree(std::path::Path::new(dir), files, size, seed) {
+            eprintln!("cairn-gen tree: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let (Some(kind), Some(size)) = (args.get(1), args.get(2).and_then(|s| parse_size(s))) else {
         eprintln!("usage: cairn-gen sql|random SIZE[K|M|G] [SEED]");
         std::process::exit(2);

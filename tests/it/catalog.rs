@@ -68,6 +68,16 @@ fn listing(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         .collect()
 }
 
+/// Restores the latest snapshot into `out` and compares it with `src`.
+fn assert_latest_restores(r: &Repo, src: &Path, out: &str) {
+    let out = r.tmp(out);
+    r.ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
+    assert_eq!(
+        listing(src),
+        listing(&out.join(src.strip_prefix("/").unwrap()))
+    );
+}
+
 #[test]
 fn a_missing_corrupt_foreign_or_stale_catalog_is_rebuilt() {
     let r = Repo::init();
@@ -209,12 +219,7 @@ fn a_machine_that_never_saw_the_repository_restores() {
         r.ok(&["restore", third, "--stdout"]),
         [&data[..], &[2]].concat()
     );
-    let out = r.tmp("out");
-    r.ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
-    assert_eq!(
-        listing(&src),
-        listing(&out.join(src.strip_prefix("/").unwrap()))
-    );
+    assert_latest_restores(&r, &src, "out");
 }
 
 #[test]
@@ -301,12 +306,7 @@ fn ls_find_and_diff_read_no_pack() {
     let info = text(r.ok(&["catalog", "info"]));
     assert!(info.contains("found missing"), "{info}");
     r.ok(&["catalog", "rebuild"]);
-    let out = r.tmp("out2");
-    r.ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
-    assert_eq!(
-        listing(&src),
-        listing(&out.join(src.strip_prefix("/").unwrap()))
-    );
+    assert_latest_restores(&r, &src, "out2");
 }
 
 #[test]
@@ -370,12 +370,7 @@ fn unchanged_files_are_not_read_again() {
         "files 7, 8, 9 changed since the first snapshot and new.dat is new: {vs_first}"
     );
 
-    let out = r.tmp("out");
-    r.ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
-    assert_eq!(
-        listing(&src),
-        listing(&out.join(src.strip_prefix("/").unwrap()))
-    );
+    assert_latest_restores(&r, &src, "out");
 }
 
 #[test]
@@ -401,12 +396,7 @@ fn a_file_whose_chunks_were_lost_is_read_again() {
     let again = r.backup_json(&[path], b"");
     assert_eq!(again["unchanged_files"].as_u64(), Some(0), "{again}");
     assert!(again["new_chunks"].as_u64().unwrap() > 0);
-    let out = r.tmp("out2");
-    r.ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
-    assert_eq!(
-        listing(&src),
-        listing(&out.join(src.strip_prefix("/").unwrap()))
-    );
+    assert_latest_restores(&r, &src, "out2");
 }
 
 #[test]
@@ -478,4 +468,42 @@ fn a_large_synthetic_index_is_synced_and_used() {
         .unwrap_or(0);
     assert!((150_001..150_100).contains(&blobs), "{info}");
     assert_eq!(r.ok(&["restore", "latest", "--stdout"]), data);
+}
+
+#[test]
+fn backups_sharing_one_catalog_run_at_once() {
+    // The catalog does not exist yet: all three create it at once.
+    let r = Repo::init();
+    let inputs: Vec<Vec<u8>> = (0..3).map(|i| random_bytes(3 << 20, 200 + i)).collect();
+    let children: Vec<_> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, _)| {
+            r.cairn()
+                .args(["backup", "--stdin", "--name", &format!("s{i}")])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (mut c, data) in children.into_iter().zip(&inputs) {
+        use std::io::Write;
+        let mut stdin = c.stdin.take().unwrap();
+        let wrote = stdin.write_all(data);
+        drop(stdin);
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success() && wrote.is_ok(), "{}", stderr(&o));
+    }
+    let snaps = r.snapshots();
+    assert_eq!(snaps.len(), 3);
+    for s in &snaps {
+        let name = s["source"]["name"].as_str().unwrap();
+        let i: usize = name[1..].parse().unwrap();
+        assert_eq!(
+            r.ok(&["restore", s["id"].as_str().unwrap(), "--stdout"]),
+            inputs[i]
+        );
+    }
 }

@@ -54,6 +54,25 @@ fn every_command_works_on_s3() {
     let restored = out.join(src.strip_prefix("/").unwrap());
     assert_eq!(std::fs::read(restored.join("d/file")).unwrap(), b"on s3");
 
+    // A machine that never saw the bucket: address and passphrase suffice.
+    let mut laptop = Repo::new_s3();
+    laptop.path = r.path.clone();
+    laptop.pass = r.pass.clone();
+    assert_eq!(laptop.snapshots().len(), 3);
+    assert!(String::from_utf8(laptop.ok(&["find", "file"]))
+        .unwrap()
+        .contains("/d/file"));
+    assert_eq!(
+        laptop.ok(&[
+            "restore",
+            "latest",
+            "--stdout",
+            "--include",
+            &format!("{}/d/file", src.display())
+        ]),
+        b"on s3"
+    );
+
     let o = r
         .cairn()
         .env("CAIRN_NEW_PASSWORD", "second")

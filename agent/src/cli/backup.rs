@@ -213,8 +213,13 @@ pub async fn run(repo: Repository, cat: Arc<Catalog>, args: Args) -> Result<Stat
         });
         println!("{json}");
     } else {
+        let unchanged = if out.unchanged_files > 0 {
+            format!(" ({} unchanged files not read)", out.unchanged_files)
+        } else {
+            String::new()
+        };
         println!(
-            "snapshot {} saved: {} read, {} new ({} chunks), {} stored in {} packs, {:.1} s",
+            "snapshot {} saved: {} read{unchanged}, {} new ({} chunks), {} stored in {} packs, {:.1} s",
             out.id.short(),
             human_bytes(s.bytes_read),
             human_bytes(s.new_bytes),
