@@ -8,7 +8,8 @@ cargo build --release -q -p cairn-agent -p cairn-e2e
 cairn=$PWD/target/release/cairn
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-export CAIRN_REPOSITORY=$work/repo CAIRN_PASSWORD=demo-passphrase
+# The catalog (a cache of the repository) lives beside it, so the demo leaves nothing behind.
+export CAIRN_REPOSITORY=$work/repo CAIRN_CATALOG=$work/catalog CAIRN_PASSWORD=demo-passphrase
 
 echo "== cairn init"
 "$cairn" init
@@ -20,7 +21,12 @@ echo "== a command's output: the file tree of this source as a tar stream"
 "$cairn" backup --name src.tar --command -- tar -C "$PWD" -cf - chunker repo-format agent
 echo "== a directory tree"
 "$cairn" backup "$PWD/docs" "$PWD/agent/src"
+echo "== the same tree again: unchanged files are not read"
+"$cairn" backup "$PWD/docs" "$PWD/agent/src"
 "$cairn" snapshots
+echo "== from the catalog alone: find and diff"
+"$cairn" find '*.md'
+"$cairn" diff "$("$cairn" snapshots --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-2]["id"])')" latest
 echo "== restore the dump to stdout and the tree to a directory"
 dump_id=$("$cairn" snapshots --json | python3 -c 'import json,sys; print([s["id"] for s in json.load(sys.stdin) if s["source"]["type"]=="stdin"][0])')
 "$cairn" restore "$dump_id" --stdout | cmp - "$work/dump.sql"

@@ -63,7 +63,7 @@ pub fn run(cat: &Catalog, args: Args) -> Result<Status> {
     }
     println!(
         "{:<9} {:<19} {:<16} {:>10}  SOURCE",
-        "ID", "TIME (UTC)", "HOST", "SIZE"
+        "ID", "TIME (UTC)", "HOST", "READ"
     );
     for (id, s) in &snapshots {
         let partial = if s.partial { " (partial)" } else { "" };
