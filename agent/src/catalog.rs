@@ -201,6 +201,14 @@ fn remove_files(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+fn pack_ref(r: &rusqlite::Row<'_>) -> rusqlite::Result<PackRef> {
+    Ok(PackRef {
+        session: SessionId::from_bytes(r.get(0)?),
+        id: PackId::from_bytes(r.get(1)?),
+        length: r.get(2)?,
+    })
+}
+
 fn column_error(column: usize, what: &str, value: i64) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
         column,
@@ -454,15 +462,8 @@ impl Catalog {
              FROM blobs b JOIN packs p ON p.n = b.pack
              WHERE b.id = ?1 AND p.missing = 0 LIMIT 1",
         )?;
-        st.query_row([id.as_bytes()], |r| {
-            let pack = PackRef {
-                session: SessionId::from_bytes(r.get(0)?),
-                id: PackId::from_bytes(r.get(1)?),
-                length: r.get(2)?,
-            };
-            Ok((pack, blob_entry(r, 3)?))
-        })
-        .optional()
+        st.query_row([id.as_bytes()], |r| Ok((pack_ref(r)?, blob_entry(r, 3)?)))
+            .optional()
     }
 
     /// A pack found missing that holds the blob, if any (for messages).
@@ -475,14 +476,7 @@ impl Catalog {
             "SELECT p.session, p.id, p.length FROM blobs b JOIN packs p ON p.n = b.pack
              WHERE b.id = ?1 AND p.missing = 1 LIMIT 1",
         )?;
-        st.query_row([id.as_bytes()], |r| {
-            Ok(PackRef {
-                session: SessionId::from_bytes(r.get(0)?),
-                id: PackId::from_bytes(r.get(1)?),
-                length: r.get(2)?,
-            })
-        })
-        .optional()
+        st.query_row([id.as_bytes()], pack_ref).optional()
     }
 
     /// Whether a blob is stored in a pack not known to be missing.
@@ -531,13 +525,7 @@ impl Catalog {
     fn packs_where(&self, missing: i64) -> rusqlite::Result<Vec<PackRef>> {
         let conn = self.conn();
         let mut st = conn.prepare("SELECT session, id, length FROM packs WHERE missing = ?1")?;
-        let rows = st.query_map([missing], |r| {
-            Ok(PackRef {
-                session: SessionId::from_bytes(r.get(0)?),
-                id: PackId::from_bytes(r.get(1)?),
-                length: r.get(2)?,
-            })
-        })?;
+        let rows = st.query_map([missing], pack_ref)?;
         rows.collect()
     }
 

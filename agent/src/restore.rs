@@ -8,7 +8,8 @@
 //! file being written is removed and the restore fails.
 
 use crate::catalog::Catalog;
-use crate::repo::{read::read_blobs, Repository};
+use crate::repo::read::{locate, read_located};
+use crate::repo::Repository;
 use crate::source::postgres::PgConn;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
@@ -27,28 +28,31 @@ const BATCH_BYTES: u64 = 32 << 20;
 /// Batches being read ahead of the writer.
 const BATCHES_AHEAD: usize = 2;
 
-/// A file's chunks, in order, in batches.
+/// A file's chunks, in order, in batches of about [`BATCH_BYTES`]; each
+/// chunk is located once.
 fn content_batches<'a>(
     repo: &'a Repository,
     cat: &'a Catalog,
     content: &'a [ChunkId],
 ) -> impl Stream<Item = Result<Vec<Bytes>>> + 'a {
-    let mut batches: Vec<&'a [ChunkId]> = Vec::new();
-    let (mut start, mut bytes) = (0, 0u64);
-    for (i, id) in content.iter().enumerate() {
-        bytes += cat
-            .locate(id)
-            .ok()
-            .flatten()
-            .map_or(0, |(_, e)| u64::from(e.raw_len));
-        if bytes >= BATCH_BYTES || i + 1 == content.len() {
-            batches.push(&content[start..=i]);
-            start = i + 1;
-            bytes = 0;
+    let mut ids = content.iter();
+    let batches = std::iter::from_fn(move || {
+        let (mut batch, mut bytes) = (Vec::new(), 0u64);
+        for id in ids.by_ref() {
+            let (pack, entry) = match locate(cat, id) {
+                Ok(found) => found,
+                Err(e) => return Some(Err(e)),
+            };
+            bytes += u64::from(entry.raw_len);
+            batch.push((*id, pack, entry));
+            if bytes >= BATCH_BYTES {
+                break;
+            }
         }
-    }
+        (!batch.is_empty()).then_some(Ok(batch))
+    });
     futures::stream::iter(batches)
-        .map(move |b| read_blobs(repo, cat, b))
+        .map(move |batch| async move { read_located(repo, cat, &batch?).await })
         .buffered(BATCHES_AHEAD)
 }
 

@@ -97,12 +97,12 @@ impl<W: Write> Differ<'_, W> {
             && a.meta.uid == b.meta.uid
             && a.meta.gid == b.meta.gid
             && a.meta.mtime_ns == b.meta.mtime_ns;
-        match (&a.kind, &b.kind) {
+        let content_changed = match (&a.kind, &b.kind) {
             (NodeKind::Dir { subtree: x }, NodeKind::Dir { subtree: y }) => {
                 if !meta_same {
                     self.emit('U', path)?;
                 }
-                self.trees(*x, *y, path)
+                return self.trees(*x, *y, path);
             }
             (
                 NodeKind::File {
@@ -113,25 +113,16 @@ impl<W: Write> Differ<'_, W> {
                     size: s2,
                     content: c2,
                 },
-            ) => {
-                if s1 != s2 || c1 != c2 {
-                    self.emit('M', path)
-                } else if !meta_same {
-                    self.emit('U', path)
-                } else {
-                    Ok(())
-                }
-            }
-            (NodeKind::Symlink { target: x }, NodeKind::Symlink { target: y }) => {
-                if x != y {
-                    self.emit('M', path)
-                } else if !meta_same {
-                    self.emit('U', path)
-                } else {
-                    Ok(())
-                }
-            }
-            _ => self.emit('T', path),
+            ) => s1 != s2 || c1 != c2,
+            (NodeKind::Symlink { target: x }, NodeKind::Symlink { target: y }) => x != y,
+            _ => return self.emit('T', path),
+        };
+        if content_changed {
+            self.emit('M', path)
+        } else if !meta_same {
+            self.emit('U', path)
+        } else {
+            Ok(())
         }
     }
 }

@@ -72,25 +72,49 @@ fn plan(located: Vec<Located>) -> Vec<Read> {
     reads
 }
 
+/// Where a blob is, or an error naming why it cannot be read.
+///
+/// # Errors
+/// If the blob is in no usable pack, or the catalog cannot be read.
+pub fn locate(cat: &Catalog, id: &ChunkId) -> Result<(PackRef, BlobEntry)> {
+    if let Some(found) = cat.locate(id)? {
+        return Ok(found);
+    }
+    if let Some(p) = cat.missing_home(id)? {
+        bail!(
+            "blob {id} is only in pack {}, which is missing from the repository: the repository is inconsistent",
+            ObjectName::Pack(p.session, p.id)
+        );
+    }
+    bail!("blob {id} is not in any committed index: the repository is missing data");
+}
+
+/// The distinct ids, in first-seen order, and each id's position among them.
+pub fn distinct<'a>(
+    ids: impl IntoIterator<Item = &'a ChunkId>,
+) -> (Vec<ChunkId>, HashMap<ChunkId, usize>) {
+    let mut slot_of: HashMap<ChunkId, usize> = HashMap::new();
+    let mut out = Vec::new();
+    for id in ids {
+        slot_of.entry(*id).or_insert_with(|| {
+            out.push(*id);
+            out.len() - 1
+        });
+    }
+    (out, slot_of)
+}
+
 /// Locates distinct blobs and plans the reads that fetch them; a blob is
 /// known by its position in `ids`.
 ///
 /// # Errors
 /// If a blob is in no usable pack, or the catalog cannot be read.
 pub fn plan_reads(cat: &Catalog, ids: &[ChunkId]) -> Result<Vec<Read>> {
-    let mut located = Vec::with_capacity(ids.len());
-    for (slot, id) in ids.iter().enumerate() {
-        let Some((pack, entry)) = cat.locate(id)? else {
-            if let Some(p) = cat.missing_home(id)? {
-                bail!(
-                    "blob {id} is only in pack {}, which is missing from the repository: the repository is inconsistent",
-                    ObjectName::Pack(p.session, p.id)
-                );
-            }
-            bail!("blob {id} is not in any committed index: the repository is missing data");
-        };
-        located.push((slot, pack, entry));
-    }
+    let located = ids
+        .iter()
+        .enumerate()
+        .map(|(slot, id)| locate(cat, id).map(|(pack, entry)| (slot, pack, entry)))
+        .collect::<Result<Vec<_>>>()?;
     Ok(plan(located))
 }
 
@@ -109,25 +133,37 @@ pub fn run_reads<'a>(
 /// Reads, decrypts and verifies blobs; returns their plaintexts in the order
 /// of `ids` (an id may repeat).
 pub async fn read_blobs(repo: &Repository, cat: &Catalog, ids: &[ChunkId]) -> Result<Vec<Bytes>> {
-    let mut slot_of: HashMap<ChunkId, usize> = HashMap::new();
-    let mut distinct = Vec::new();
-    for id in ids {
-        slot_of.entry(*id).or_insert_with(|| {
-            distinct.push(*id);
-            distinct.len() - 1
-        });
+    let located = ids
+        .iter()
+        .map(|id| locate(cat, id).map(|(pack, entry)| (*id, pack, entry)))
+        .collect::<Result<Vec<_>>>()?;
+    read_located(repo, cat, &located).await
+}
+
+/// [`read_blobs`] for blobs already located.
+pub async fn read_located(
+    repo: &Repository,
+    cat: &Catalog,
+    blobs: &[(ChunkId, PackRef, BlobEntry)],
+) -> Result<Vec<Bytes>> {
+    let (ids, slot_of) = distinct(blobs.iter().map(|(id, _, _)| id));
+    let mut planned = Vec::with_capacity(ids.len());
+    for (id, pack, entry) in blobs {
+        if slot_of[id] == planned.len() {
+            planned.push((planned.len(), *pack, *entry));
+        }
     }
-    let reads = plan_reads(cat, &distinct)?;
-    let mut out: Vec<Option<Bytes>> = vec![None; distinct.len()];
-    let decoded: Vec<Vec<(usize, Bytes)>> = run_reads(repo, cat, reads).try_collect().await?;
+    let mut out: Vec<Option<Bytes>> = vec![None; ids.len()];
+    let decoded: Vec<Vec<(usize, Bytes)>> =
+        run_reads(repo, cat, plan(planned)).try_collect().await?;
     for (slot, bytes) in decoded.into_iter().flatten() {
         out[slot] = Some(bytes);
     }
-    ids.iter()
-        .map(|id| {
-            slot_of
-                .get(id)
-                .and_then(|s| out[*s].clone())
+    blobs
+        .iter()
+        .map(|(id, _, _)| {
+            out[slot_of[id]]
+                .clone()
                 .ok_or_else(|| anyhow!("blob {id} was planned but not read"))
         })
         .collect()

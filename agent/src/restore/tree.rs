@@ -12,7 +12,7 @@
 
 use super::components;
 use crate::catalog::Catalog;
-use crate::repo::read::{plan_reads, run_reads};
+use crate::repo::read::{distinct, plan_reads, run_reads};
 use crate::repo::Repository;
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
@@ -241,16 +241,7 @@ async fn fill_content(
     files: &[Pending],
     remaining: &mut [u64],
 ) -> Result<()> {
-    let mut slot_of: HashMap<ChunkId, usize> = HashMap::new();
-    let mut ids: Vec<ChunkId> = Vec::new();
-    for f in files {
-        for id in &f.content {
-            slot_of.entry(*id).or_insert_with(|| {
-                ids.push(*id);
-                ids.len() - 1
-            });
-        }
-    }
+    let (ids, slot_of) = distinct(files.iter().flat_map(|f| &f.content));
     let reads = plan_reads(cat, &ids)?;
     let mut raw_len = vec![0u64; ids.len()];
     for read in &reads {
