@@ -6,6 +6,12 @@
 //! about SIZE bytes in all under DIR, 100 files a directory, of mixed sizes
 //! (most small, a few large: sizes drawn from a log-uniform range), half
 //! SQL-like text and half random bytes.
+//!
+//! `cairn-gen edit COUNT SIZE [SEED] < IN > OUT`: copies IN to OUT with COUNT
+//! edits spread evenly over it, each overwriting about SIZE bytes (at a
+//! pseudo-random place in its stretch) with other SQL-like rows of the same
+//! length, as a database's day of scattered updates would. The length does not
+//! change.
 
 use std::io::Write;
 
@@ -51,8 +57,49 @@ fn tree(dir: &std::path::Path, files: u64, size: u64, seed: u64) -> std::io::Res
     Ok(())
 }
 
+/// `cairn-gen edit`: overwrites `count` evenly spread stretches of `size` bytes.
+fn edit(count: u64, size: u64, seed: u64) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut data = Vec::new();
+    std::io::stdin().lock().read_to_end(&mut data)?;
+    let len = data.len() as u64;
+    let size = size.min(len);
+    if count > 0 && size > 0 {
+        let stride = len / count;
+        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        for i in 0..count {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let room = stride.saturating_sub(size).max(1);
+            let at = (i * stride + state % room).min(len - size);
+            let (at, n) = (at as usize, size as usize);
+            let new = cairn_e2e::sql_dump(n + 256, state);
+            // Rows only: not the dump's header, nor its closing `\.` line.
+            let end = new.len() - 3;
+            data[at..at + n].copy_from_slice(&new[end - n..end]);
+        }
+    }
+    std::io::stdout().lock().write_all(&data)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("edit") {
+        let (Some(count), Some(size)) = (
+            args.get(2).and_then(|s| s.parse::<u64>().ok()),
+            args.get(3).and_then(|s| parse_size(s)),
+        ) else {
+            eprintln!("usage: cairn-gen edit COUNT SIZE[K|M|G] [SEED] < IN > OUT");
+            std::process::exit(2);
+        };
+        let seed: u64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(1);
+        if let Err(e) = edit(count, size, seed) {
+            eprintln!("cairn-gen edit: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("tree") {
         let (Some(dir), Some(files), Some(size)) = (
             args.get(2),
