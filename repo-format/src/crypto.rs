@@ -1,9 +1,13 @@
 //! The key hierarchy (format §2) and the AEAD wrappers every encrypted
 //! structure goes through. Nonces are built here from a domain and a counter
 //! that the encrypting structure owns; no caller ever supplies one.
+//!
+//! AES-256-GCM comes from aws-lc-rs (AWS-LC's AES-NI/VAES and carry-less
+//! multiply code, about 6× the `aes-gcm` crate on the benchmark machine;
+//! its key schedule is wiped when freed). The bytes are standard
+//! AES-256-GCM either way: a test checks them against the `aes-gcm` crate.
 
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use cairn_chunker::{GearKey, IdKey};
 use rand::RngCore;
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -95,15 +99,19 @@ pub(crate) enum NonceDomain {
     KeyWrap = 3,
 }
 
-fn nonce(domain: NonceDomain, counter: u64) -> Nonce<aes_gcm::aead::consts::U12> {
+fn nonce_bytes(domain: NonceDomain, counter: u64) -> [u8; 12] {
     let mut n = [0u8; 12];
     n[..4].copy_from_slice(&(domain as u32).to_le_bytes());
     n[4..].copy_from_slice(&counter.to_le_bytes());
-    n.into()
+    n
+}
+
+fn nonce(domain: NonceDomain, counter: u64) -> Nonce {
+    Nonce::assume_unique_for_key(nonce_bytes(domain, counter))
 }
 
 /// AES-256-GCM under one object's subkey. Not `Clone`: one encrypting owner.
-pub(crate) struct Aead(Aes256Gcm);
+pub(crate) struct Aead(LessSafeKey);
 
 impl std::fmt::Debug for Aead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -113,7 +121,10 @@ impl std::fmt::Debug for Aead {
 
 impl Aead {
     pub(crate) fn new(key: &[u8; 32]) -> Self {
-        Self(Aes256Gcm::new(key.into()))
+        // A 32-byte key is exactly what AES-256-GCM takes; nothing else fails.
+        let key = UnboundKey::new(&AES_256_GCM, key)
+            .unwrap_or_else(|_| unreachable!("AES-256-GCM takes a 32-byte key"));
+        Self(LessSafeKey::new(key))
     }
 
     /// Encrypts `buf[start..]` in place and appends the tag.
@@ -127,10 +138,10 @@ impl Aead {
     ) {
         let tag = self
             .0
-            .encrypt_in_place_detached(&nonce(domain, counter), aad, &mut buf[start..])
-            // aes-gcm fails only for messages over 2^36 bytes; every caller is bounded far below.
+            .seal_in_place_separate_tag(nonce(domain, counter), Aad::from(aad), &mut buf[start..])
+            // GCM fails only for messages over 2^36 bytes; every caller is bounded far below.
             .unwrap_or_else(|_| unreachable!("AES-GCM message length bounded by format limits"));
-        buf.extend_from_slice(&tag);
+        buf.extend_from_slice(tag.as_ref());
     }
 
     /// Decrypts `ct || tag` in place; returns the plaintext length, or `None` if
@@ -143,10 +154,8 @@ impl Aead {
         buf: &mut [u8],
     ) -> Option<usize> {
         let n = buf.len().checked_sub(TAG_LEN)?;
-        let (ct, tag) = buf.split_at_mut(n);
-        let tag = Tag::clone_from_slice(tag);
         self.0
-            .decrypt_in_place_detached(&nonce(domain, counter), aad, ct, &tag)
+            .open_in_place(nonce(domain, counter), Aad::from(aad), buf)
             .ok()?;
         Some(n)
     }
@@ -170,8 +179,47 @@ mod tests {
 
     #[test]
     fn nonce_layout() {
-        let n = nonce(NonceDomain::Sealed, 0x0102);
-        assert_eq!(n.as_slice(), &[2, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0]);
+        let n = nonce_bytes(NonceDomain::Sealed, 0x0102);
+        assert_eq!(n, [2, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0]);
+    }
+
+    proptest::proptest! {
+        /// The AEAD is plain AES-256-GCM: the `aes-gcm` crate (format v1's
+        /// first implementation) gives the same bytes, and each opens the other's.
+        #[test]
+        fn same_bytes_as_the_aes_gcm_crate(
+            key in proptest::array::uniform32(proptest::prelude::any::<u8>()),
+            counter in proptest::prelude::any::<u64>(),
+            aad in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            plain in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..5000),
+            start in 0usize..16,
+        ) {
+            use aes_gcm::aead::{AeadInPlace, KeyInit};
+            let start = start.min(plain.len());
+            let ours = Aead::new(&key);
+            let mut sealed = plain.clone();
+            ours.seal_tail(NonceDomain::Blob, counter, &aad, &mut sealed, start);
+
+            let theirs = aes_gcm::Aes256Gcm::new((&key).into());
+            let n = aes_gcm::Nonce::from(nonce_bytes(NonceDomain::Blob, counter));
+            let mut expected = plain[start..].to_vec();
+            let tag = theirs.encrypt_in_place_detached(&n, &aad, &mut expected)
+                .map_err(|_| proptest::test_runner::TestCaseError::fail("aes-gcm seal"))?;
+            expected.extend_from_slice(&tag);
+            proptest::prop_assert_eq!(&sealed[..start], &plain[..start]);
+            proptest::prop_assert_eq!(&sealed[start..], &expected[..]);
+
+            let mut opened = expected.clone();
+            proptest::prop_assert_eq!(
+                ours.open_in_place(NonceDomain::Blob, counter, &aad, &mut opened),
+                Some(plain.len() - start)
+            );
+            proptest::prop_assert_eq!(&opened[..plain.len() - start], &plain[start..]);
+            let (ct, tag) = sealed[start..].split_at_mut(plain.len() - start);
+            let tag = aes_gcm::Tag::clone_from_slice(tag);
+            proptest::prop_assert!(theirs.decrypt_in_place_detached(&n, &aad, ct, &tag).is_ok());
+            proptest::prop_assert_eq!(&ct[..], &plain[start..]);
+        }
     }
 
     #[test]
