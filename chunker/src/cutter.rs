@@ -70,15 +70,27 @@ impl Chunker {
     /// The length of the next chunk at the start of `data`.
     ///
     /// `eof` says whether `data` holds everything up to the end of the file or
-    /// stream. Without it, a cut is only decided once `data` is at least
-    /// `max_size` long (so later bytes cannot move it) and `None` asks for more
-    /// data. With it, the rest of `data` is chunked completely; `None` means
+    /// stream. Without it, `None` asks for more data: a cut is returned only
+    /// where later bytes cannot move it, which is any cut found before the
+    /// end of `data` (the search decides each position from the bytes up to
+    /// it) or, with at least `max_size` bytes, the forced cut at `max_size`.
+    /// With `eof`, the rest of `data` is chunked completely; `None` means
     /// `data` is empty.
     pub fn next_cut(&self, data: &[u8], eof: bool) -> Option<usize> {
         let max = self.params.max_size() as usize;
-        if data.is_empty() || (!eof && data.len() < max) {
+        if data.is_empty() {
             return None;
         }
+        let len = self.search(data, max);
+        if eof || len < data.len() || data.len() >= max {
+            Some(len)
+        } else {
+            None
+        }
+    }
+
+    /// The first cut in `data`, or `min(data.len(), max)` if there is none.
+    fn search(&self, data: &[u8], max: usize) -> usize {
         let (_, len) = cut_gear(
             data,
             self.params.min_size() as usize,
@@ -93,7 +105,7 @@ impl Chunker {
         );
         // cut_gear returns a length in 1..=min(len, max) for non-empty data,
         // except when it finds a cut at offset 0, which the min-size skip rules out.
-        Some(len.max(1))
+        len.max(1)
     }
 
     /// All chunk lengths of a complete input, in order. Convenience for tests
@@ -147,12 +159,19 @@ mod tests {
     }
 
     #[test]
-    fn needs_max_bytes_unless_eof() {
+    fn an_uncertain_cut_waits_for_more_data() {
         let c = small();
-        let data = pseudo_random(4095, 1);
-        assert_eq!(c.next_cut(&data, false), None);
-        assert!(c.next_cut(&data, true).is_some());
+        // Zeros never match a mask: the only cut is the forced one at max.
+        let zeros = vec![0u8; 4095];
+        assert_eq!(c.next_cut(&zeros, false), None);
+        assert_eq!(c.next_cut(&zeros, true), Some(4095));
         assert_eq!(c.next_cut(&[], true), None);
+        // A cut found before the end of the data is final.
+        let data = pseudo_random(4095, 1);
+        let whole = c.cut_all(&pseudo_random(100_000, 1))[0];
+        assert!(whole < 4095);
+        assert_eq!(c.next_cut(&data, false), Some(whole));
+        assert_eq!(c.next_cut(&data[..whole], false), None);
     }
 
     proptest! {
