@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use cairn_chunker::Chunker;
 use cairn_repo_format::{
-    BlobKind, ChunkId, Node, NodeKind, NodeMeta, Snapshot, SnapshotId, Source, Summary, Tree,
+    ChunkId, Node, NodeKind, NodeMeta, Snapshot, SnapshotId, Source, Summary, Tree,
 };
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -104,7 +104,7 @@ fn stream_node(name: &str, content: Content, started_ns: i64) -> Node {
 
 fn store_tree(sink: &mut pipeline::BlobSink, nodes: Vec<Node>) -> Result<ChunkId, PipelineError> {
     let tree = Tree::new(nodes)?;
-    sink.submit(BlobKind::Tree, Bytes::from(tree.encode()))
+    sink.submit_tree(Bytes::from(tree.encode()))
 }
 
 /// Size of standard input when it is a regular file (for an ETA).
@@ -311,7 +311,7 @@ async fn run_streams(
         while let Some((name, mut rx)) = streams_rx.blocking_recv() {
             let mut content = Content::default();
             while let Some(buf) = rx.blocking_recv() {
-                sc.feed(sink, &buf, &mut content)?;
+                sc.feed(sink, buf, &mut content)?;
             }
             sc.finish(sink, &mut content)?;
             nodes.push(stream_node(&name, content, started_ns));
@@ -322,7 +322,7 @@ async fn run_streams(
         let mut reports = Vec::new();
         for (name, spec) in streams {
             let mut stream = spec.start().await?;
-            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(2);
             if streams_tx.send((name, rx)).await.is_err() {
                 return Err(PipelineError::Aborted.into());
             }
@@ -345,7 +345,11 @@ async fn run_streams(
         },
         d = &mut driver => (pipeline.await, d),
     };
-    let reports = reports?;
-    let (tree, packs) = produced?;
-    Ok((tree, packs, reports))
+    // Name the cause: a source error over a pipeline that stopped because of
+    // it, a pipeline error over a driver that stopped because of that.
+    match (produced, reports) {
+        (Ok((tree, packs)), Ok(reports)) => Ok((tree, packs, reports)),
+        (Err(PipelineError::Aborted) | Ok(_), Err(e)) => Err(e),
+        (Err(e), _) => Err(e.into()),
+    }
 }

@@ -18,6 +18,14 @@ mod source;
 mod util;
 
 use clap::Parser;
+
+/// Buffers of megabytes flow through the pipeline at gigabytes a second.
+/// glibc's malloc hands such sizes back to the kernel on free and takes
+/// fresh, zeroed pages on the next allocation, and on this benchmark machine
+/// those page faults cost as much CPU as compressing the data; mimalloc keeps
+/// the freed pages for reuse (`docs/benchmarks.md`).
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -131,28 +131,49 @@ impl std::fmt::Debug for BlobSink {
 }
 
 impl BlobSink {
-    /// Stores `data` as a blob unless it is already stored; returns its id.
+    /// Stores an encoded tree unless it is already stored; returns its id.
+    /// The catalog gets it at once, so it can answer for the snapshot.
     ///
     /// # Errors
     /// [`PipelineError::Aborted`] if a later stage has stopped.
-    pub fn submit(&mut self, kind: BlobKind, data: Bytes) -> Result<ChunkId, PipelineError> {
+    pub fn submit_tree(&mut self, data: Bytes) -> Result<ChunkId, PipelineError> {
         let id = self.ids.chunk_id(&data);
-        match kind {
-            BlobKind::Data => Stats::add(&self.stats.total_chunks, 1),
-            // Children are submitted before their parents, so the catalog
-            // holds a tree only with every tree below it.
-            BlobKind::Tree => self.catalog.put_tree(&id, &data)?,
+        // Children are submitted before their parents, so the catalog
+        // holds a tree only with every tree below it.
+        self.catalog.put_tree(&id, &data)?;
+        self.store(BlobKind::Tree, id, data)?;
+        Ok(id)
+    }
+
+    /// Stores data chunks, in order, unless already stored; appends their ids
+    /// to `ids`. A batch large enough to be worth it is hashed on two threads.
+    ///
+    /// # Errors
+    /// [`PipelineError::Aborted`] if a later stage has stopped.
+    pub fn submit_data(
+        &mut self,
+        chunks: Vec<Bytes>,
+        ids: &mut Vec<ChunkId>,
+    ) -> Result<(), PipelineError> {
+        let hashed = hash_all(&self.ids, &chunks);
+        Stats::add(&self.stats.total_chunks, chunks.len() as u64);
+        for (id, data) in hashed.into_iter().zip(chunks) {
+            self.store(BlobKind::Data, id, data)?;
+            ids.push(id);
         }
+        Ok(())
+    }
+
+    fn store(&mut self, kind: BlobKind, id: ChunkId, data: Bytes) -> Result<(), PipelineError> {
         if self.seen.contains(&id) || self.catalog.contains(&id)? {
-            return Ok(id);
+            return Ok(());
         }
         self.seen.insert(id);
         Stats::add(&self.stats.new_chunks, 1);
         Stats::add(&self.stats.new_bytes, data.len() as u64);
         self.tx
             .send(RawBlob { id, kind, data })
-            .map_err(|_| PipelineError::Aborted)?;
-        Ok(id)
+            .map_err(|_| PipelineError::Aborted)
     }
 
     /// Whether a blob is stored already (in the repository or this session).
@@ -172,6 +193,39 @@ impl BlobSink {
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
+}
+
+/// Below this many bytes a batch is hashed on the calling thread alone.
+const PARALLEL_HASH_MIN: usize = 512 << 10;
+
+/// Keyed BLAKE3 of each chunk. Hashing is the producer's largest cost when
+/// most chunks are duplicates (nothing is compressed then), so a large batch
+/// is split in two halves of about equal bytes, one hashed on a scoped helper
+/// thread while the caller hashes the other.
+fn hash_all(key: &IdKey, chunks: &[Bytes]) -> Vec<ChunkId> {
+    let total: usize = chunks.iter().map(Bytes::len).sum();
+    let one = |c: &[Bytes]| c.iter().map(|d| key.chunk_id(d)).collect::<Vec<_>>();
+    if total < PARALLEL_HASH_MIN || chunks.len() < 2 {
+        return one(chunks);
+    }
+    let mut half = 0;
+    let mut bytes = 0;
+    while half < chunks.len() && bytes < total / 2 {
+        bytes += chunks[half].len();
+        half += 1;
+    }
+    let (a, b) = chunks.split_at(half);
+    std::thread::scope(|s| {
+        let helper = s.spawn(|| one(b));
+        let mut ids = one(a);
+        // A panic in the helper is a bug; re-raise it here.
+        ids.extend(
+            helper
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        );
+        ids
+    })
 }
 
 /// What the pipeline needs from the repository.

@@ -23,7 +23,7 @@ pub mod redis;
 /// Bytes of a command's stderr kept for error messages.
 const STDERR_TAIL: usize = 4096;
 /// Size of the buffers the reader hands to the chunker.
-const STREAM_BUF: usize = 1 << 20;
+const STREAM_BUF: usize = 4 << 20;
 
 /// A source failed; no snapshot may be written.
 #[derive(Debug, thiserror::Error)]
@@ -137,7 +137,40 @@ pub struct ReadReport {
 
 enum Input {
     Read(Box<dyn AsyncRead + Unpin + Send>),
+    /// Read on a blocking thread (standard input): no async wrapper, whose
+    /// own buffer would cost a copy of every byte.
+    Blocking(Box<dyn std::io::Read + Send>),
     Redis(Box<redis::Replica>),
+}
+
+/// [`read_into`] for a blocking reader, on a blocking thread. `read_to_end`
+/// reads into the vector's spare capacity without zeroing it first.
+fn read_blocking(
+    mut reader: Box<dyn std::io::Read + Send>,
+    what: &str,
+    tx: &tokio::sync::mpsc::Sender<Bytes>,
+    stats: &Stats,
+) -> Result<u64, SourceError> {
+    use std::io::Read;
+    let mut total = 0u64;
+    loop {
+        let mut buf = Vec::with_capacity(STREAM_BUF);
+        let n = match (&mut reader).take(STREAM_BUF as u64).read_to_end(&mut buf) {
+            Ok(n) => n,
+            Err(source) => {
+                return Err(SourceError::Read {
+                    what: what.to_owned(),
+                    source,
+                })
+            }
+        };
+        total += n as u64;
+        Stats::add(&stats.bytes_read, n as u64);
+        if n == 0 || tx.blocking_send(Bytes::from(buf)).is_err() {
+            // End of input, or the pipeline stopped (it reports why).
+            return Ok(total);
+        }
+    }
 }
 
 /// Reads `reader` to its end in buffers of [`STREAM_BUF`] bytes.
@@ -200,7 +233,7 @@ impl Stream {
     pub fn stdin() -> Self {
         Self {
             what: "standard input".into(),
-            input: Some(Input::Read(Box::new(tokio::io::stdin()))),
+            input: Some(Input::Blocking(Box::new(std::io::stdin()))),
             child: None,
         }
     }
@@ -264,6 +297,16 @@ impl Stream {
         tokio::spawn(async move {
             match input {
                 None => Ok(ReadReport::default()),
+                Some(Input::Blocking(reader)) => {
+                    let name = what.clone();
+                    tokio::task::spawn_blocking(move || read_blocking(reader, &name, &tx, &stats))
+                        .await
+                        .map_err(|e| SourceError::Read {
+                            what,
+                            source: std::io::Error::other(e.to_string()),
+                        })??;
+                    Ok(ReadReport { redis: None })
+                }
                 Some(Input::Redis(replica)) => replica.stream(tx, stats).await,
                 Some(Input::Read(mut reader)) => {
                     read_into(&mut reader, &what, &tx, &stats).await?;

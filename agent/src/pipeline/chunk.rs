@@ -1,13 +1,13 @@
 //! Cutting one file or stream into chunks and handing them to the sink.
 
 use super::{BlobSink, PipelineError, Stats};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use cairn_chunker::Chunker;
-use cairn_repo_format::{BlobKind, ChunkId};
+use cairn_repo_format::ChunkId;
 use std::io::Read;
 
 /// Bytes read from a file at a time.
-pub const READ_SIZE: usize = 1 << 20;
+pub const READ_SIZE: usize = 4 << 20;
 
 /// Chunks one file or stream at a time; reuses its buffer across files.
 #[derive(Debug)]
@@ -34,22 +34,56 @@ impl StreamChunker {
         }
     }
 
-    /// Appends data and emits every chunk whose cut is now certain.
+    /// Takes the next buffer of a stream and emits every chunk whose cut is
+    /// now certain. Chunks that lie wholly inside `data` are slices of it (no
+    /// copy); only a chunk that straddles two buffers is assembled in the
+    /// carry buffer.
     ///
     /// # Errors
     /// [`PipelineError::Aborted`] if a later stage stopped.
     pub fn feed(
         &mut self,
         sink: &mut BlobSink,
-        data: &[u8],
+        mut data: Bytes,
         out: &mut Content,
     ) -> Result<(), PipelineError> {
-        self.buf.extend_from_slice(data);
         out.size += data.len() as u64;
-        self.cut(sink, false, out)
+        let mut chunks = Vec::new();
+        // Finish the chunk begun in an earlier buffer, copying from `data`
+        // only up to its cut; the bytes after the cut stay in `data`.
+        while !self.buf.is_empty() && !data.is_empty() {
+            let max = self.chunker.params().max_size() as usize;
+            let old = self.buf.len();
+            let add = max.saturating_sub(old).min(data.len());
+            self.buf.extend_from_slice(&data[..add]);
+            let Some(n) = self.chunker.next_cut(&self.buf, false) else {
+                // `data` is used up (else `buf` would hold `max` bytes).
+                return sink.submit_data(chunks, &mut out.ids);
+            };
+            chunks.push(self.buf.split_to(n).freeze());
+            if n >= old {
+                // The cut is in the copied part: resume in `data` itself.
+                self.buf.clear();
+                let _ = data.split_to(n - old);
+            } else {
+                // Rare: a cut inside the carried bytes; the copy stays.
+                let _ = data.split_to(add);
+            }
+        }
+        if self.buf.is_empty() {
+            while let Some(n) = self.chunker.next_cut(&data, false) {
+                chunks.push(data.split_to(n));
+            }
+            self.buf.extend_from_slice(&data);
+        }
+        sink.submit_data(chunks, &mut out.ids)
     }
 
     /// Reads `r` to its end through the chunker. Counts bytes read.
+    /// `expected` is the size `r` is expected to have (a file's length), or
+    /// `None`: reads ask for no more than that (and one byte), because the
+    /// buffer they read into is zeroed first, and zeroing [`READ_SIZE`] for
+    /// every small file of a tree would cost more than reading it.
     ///
     /// # Errors
     /// The read error (as `Err(Ok(e))`), or a pipeline error (as `Err(Err(e))`).
@@ -57,11 +91,21 @@ impl StreamChunker {
         &mut self,
         sink: &mut BlobSink,
         r: &mut impl Read,
+        expected: Option<u64>,
         out: &mut Content,
     ) -> Result<(), Result<std::io::Error, PipelineError>> {
+        let start = out.size;
         loop {
             let old = self.buf.len();
-            self.buf.resize(old + READ_SIZE, 0);
+            let want = match expected {
+                Some(len) => {
+                    let left = len.saturating_sub(out.size - start);
+                    usize::try_from(left)
+                        .map_or(READ_SIZE, |l| l.saturating_add(1).clamp(4096, READ_SIZE))
+                }
+                None => READ_SIZE,
+            };
+            self.buf.resize(old + want, 0);
             let n = loop {
                 match r.read(&mut self.buf[old..]) {
                     Ok(n) => break n,
@@ -101,10 +145,10 @@ impl StreamChunker {
         eof: bool,
         out: &mut Content,
     ) -> Result<(), PipelineError> {
+        let mut chunks = Vec::new();
         while let Some(n) = self.chunker.next_cut(&self.buf, eof) {
-            let chunk = self.buf.split_to(n).freeze();
-            out.ids.push(sink.submit(BlobKind::Data, chunk)?);
+            chunks.push(self.buf.split_to(n).freeze());
         }
-        Ok(())
+        sink.submit_data(chunks, &mut out.ids)
     }
 }

@@ -14,7 +14,7 @@ use crate::pipeline::chunk::{Content, StreamChunker};
 use crate::pipeline::{BlobSink, PipelineError, Stats};
 use crate::source::SourceError;
 use bytes::Bytes;
-use cairn_repo_format::{BlobKind, ChunkId, Node, NodeKind, NodeMeta, Tree};
+use cairn_repo_format::{ChunkId, Node, NodeKind, NodeMeta, Tree};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -152,7 +152,7 @@ impl<'a> Walker<'a> {
 
     fn store_tree(&mut self, nodes: Vec<Node>) -> Result<ChunkId, PipelineError> {
         let tree = Tree::new(nodes)?;
-        self.sink.submit(BlobKind::Tree, Bytes::from(tree.encode()))
+        self.sink.submit_tree(Bytes::from(tree.encode()))
     }
 
     fn failed(&mut self, path: &Path, what: &str, e: &std::io::Error) {
@@ -310,7 +310,10 @@ impl<'a> Walker<'a> {
                 }
             };
             let mut content = Content::default();
-            match self.chunker.read_all(self.sink, &mut file, &mut content) {
+            match self
+                .chunker
+                .read_all(self.sink, &mut file, Some(m.len()), &mut content)
+            {
                 Ok(()) => self.chunker.finish(self.sink, &mut content)?,
                 Err(Ok(e)) => {
                     self.chunker.discard();
