@@ -24,9 +24,9 @@ pub mod tree;
 pub use tree::to_dir;
 
 /// Plaintext bytes per batch of chunks.
-const BATCH_BYTES: u64 = 32 << 20;
+const BATCH_BYTES: u64 = 12 << 20;
 /// Batches being read ahead of the writer.
-const BATCHES_AHEAD: usize = 2;
+const BATCHES_AHEAD: usize = 3;
 
 /// A file's chunks, in order, in batches of about [`BATCH_BYTES`]; each
 /// chunk is located once.
@@ -108,12 +108,81 @@ fn stream_node(cat: &Catalog, snap: &Snapshot, include: Option<&str>) -> Result<
     Ok(node)
 }
 
+/// Where [`write_node`] puts a file's content, a batch of chunks at a time.
+trait BatchOut {
+    /// Writes the chunks, in order. May return before they are written, as
+    /// long as a later call or [`BatchOut::finish`] reports a failure.
+    async fn write_batch(&mut self, batch: Vec<Bytes>) -> std::io::Result<()>;
+    /// Waits for everything to be written.
+    async fn finish(&mut self) -> std::io::Result<()>;
+}
+
+/// Any async writer: a file, a client's stdin pipe.
+struct AsyncOut<'a, W>(&'a mut W);
+
+impl<W: tokio::io::AsyncWrite + Unpin> BatchOut for AsyncOut<'_, W> {
+    async fn write_batch(&mut self, batch: Vec<Bytes>) -> std::io::Result<()> {
+        for chunk in batch {
+            self.0.write_all(&chunk).await?;
+        }
+        Ok(())
+    }
+    async fn finish(&mut self) -> std::io::Result<()> {
+        self.0.flush().await
+    }
+}
+
+/// A blocking file descriptor (standard output) written on a blocking
+/// thread, one batch while the next is read and verified: no copy into an
+/// async wrapper's buffer, no thread hop per write.
+struct BlockingOut {
+    file: Option<std::fs::File>,
+    writing: Option<tokio::task::JoinHandle<std::io::Result<std::fs::File>>>,
+}
+
+impl BlockingOut {
+    fn new(file: std::fs::File) -> Self {
+        Self {
+            file: Some(file),
+            writing: None,
+        }
+    }
+
+    async fn wait(&mut self) -> std::io::Result<()> {
+        if let Some(h) = self.writing.take() {
+            self.file = Some(h.await.map_err(std::io::Error::other)??);
+        }
+        Ok(())
+    }
+}
+
+impl BatchOut for BlockingOut {
+    async fn write_batch(&mut self, batch: Vec<Bytes>) -> std::io::Result<()> {
+        use std::io::Write;
+        self.wait().await?;
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| std::io::Error::other("writer lost"))?;
+        self.writing = Some(tokio::task::spawn_blocking(move || {
+            for chunk in &batch {
+                file.write_all(chunk)?;
+            }
+            Ok(file)
+        }));
+        Ok(())
+    }
+    async fn finish(&mut self) -> std::io::Result<()> {
+        self.wait().await
+    }
+}
+
 /// Writes a file node's content to `out`, verifying every chunk first.
 async fn write_node(
     repo: &Repository,
     cat: &Catalog,
     node: &Node,
-    out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    out: &mut impl BatchOut,
     what: &str,
 ) -> Result<u64> {
     let NodeKind::File { size, content } = &node.kind else {
@@ -125,14 +194,12 @@ async fn write_node(
     let mut written = 0u64;
     let mut batches = content_batches(repo, cat, content);
     while let Some(batch) = batches.try_next().await? {
-        for chunk in batch {
-            out.write_all(&chunk)
-                .await
-                .with_context(|| format!("writing to {what}"))?;
-            written += chunk.len() as u64;
-        }
+        written += batch.iter().map(|c| c.len() as u64).sum::<u64>();
+        out.write_batch(batch)
+            .await
+            .with_context(|| format!("writing to {what}"))?;
     }
-    out.flush()
+    out.finish()
         .await
         .with_context(|| format!("writing to {what}"))?;
     if written != *size {
@@ -149,15 +216,14 @@ pub async fn to_stdout(
     snap: &Snapshot,
     include: Option<&str>,
 ) -> Result<u64> {
+    use std::os::fd::AsFd;
     let node = stream_node(cat, snap, include)?;
-    write_node(
-        repo,
-        cat,
-        &node,
-        &mut tokio::io::stdout(),
-        "standard output",
-    )
-    .await
+    let fd = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("standard output")?;
+    let mut out = BlockingOut::new(std::fs::File::from(fd));
+    write_node(repo, cat, &node, &mut out, "standard output").await
 }
 
 /// The file of a database snapshot's root tree called `name`, if present.
@@ -175,7 +241,7 @@ async fn pipe_into(repo: &Repository, cat: &Catalog, node: &Node, argv: &[String
         .spawn()
         .with_context(|| format!("cannot start {}", argv[0]))?;
     let mut stdin = child.stdin.take().context("no stdin pipe")?;
-    let fed = write_node(repo, cat, node, &mut stdin, &argv[0]).await;
+    let fed = write_node(repo, cat, node, &mut AsyncOut(&mut stdin), &argv[0]).await;
     drop(stdin);
     let status = child.wait().await?;
     if !status.success() {
@@ -250,7 +316,14 @@ pub async fn to_postgres(
             let mut file = tokio::fs::File::create(&path)
                 .await
                 .with_context(|| format!("creating {}", path.display()))?;
-            let staged = write_node(repo, cat, &dump, &mut file, &path.display().to_string()).await;
+            let staged = write_node(
+                repo,
+                cat,
+                &dump,
+                &mut AsyncOut(&mut file),
+                &path.display().to_string(),
+            )
+            .await;
             drop(file);
             let result = match staged {
                 Ok(_) => {
@@ -292,7 +365,14 @@ pub async fn to_redis_rdb(
     let mut file = tokio::fs::File::create(&tmp)
         .await
         .with_context(|| format!("creating {}", tmp.display()))?;
-    let written = write_node(repo, cat, &node, &mut file, &tmp.display().to_string()).await;
+    let written = write_node(
+        repo,
+        cat,
+        &node,
+        &mut AsyncOut(&mut file),
+        &tmp.display().to_string(),
+    )
+    .await;
     let written = match written {
         Ok(n) => {
             file.sync_all().await?;
