@@ -12,7 +12,7 @@ pub const CHUNKER_ALGORITHM: &str = "fastcdc-2020-keyed-gear";
 /// Default target size of a pack's blob region (see `docs/format.md` §4).
 pub const DEFAULT_PACK_SIZE: u32 = 32 << 20;
 /// Default zstd level.
-pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 
 /// Repository parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
