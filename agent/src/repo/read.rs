@@ -15,7 +15,7 @@ use std::collections::HashMap;
 /// Reads are aligned to multiples of this many bytes.
 pub const WINDOW: u64 = 1 << 20;
 /// Neighbouring windows are merged into one read up to this size.
-pub const MAX_READ: u64 = 16 << 20;
+pub const MAX_READ: u64 = 4 << 20;
 /// Reads in flight.
 pub const READ_CONCURRENCY: usize = 4;
 
