@@ -143,6 +143,13 @@ enum Input {
     Redis(Box<redis::Replica>),
 }
 
+fn read_error(what: &str, source: std::io::Error) -> SourceError {
+    SourceError::Read {
+        what: what.to_owned(),
+        source,
+    }
+}
+
 /// [`read_into`] for a blocking reader, on a blocking thread. `read_to_end`
 /// reads into the vector's spare capacity without zeroing it first.
 fn read_blocking(
@@ -155,15 +162,10 @@ fn read_blocking(
     let mut total = 0u64;
     loop {
         let mut buf = Vec::with_capacity(STREAM_BUF);
-        let n = match (&mut reader).take(STREAM_BUF as u64).read_to_end(&mut buf) {
-            Ok(n) => n,
-            Err(source) => {
-                return Err(SourceError::Read {
-                    what: what.to_owned(),
-                    source,
-                })
-            }
-        };
+        let n = (&mut reader)
+            .take(STREAM_BUF as u64)
+            .read_to_end(&mut buf)
+            .map_err(|e| read_error(what, e))?;
         total += n as u64;
         Stats::add(&stats.bytes_read, n as u64);
         if n == 0 || tx.blocking_send(Bytes::from(buf)).is_err() {
@@ -192,12 +194,7 @@ async fn read_into(
                 }
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(source) => {
-                    return Err(SourceError::Read {
-                        what: what.to_owned(),
-                        source,
-                    })
-                }
+                Err(e) => return Err(read_error(what, e)),
             }
         }
         let n = buf.len();
@@ -301,10 +298,7 @@ impl Stream {
                     let name = what.clone();
                     tokio::task::spawn_blocking(move || read_blocking(reader, &name, &tx, &stats))
                         .await
-                        .map_err(|e| SourceError::Read {
-                            what,
-                            source: std::io::Error::other(e.to_string()),
-                        })??;
+                        .map_err(|e| read_error(&what, std::io::Error::other(e.to_string())))??;
                     Ok(ReadReport { redis: None })
                 }
                 Some(Input::Redis(replica)) => replica.stream(tx, stats).await,

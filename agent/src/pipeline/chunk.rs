@@ -35,19 +35,25 @@ impl StreamChunker {
     }
 
     /// Takes the next buffer of a stream and emits every chunk whose cut is
-    /// now certain. Chunks that lie wholly inside `data` are slices of it (no
-    /// copy); only a chunk that straddles two buffers is assembled in the
-    /// carry buffer.
+    /// now certain.
     ///
     /// # Errors
     /// [`PipelineError::Aborted`] if a later stage stopped.
     pub fn feed(
         &mut self,
         sink: &mut BlobSink,
-        mut data: Bytes,
+        data: Bytes,
         out: &mut Content,
     ) -> Result<(), PipelineError> {
         out.size += data.len() as u64;
+        let chunks = self.cut_buffer(data);
+        sink.submit_data(chunks, &mut out.ids)
+    }
+
+    /// The chunks of a stream's next buffer whose cuts are certain. Chunks
+    /// that lie wholly inside `data` are slices of it (no copy); only a chunk
+    /// that straddles two buffers is assembled in the carry buffer.
+    fn cut_buffer(&mut self, mut data: Bytes) -> Vec<Bytes> {
         let mut chunks = Vec::new();
         // Finish the chunk begun in an earlier buffer, copying from `data`
         // only up to its cut; the bytes after the cut stay in `data`.
@@ -58,7 +64,7 @@ impl StreamChunker {
             self.buf.extend_from_slice(&data[..add]);
             let Some(n) = self.chunker.next_cut(&self.buf, false) else {
                 // `data` is used up (else `buf` would hold `max` bytes).
-                return sink.submit_data(chunks, &mut out.ids);
+                return chunks;
             };
             chunks.push(self.buf.split_to(n).freeze());
             if n >= old {
@@ -76,14 +82,14 @@ impl StreamChunker {
             }
             self.buf.extend_from_slice(&data);
         }
-        sink.submit_data(chunks, &mut out.ids)
+        chunks
     }
 
     /// Reads `r` to its end through the chunker. Counts bytes read.
-    /// `expected` is the size `r` is expected to have (a file's length), or
-    /// `None`: reads ask for no more than that (and one byte), because the
-    /// buffer they read into is zeroed first, and zeroing [`READ_SIZE`] for
-    /// every small file of a tree would cost more than reading it.
+    /// `expected` is the size `r` should have (a file's length): reads ask
+    /// for no more than what is left of it (and one byte, to see the end),
+    /// because the buffer they read into is zeroed first, and zeroing
+    /// [`READ_SIZE`] for every small file of a tree cost more than reading it.
     ///
     /// # Errors
     /// The read error (as `Err(Ok(e))`), or a pipeline error (as `Err(Err(e))`).
@@ -91,20 +97,15 @@ impl StreamChunker {
         &mut self,
         sink: &mut BlobSink,
         r: &mut impl Read,
-        expected: Option<u64>,
+        expected: u64,
         out: &mut Content,
     ) -> Result<(), Result<std::io::Error, PipelineError>> {
         let start = out.size;
         loop {
             let old = self.buf.len();
-            let want = match expected {
-                Some(len) => {
-                    let left = len.saturating_sub(out.size - start);
-                    usize::try_from(left)
-                        .map_or(READ_SIZE, |l| l.saturating_add(1).clamp(4096, READ_SIZE))
-                }
-                None => READ_SIZE,
-            };
+            let left = expected.saturating_sub(out.size - start);
+            let want = usize::try_from(left)
+                .map_or(READ_SIZE, |l| l.saturating_add(1).clamp(4096, READ_SIZE));
             self.buf.resize(old + want, 0);
             let n = loop {
                 match r.read(&mut self.buf[old..]) {
@@ -150,5 +151,58 @@ impl StreamChunker {
             chunks.push(self.buf.split_to(n).freeze());
         }
         sink.submit_data(chunks, &mut out.ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_chunker::{ChunkerParams, GearKey};
+    use proptest::prelude::*;
+
+    fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()[3]
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// Buffers of any sizes give exactly the chunks of the whole stream.
+        #[test]
+        fn buffers_cut_like_the_whole(
+            seed in any::<u64>(),
+            len in 0usize..40_000,
+            sizes in proptest::collection::vec(1usize..6000, 1..30),
+        ) {
+            let params = ChunkerParams::new(256, 1024, 4096, 1).unwrap_or_else(|e| panic!("{e}"));
+            let chunker = Chunker::new(params, &GearKey::from_bytes([5; 32]));
+            let data = pseudo_random(len, seed);
+            let whole: Vec<Vec<u8>> = {
+                let mut at = 0;
+                chunker.cut_all(&data).into_iter().map(|n| { at += n; data[at - n..at].to_vec() }).collect()
+            };
+            let mut sc = StreamChunker::new(chunker);
+            let mut got: Vec<Vec<u8>> = Vec::new();
+            let mut at = 0;
+            for size in sizes.iter().cycle() {
+                if at >= data.len() {
+                    break;
+                }
+                let n = (*size).min(data.len() - at);
+                let piece = Bytes::copy_from_slice(&data[at..at + n]);
+                got.extend(sc.cut_buffer(piece).iter().map(|c| c.to_vec()));
+                at += n;
+            }
+            while let Some(n) = sc.chunker.next_cut(&sc.buf, true) {
+                got.push(sc.buf.split_to(n).to_vec());
+            }
+            prop_assert_eq!(got, whole);
+        }
     }
 }

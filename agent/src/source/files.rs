@@ -312,7 +312,7 @@ impl<'a> Walker<'a> {
             let mut content = Content::default();
             match self
                 .chunker
-                .read_all(self.sink, &mut file, Some(m.len()), &mut content)
+                .read_all(self.sink, &mut file, m.len(), &mut content)
             {
                 Ok(()) => self.chunker.finish(self.sink, &mut content)?,
                 Err(Ok(e)) => {
