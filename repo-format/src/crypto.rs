@@ -3,8 +3,8 @@
 //! that the encrypting structure owns; no caller ever supplies one.
 //!
 //! AES-256-GCM comes from aws-lc-rs (AWS-LC's AES-NI/VAES and carry-less
-//! multiply code, about 6× the `aes-gcm` crate on the benchmark machine;
-//! its key schedule is wiped when freed). The bytes are standard
+//! multiply code, several times faster than the `aes-gcm` crate; its key
+//! schedule is wiped when freed). The bytes are standard
 //! AES-256-GCM either way: a test checks them against the `aes-gcm` crate.
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
