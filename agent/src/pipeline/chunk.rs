@@ -159,18 +159,7 @@ mod tests {
     use super::*;
     use cairn_chunker::{ChunkerParams, GearKey};
     use proptest::prelude::*;
-
-    fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x.to_le_bytes()[3]
-            })
-            .collect()
-    }
+    use rand::{RngCore, SeedableRng};
 
     proptest! {
         /// Buffers of any sizes give exactly the chunks of the whole stream.
@@ -182,7 +171,8 @@ mod tests {
         ) {
             let params = ChunkerParams::new(256, 1024, 4096, 1).unwrap_or_else(|e| panic!("{e}"));
             let chunker = Chunker::new(params, &GearKey::from_bytes([5; 32]));
-            let data = pseudo_random(len, seed);
+            let mut data = vec![0u8; len];
+            rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut data);
             let whole: Vec<Vec<u8>> = {
                 let mut at = 0;
                 chunker.cut_all(&data).into_iter().map(|n| { at += n; data[at - n..at].to_vec() }).collect()
