@@ -6,15 +6,12 @@
 use cairn_chunker::{Chunker, ChunkerParams};
 use cairn_repo_format::{
     BlobCompressor, BlobDecompressor, BlobEntry, BlobKind, ChunkId, Compression, MasterKey,
-    PackCipher, PackWriter, RepoKeys, SessionId, DEFAULT_ZSTD_LEVEL,
+    PackCipher, PackWriter, RepoKeys, SessionId,
 };
 use std::ops::Range;
 
 /// zstd levels worth comparing: the fast (negative) levels, 1 and 3.
 pub const LEVELS: [i32; 4] = [-3, -1, 1, 3];
-
-/// The repository default level, re-exported for reports.
-pub const DEFAULT_LEVEL: i32 = DEFAULT_ZSTD_LEVEL;
 
 /// Input and its chunks, cut with the default parameters under a fresh key.
 #[derive(Debug)]

@@ -8,8 +8,9 @@
 
 use cairn_benches::{
     chunker, compress, cut, decode, decompress, encode, hash, sql_sample, uncompressed, Sample,
-    DEFAULT_LEVEL, LEVELS,
+    LEVELS,
 };
+use cairn_repo_format::DEFAULT_ZSTD_LEVEL;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 
@@ -27,7 +28,7 @@ fn stages(c: &mut Criterion) {
             b.iter(|| compress(black_box(&s), &ids, level))
         });
     }
-    let blobs = compress(&s, &ids, DEFAULT_LEVEL);
+    let blobs = compress(&s, &ids, DEFAULT_ZSTD_LEVEL);
     let raw = uncompressed(&s, &ids);
     g.bench_function("zstd_decompress", |b| {
         b.iter(|| decompress(black_box(&blobs)))

@@ -4,9 +4,9 @@
 //! rate of the slowest backup stage), which `benches/e2e.sh` reports against.
 
 use cairn_benches::{
-    chunker, compress, compressed_sizes, cut, decode, decompress, encode, hash, Sample,
-    DEFAULT_LEVEL, LEVELS,
+    chunker, compress, compressed_sizes, cut, decode, decompress, encode, hash, Sample, LEVELS,
 };
+use cairn_repo_format::DEFAULT_ZSTD_LEVEL;
 use std::io::Read;
 use std::time::Instant;
 
@@ -54,7 +54,7 @@ fn main() {
     for level in LEVELS {
         let (r, blobs) = rate(n, || compress(&s, &ids, level));
         let (raw, stored) = compressed_sizes(&blobs);
-        let mark = if level == DEFAULT_LEVEL {
+        let mark = if level == DEFAULT_ZSTD_LEVEL {
             " (default)"
         } else {
             ""
@@ -63,7 +63,7 @@ fn main() {
             "zstd {level}{mark} compress, ratio {:.2}\t{r:.3}",
             raw as f64 / stored.max(1) as f64
         );
-        if level == DEFAULT_LEVEL {
+        if level == DEFAULT_ZSTD_LEVEL {
             slowest = slowest.min(r);
             default_blobs = blobs;
         }

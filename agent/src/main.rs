@@ -18,15 +18,15 @@ mod source;
 mod util;
 
 use clap::Parser;
+use std::process::ExitCode;
 
 /// Buffers of megabytes flow through the pipeline at gigabytes a second.
 /// glibc's malloc hands such sizes back to the kernel on free and takes
-/// fresh, zeroed pages on the next allocation, and on this benchmark machine
-/// those page faults cost as much CPU as compressing the data; mimalloc keeps
-/// the freed pages for reuse (`docs/benchmarks.md`).
+/// fresh, zeroed pages on the next allocation, which on the benchmark machine
+/// cost about 1 s of system time per GiB; jemalloc keeps the freed pages for
+/// reuse (`docs/decisions.md` §12; one arena, set in `.cargo/config.toml`).
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();

@@ -165,7 +165,7 @@ impl BlobSink {
     }
 
     fn store(&mut self, kind: BlobKind, id: ChunkId, data: Bytes) -> Result<(), PipelineError> {
-        if self.seen.contains(&id) || self.catalog.contains(&id)? {
+        if self.known(&id)? {
             return Ok(());
         }
         self.seen.insert(id);
