@@ -287,11 +287,26 @@ fn redis_state(r: &RedisServer) -> Vec<String> {
         .map(str::to_owned)
         .collect();
     keys.sort();
+    // One redis-cli per question for all keys, not one per key and question.
+    let ask = |cmd: &str, keys: &[&String]| -> Vec<String> {
+        let script: Vec<String> = keys.iter().map(|k| format!("{cmd} {k}")).collect();
+        cli_lines(r, &script)
+    };
+    let all: Vec<&String> = keys.iter().collect();
+    let types = ask("TYPE", &all);
+    let ttls = ask("TTL", &all);
+    let strings: Vec<&String> = keys
+        .iter()
+        .zip(&types)
+        .filter(|(_, t)| *t == "string")
+        .map(|(k, _)| k)
+        .collect();
+    let mut string_values = ask("GET", &strings).into_iter();
     keys.iter()
-        .map(|k| {
-            let t = r.cli(&["TYPE", k]).unwrap_or_default();
+        .zip(types.iter().zip(&ttls))
+        .map(|(k, (t, ttl))| {
             let mut value: Vec<String> = match t.as_str() {
-                "string" => vec![r.cli(&["GET", k]).unwrap_or_default()],
+                "string" => vec![string_values.next().unwrap_or_default()],
                 "list" => vec![r.cli(&["LRANGE", k, "0", "-1"]).unwrap_or_default()],
                 "hash" => r
                     .cli(&["HGETALL", k])
@@ -313,10 +328,35 @@ fn redis_state(r: &RedisServer) -> Vec<String> {
             if t == "hash" || t == "set" {
                 value.sort();
             }
-            let ttl: i64 = r.cli(&["TTL", k]).unwrap_or_default().parse().unwrap_or(-3);
+            let ttl: i64 = ttl.parse().unwrap_or(-3);
             format!("{k} {t} {:?} ttl={}", value, ttl > 0)
         })
         .collect()
+}
+
+/// Runs `commands` (each answered by one line) in one redis-cli session.
+fn cli_lines(r: &RedisServer, commands: &[String]) -> Vec<String> {
+    let mut child = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &r.port.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let script = commands
+        .iter()
+        .map(|c| format!("{c}\n"))
+        .collect::<String>();
+    let writer = std::thread::spawn(move || stdin.write_all(script.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), commands.len(), "one answer per command");
+    lines
 }
 
 fn fill_redis(r: &RedisServer) {
@@ -347,16 +387,9 @@ fn restore_into_new_server(repo: &Repo) -> RedisServer {
     std::fs::create_dir_all(&dir).unwrap();
     let rdb = dir.join("dump.rdb");
     repo.ok(&["restore", "latest", "--redis-rdb", rdb.to_str().unwrap()]);
-    let copy = tempfile::Builder::new()
-        .prefix("cairn-rdb-")
-        .tempdir()
-        .unwrap()
-        .keep();
-    std::fs::copy(&rdb, copy.join("restored.rdb")).unwrap();
-    RedisServer::start(&format!(
-        "--dir {} --dbfilename restored.rdb",
-        copy.display()
-    ))
+    // The server loads it from the repository's scratch directory, which
+    // goes with the test's repository (the server saves nothing: --save '').
+    RedisServer::start(&format!("--dir {} --dbfilename dump.rdb", dir.display()))
 }
 
 #[test]
