@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use cairn_repo_format::{ObjectKind, ObjectName};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub mod faulty;
@@ -61,6 +62,24 @@ pub struct BackendError {
 }
 
 impl BackendError {
+    /// A failed file operation, classified by its I/O error kind.
+    pub fn io(op: &'static str, object: String, location: String, e: &std::io::Error) -> Self {
+        let kind = match e.kind() {
+            std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+            std::io::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
+            std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+            std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut => ErrorKind::Transient,
+            _ => ErrorKind::Other,
+        };
+        Self {
+            kind,
+            op,
+            object,
+            location,
+            detail: e.to_string(),
+        }
+    }
+
     /// Whether trying again may help.
     pub fn is_retryable(&self) -> bool {
         matches!(self.kind, ErrorKind::RateLimited | ErrorKind::Transient)
@@ -82,6 +101,8 @@ impl BackendError {
 ///   files are ignored); it may miss objects created while it runs.
 /// - `delete` of a missing object is [`ErrorKind::NotFound`]. Only `key remove`
 ///   (and later, prune) deletes.
+/// - `put_file` is `put` with the bytes in a local file (a pack spooled to
+///   disk as it filled, so it never sits in memory whole).
 /// - All methods may be called concurrently from many tasks.
 #[async_trait]
 pub trait Backend: Send + Sync + std::fmt::Debug {
@@ -89,6 +110,24 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn location(&self) -> String;
     /// Stores an object.
     async fn put(&self, name: &ObjectName, data: Bytes, mode: PutMode) -> Result<(), BackendError>;
+    /// Stores an object whose bytes are the whole file at `path`, with the
+    /// contract of [`Backend::put`]. The file stays the caller's to remove,
+    /// so a retry can send it again. This default reads it into memory.
+    async fn put_file(
+        &self,
+        name: &ObjectName,
+        path: &Path,
+        mode: PutMode,
+    ) -> Result<(), BackendError> {
+        let data = read_spooled(path, name, &self.location()).await?;
+        self.put(name, data, mode).await
+    }
+    /// The directory to spool `name` in before [`Backend::put_file`], when
+    /// the backend can publish a file from there without copying it (a
+    /// local repository links it into place). `None`: any directory will do.
+    fn spool_dir(&self, _name: &ObjectName) -> Option<PathBuf> {
+        None
+    }
     /// Reads a whole object.
     async fn get(&self, name: &ObjectName) -> Result<Bytes, BackendError>;
     /// Reads `len` bytes at `offset`.
@@ -108,6 +147,28 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
 /// A shared backend.
 pub type DynBackend = Arc<dyn Backend>;
+
+/// Reads a spooled object's file for a `put_file` that needs its bytes.
+///
+/// # Errors
+/// If the file cannot be read.
+pub async fn read_spooled(
+    path: &Path,
+    name: &ObjectName,
+    location: &str,
+) -> Result<Bytes, BackendError> {
+    tokio::fs::read(path).await.map(Bytes::from).map_err(|e| {
+        BackendError::io(
+            "put",
+            name.path(),
+            location.to_owned(),
+            &std::io::Error::new(
+                e.kind(),
+                format!("reading its spool file {}: {e}", path.display()),
+            ),
+        )
+    })
+}
 
 /// How to open a repository's backend.
 #[derive(Debug, Clone, Default)]

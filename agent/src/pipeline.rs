@@ -4,30 +4,32 @@
 //! producer ──raw──► workers ×N ──stored──► packer ──packs──► uploader
 //! (blocking:        (blocking:              (blocking:         (async: several
 //!  read, cut,        zstd)                   AES-GCM into       puts in flight)
-//!  hash, dedup)                              2 open packs)
+//!  hash, dedup)                              2 open packs,
+//!                                            spooled to disk)
 //! ```
 //!
 //! Every arrow is a bounded channel, so a slow backend slows the producer
-//! down instead of filling memory: peak memory is about (open packs + packs
-//! queued + uploads in flight) × pack size, plus a few chunks per channel.
+//! down instead of filling memory. Packs are written to spool files as they
+//! fill (`pipeline/pack.rs`), so memory does not grow with the pack size: it is a few
+//! read buffers and a few chunks per channel. Disk holds (open packs + packs
+//! queued + uploads in flight) spool files of about a pack each.
 //! When any stage fails, the channels close and every other stage stops.
 
-use crate::backend::{BackendError, DynBackend, PutMode};
+use crate::backend::{BackendError, DynBackend};
 use crate::catalog::Catalog;
 use crate::source::SourceError;
 use bytes::Bytes;
 use cairn_chunker::IdKey;
 use cairn_repo_format::{
-    BlobCompressor, BlobKind, ChunkId, Compression, EncKey, FinishedPack, FormatError, IndexPack,
-    PackWriter, SessionId,
+    BlobCompressor, BlobKind, ChunkId, Compression, EncKey, FormatError, IndexPack, SessionId,
 };
 use futures::{StreamExt, TryStreamExt};
-use rand::Rng;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub mod chunk;
+mod pack;
 
 /// Why a backup pipeline stopped.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +46,14 @@ pub enum PipelineError {
     /// The catalog could not be read or written.
     #[error("the catalog: {0}")]
     Catalog(#[from] rusqlite::Error),
+    /// A pack could not be written to its spool file.
+    #[error("writing a pack to its spool file in {dir}: {source} (packs are spooled in the repository's pack directory, or for S3 in TMPDIR: check its space and permissions)")]
+    Spool {
+        /// The spool directory.
+        dir: std::path::PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
     /// Another stage failed first; this one stopped because its channel closed.
     #[error("the backup pipeline stopped early")]
     Aborted,
@@ -93,7 +103,7 @@ pub struct Options {
     pub pack_size: u64,
     /// zstd level.
     pub zstd_level: i32,
-    /// Largest plaintext blob expected (for buffer sizing).
+    /// Largest plaintext blob expected (sizes the packer's buffer).
     pub max_blob: usize,
 }
 
@@ -255,7 +265,7 @@ pub async fn run<T: Send + 'static>(
     let workers = opts.workers.max(1);
     let (raw_tx, raw_rx) = crossbeam_channel::bounded::<RawBlob>(workers * 2);
     let (stored_tx, stored_rx) = crossbeam_channel::bounded::<StoredBlob>(workers * 2);
-    let (pack_tx, mut pack_rx) = tokio::sync::mpsc::channel::<FinishedPack>(1);
+    let (pack_tx, mut pack_rx) = tokio::sync::mpsc::channel::<pack::SpooledPack>(1);
 
     let mut sink = BlobSink {
         ids: target.ids.clone(),
@@ -274,14 +284,15 @@ pub async fn run<T: Send + 'static>(
         .collect();
     drop((raw_rx, stored_tx));
 
-    let (enc, session) = (target.enc.clone(), target.session);
-    let packer =
-        tokio::task::spawn_blocking(move || packer(&enc, session, opts, &stored_rx, &pack_tx));
+    let (enc, session, backend) = (target.enc.clone(), target.session, target.backend.clone());
+    let packer = tokio::task::spawn_blocking(move || {
+        pack::packer(&enc, session, &backend, opts, &stored_rx, &pack_tx)
+    });
 
     let backend = target.backend.clone();
     let upload_stats = stats.clone();
     let uploads = futures::stream::poll_fn(move |cx| pack_rx.poll_recv(cx))
-        .map(|pack| upload(backend.clone(), pack, upload_stats.clone()))
+        .map(|pack| pack::upload(backend.clone(), pack, upload_stats.clone()))
         .buffer_unordered(opts.uploads.max(1))
         .try_collect::<Vec<IndexPack>>();
 
@@ -339,65 +350,4 @@ fn compress_worker(
         tx.send(out).map_err(|_| PipelineError::Aborted)?;
     }
     Ok(())
-}
-
-fn packer(
-    enc: &EncKey,
-    session: SessionId,
-    opts: Options,
-    rx: &crossbeam_channel::Receiver<StoredBlob>,
-    tx: &tokio::sync::mpsc::Sender<FinishedPack>,
-) -> Result<(), PipelineError> {
-    let target = usize::try_from(opts.pack_size).unwrap_or(usize::MAX);
-    // Room for the last blob, Padmé's few per cent, and the header.
-    let capacity = target + target / 16 + opts.max_blob + (256 << 10);
-    let mut open: Vec<Option<PackWriter>> = (0..opts.open_packs.max(2)).map(|_| None).collect();
-    let mut rng = rand::thread_rng();
-    let send = |w: PackWriter| {
-        tx.blocking_send(w.finish())
-            .map_err(|_| PipelineError::Aborted)
-    };
-    for blob in rx {
-        let slot = &mut open[rng.gen_range(0..opts.open_packs.max(2))];
-        if slot.as_ref().is_some_and(|w| !w.fits(blob.stored.len())) {
-            send(
-                slot.take()
-                    .unwrap_or_else(|| unreachable!("checked is_some")),
-            )?;
-        }
-        let w = slot.get_or_insert_with(|| PackWriter::new(enc, session, capacity));
-        w.add(
-            blob.id,
-            blob.kind,
-            blob.raw_len,
-            blob.compression,
-            &blob.stored,
-        )?;
-        if w.blob_bytes() >= opts.pack_size {
-            send(slot.take().unwrap_or_else(|| unreachable!("just inserted")))?;
-        }
-    }
-    for w in open.into_iter().flatten() {
-        send(w)?;
-    }
-    Ok(())
-}
-
-async fn upload(
-    backend: DynBackend,
-    pack: FinishedPack,
-    stats: Arc<Stats>,
-) -> Result<IndexPack, PipelineError> {
-    let length = pack.bytes.len() as u64;
-    let name = pack.name();
-    backend
-        .put(&name, Bytes::from(pack.bytes), PutMode::Create)
-        .await?;
-    Stats::add(&stats.stored_bytes, length);
-    Stats::add(&stats.packs, 1);
-    Ok(IndexPack {
-        id: pack.id,
-        length,
-        blobs: pack.entries,
-    })
 }

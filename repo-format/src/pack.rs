@@ -403,12 +403,19 @@ impl BlobDecompressor {
 
 /// A pack being written. Blob nonces are its own counter; the pack id (and so
 /// the subkey) is drawn here.
+///
+/// The writer holds the bytes it has produced until [`PackWriter::drain_to`]
+/// takes them, so a caller that drains after every blob holds about one blob
+/// in memory however large the pack grows (the header comes last, §5).
 #[derive(Debug)]
 pub struct PackWriter {
     session: SessionId,
     id: PackId,
     cipher: PackCipher,
+    /// Bytes produced and not yet drained.
     buf: Vec<u8>,
+    /// Bytes already drained: they precede `buf`.
+    drained: u64,
     entries: Vec<BlobEntry>,
 }
 
@@ -419,8 +426,11 @@ pub struct FinishedPack {
     pub session: SessionId,
     /// Its id.
     pub id: PackId,
-    /// All its bytes.
+    /// Its bytes not drained before [`PackWriter::finish`]: the whole pack
+    /// if [`PackWriter::drain_to`] was never called.
     pub bytes: Vec<u8>,
+    /// The length of the whole pack, drained bytes included.
+    pub length: u64,
     /// Its blobs, as the index records them.
     pub entries: Vec<BlobEntry>,
 }
@@ -442,13 +452,31 @@ impl PackWriter {
             id,
             cipher: PackCipher::new(enc, session, id),
             buf: Vec::with_capacity(capacity),
+            drained: 0,
             entries: Vec::new(),
         }
     }
 
-    /// Bytes of blobs written so far.
+    /// The pack's id.
+    pub fn id(&self) -> PackId {
+        self.id
+    }
+
+    /// Bytes of blobs written so far (drained or not).
     pub fn blob_bytes(&self) -> u64 {
-        self.buf.len() as u64
+        self.drained + self.buf.len() as u64
+    }
+
+    /// Writes the bytes produced so far to `out` and forgets them; the
+    /// buffer keeps its capacity for the next blob.
+    ///
+    /// # Errors
+    /// What `out` returns; the bytes stay held then, so nothing is lost.
+    pub fn drain_to(&mut self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        out.write_all(&self.buf)?;
+        self.drained += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
     }
 
     /// Number of blobs.
@@ -459,7 +487,7 @@ impl PackWriter {
     /// Whether a blob of `stored_plain_len` bytes still fits the format's limits.
     pub fn fits(&self, stored_plain_len: usize) -> bool {
         self.entries.len() < MAX_BLOBS as usize
-            && (self.buf.len() + stored_plain_len + TAG_LEN) as u64 <= MAX_BLOB_REGION
+            && self.blob_bytes() + (stored_plain_len + TAG_LEN) as u64 <= MAX_BLOB_REGION
     }
 
     /// Encrypts and appends one blob. `stored_plain` is the plaintext, or its
@@ -482,11 +510,11 @@ impl PackWriter {
             .filter(|r| (1..=MAX_BLOB_RAW).contains(r));
         let raw = raw.ok_or_else(|| FormatError::range(what, "blob raw length", raw_len as u64))?;
         if !self.fits(stored_plain.len()) {
-            return Err(FormatError::range(what, "pack size", self.buf.len() as u64));
+            return Err(FormatError::range(what, "pack size", self.blob_bytes()));
         }
         let number = u32::try_from(self.entries.len())
             .map_err(|_| FormatError::range(what, "blob count", u64::MAX))?;
-        let offset = self.buf.len() as u64;
+        let offset = self.blob_bytes();
         let start = self.buf.len();
         self.buf.extend_from_slice(stored_plain);
         self.cipher.aead.seal_tail(
@@ -513,7 +541,7 @@ impl PackWriter {
 
     /// Pads, appends the encrypted header and the trailer.
     pub fn finish(mut self) -> FinishedPack {
-        let region = self.buf.len() as u64;
+        let region = self.blob_bytes();
         let mut header = Vec::with_capacity(16 + ENTRY_LEN * self.entries.len() + HEADER_ALIGN);
         header.push(HEADER_VERSION);
         header.extend_from_slice(&[0, 0, 0]);
@@ -558,6 +586,7 @@ impl PackWriter {
         FinishedPack {
             session: self.session,
             id: self.id,
+            length: self.drained + self.buf.len() as u64,
             bytes: self.buf,
             entries: self.entries,
         }
@@ -586,10 +615,17 @@ mod tests {
     }
 
     fn write_pack(blobs: &[Vec<u8>]) -> (crate::RepoKeys, FinishedPack) {
+        write_drained(blobs, 0)
+    }
+
+    /// Writes a pack, draining it after every `every`-th blob (never if 0),
+    /// and returns it with `bytes` put back together.
+    fn write_drained(blobs: &[Vec<u8>], every: usize) -> (crate::RepoKeys, FinishedPack) {
         let keys = MasterKey::generate().derive();
         let mut w = PackWriter::new(&keys.enc, SessionId::random(), 1024);
         let mut c = BlobCompressor::new(3).unwrap_or_else(|e| panic!("{e}"));
-        for b in blobs {
+        let mut drained = Vec::new();
+        for (i, b) in blobs.iter().enumerate() {
             let id = keys.id.chunk_id(b);
             let (comp, stored) = match c.compress(b) {
                 Some(z) => (Compression::Zstd, z.to_vec()),
@@ -597,15 +633,23 @@ mod tests {
             };
             w.add(id, BlobKind::Data, b.len(), comp, &stored)
                 .unwrap_or_else(|e| panic!("{e}"));
+            if every > 0 && i % every == 0 {
+                w.drain_to(&mut drained).unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(w.blob_bytes(), drained.len() as u64);
+            }
         }
-        (keys, w.finish())
+        let mut pack = w.finish();
+        drained.extend_from_slice(&pack.bytes);
+        pack.bytes = drained;
+        assert_eq!(pack.length, pack.bytes.len() as u64);
+        (keys, pack)
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(32))]
         #[test]
-        fn round_trip(blobs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..3000), 0..20)) {
-            let (keys, pack) = write_pack(&blobs);
+        fn round_trip(blobs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..3000), 0..20), every in 0..4usize) {
+            let (keys, pack) = write_drained(&blobs, every);
             prop_assert_eq!(pack.bytes.len() as u64, padme(pack.bytes.len() as u64));
             let cipher = PackCipher::new(&keys.enc, pack.session, pack.id);
             let entries = cipher.read_header(&pack.bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;

@@ -6,7 +6,20 @@ use super::{
 use bytes::Bytes;
 use cairn_repo_format::{KeyId, ObjectKind, ObjectName, PackId, SessionId, SnapshotId};
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::Arc;
+
+/// Writes `data` to a fresh file where `b` wants `name` spooled.
+fn spool(b: &dyn Backend, name: &ObjectName, data: &[u8]) -> PathBuf {
+    let dir = b.spool_dir(name).unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.join(format!(
+        ".tmp-test-{}",
+        hex::encode(rand::random::<[u8; 8]>())
+    ));
+    std::fs::write(&path, data).unwrap_or_else(|e| panic!("{e}"));
+    path
+}
 
 async fn suite(b: Arc<dyn Backend>) {
     let s = SessionId::random();
@@ -49,6 +62,28 @@ async fn suite(b: Arc<dyn Backend>) {
         .err();
     assert_eq!(e.map(|e| e.kind), Some(ErrorKind::AlreadyExists));
     assert_eq!(b.get(&pack).await.ok(), Some(data.clone()));
+
+    // From a spooled file: the same contract, and the file stays the caller's.
+    let spooled_pack = ObjectName::Pack(s, PackId::random());
+    let file = spool(&*b, &spooled_pack, &data);
+    b.put_file(&spooled_pack, &file, PutMode::Create)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(b.get(&spooled_pack).await.ok(), Some(data.clone()));
+    assert!(file.exists(), "put_file removed the caller's file");
+    let other = spool(&*b, &spooled_pack, b"other");
+    let e = b
+        .put_file(&spooled_pack, &other, PutMode::Create)
+        .await
+        .err();
+    assert_eq!(e.map(|e| e.kind), Some(ErrorKind::AlreadyExists));
+    assert_eq!(b.get(&spooled_pack).await.ok(), Some(data.clone()));
+    for f in [file, other] {
+        std::fs::remove_file(f).unwrap_or_else(|e| panic!("{e}"));
+    }
+    b.delete(&spooled_pack)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 
     // Racing creators: exactly one wins.
     let commit = ObjectName::Commit(s);
@@ -158,6 +193,14 @@ async fn s3_backend_conforms() {
         b.get_range(&big, 6_000_000, 10).await.ok(),
         Some(data.slice(6_000_000..6_000_010))
     );
+    // The same from a spooled file: its parts are read from the file.
+    let big_file = ObjectName::Pack(SessionId::random(), PackId::random());
+    let file = spool(&b, &big_file, &data);
+    b.put_file(&big_file, &file, PutMode::Create)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(file).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(b.get(&big_file).await.ok(), Some(data.clone()));
     // A create-only multipart upload onto an existing name fails, leaves the
     // first object intact, and leaves no parts behind.
     let e = b
@@ -213,7 +256,32 @@ async fn memory_backend_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_backend_conforms() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    suite(Arc::new(LocalBackend::new(dir.path().join("repo")))).await;
+    let local = LocalBackend::new(dir.path().join("repo"));
+    suite(Arc::new(local.clone())).await;
+
+    // A file spooled where the backend asks is published without a copy;
+    // one spooled elsewhere is copied.
+    use std::os::unix::fs::MetadataExt;
+    let ino = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.ino()).ok();
+    let name = ObjectName::Pack(SessionId::random(), PackId::random());
+    let file = spool(&local, &name, b"spooled pack");
+    local
+        .put_file(&name, &file, PutMode::Create)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let object = dir.path().join("repo").join(name.path());
+    assert_eq!(ino(&file), ino(&object));
+    std::fs::remove_file(&file).unwrap_or_else(|e| panic!("{e}"));
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::write(&elsewhere, b"copied").unwrap_or_else(|e| panic!("{e}"));
+    let name = ObjectName::Pack(SessionId::random(), PackId::random());
+    local
+        .put_file(&name, &elsewhere, PutMode::Overwrite)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let object = dir.path().join("repo").join(name.path());
+    assert_ne!(ino(&elsewhere), ino(&object));
+    assert_eq!(std::fs::read(&object).ok(), Some(b"copied".to_vec()));
     // No temp files are left behind.
     let mut stray = Vec::new();
     for d in ["packs", "commits", "leases", "snapshots", "keys"] {

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use cairn_repo_format::{ObjectKind, ObjectName};
 use rand::{Rng, SeedableRng};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -82,6 +83,29 @@ impl Faulty {
         }
     }
 
+    /// Runs the write `put` (or not), with the faults the spec asks for.
+    async fn write(
+        &self,
+        name: &ObjectName,
+        put: impl std::future::Future<Output = Result<(), BackendError>>,
+    ) -> Result<(), BackendError> {
+        if let Some(n) = self.permanent_after {
+            if self.writes.load(Ordering::SeqCst) >= n {
+                return Err(self.fault(ErrorKind::PermissionDenied, "put", name.path()));
+            }
+        }
+        let strike = self.strike(true);
+        if matches!(strike, Strike::Before) {
+            return Err(self.fault(ErrorKind::Transient, "put", name.path()));
+        }
+        put.await?;
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        match strike {
+            Strike::After => Err(self.fault(ErrorKind::Transient, "put", name.path())),
+            _ => Ok(()),
+        }
+    }
+
     async fn read<T>(
         &self,
         op: &'static str,
@@ -102,24 +126,21 @@ impl Backend for Faulty {
     }
 
     async fn put(&self, name: &ObjectName, data: Bytes, mode: PutMode) -> Result<(), BackendError> {
-        if let Some(n) = self.permanent_after {
-            if self.writes.load(Ordering::SeqCst) >= n {
-                return Err(self.fault(ErrorKind::PermissionDenied, "put", name.path()));
-            }
-        }
-        match self.strike(true) {
-            Strike::Before => Err(self.fault(ErrorKind::Transient, "put", name.path())),
-            Strike::After => {
-                self.inner.put(name, data, mode).await?;
-                self.writes.fetch_add(1, Ordering::SeqCst);
-                Err(self.fault(ErrorKind::Transient, "put", name.path()))
-            }
-            Strike::None => {
-                self.inner.put(name, data, mode).await?;
-                self.writes.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            }
-        }
+        self.write(name, self.inner.put(name, data, mode)).await
+    }
+
+    async fn put_file(
+        &self,
+        name: &ObjectName,
+        path: &Path,
+        mode: PutMode,
+    ) -> Result<(), BackendError> {
+        self.write(name, self.inner.put_file(name, path, mode))
+            .await
+    }
+
+    fn spool_dir(&self, name: &ObjectName) -> Option<PathBuf> {
+        self.inner.spool_dir(name)
     }
 
     async fn get(&self, name: &ObjectName) -> Result<Bytes, BackendError> {

@@ -31,20 +31,7 @@ impl LocalBackend {
     }
 
     fn err(&self, op: &'static str, object: &str, e: &std::io::Error) -> BackendError {
-        let kind = match e.kind() {
-            std::io::ErrorKind::NotFound => ErrorKind::NotFound,
-            std::io::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
-            std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
-            std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut => ErrorKind::Transient,
-            _ => ErrorKind::Other,
-        };
-        BackendError {
-            kind,
-            op,
-            object: object.to_owned(),
-            location: self.root.display().to_string(),
-            detail: e.to_string(),
-        }
+        BackendError::io(op, object.to_owned(), self.location(), e)
     }
 
     async fn blocking<T: Send + 'static>(
@@ -71,10 +58,13 @@ fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
+fn parent(path: &Path) -> std::io::Result<&Path> {
+    path.parent()
+        .ok_or_else(|| std::io::Error::other("object path has no parent"))
+}
+
 fn write_object(path: &Path, data: &[u8], mode: PutMode) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| std::io::Error::other("object path has no parent"))?;
+    let dir = parent(path)?;
     fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(".tmp-{}", hex::encode(rand::random::<[u8; 8]>())));
     let result = (|| {
@@ -95,6 +85,22 @@ fn write_object(path: &Path, data: &[u8], mode: PutMode) -> std::io::Result<()> 
     let _ = fs::remove_file(&tmp);
     result?;
     fsync_dir(dir)
+}
+
+/// Publishes the file at `spooled` as the object at `path` without copying
+/// it: fsync, then `link(2)`, which fails if the name exists. A file on
+/// another filesystem, or an overwrite, is copied through [`write_object`].
+fn publish_file(spooled: &Path, path: &Path, mode: PutMode) -> std::io::Result<()> {
+    if mode == PutMode::Create {
+        let dir = parent(path)?;
+        fs::create_dir_all(dir)?;
+        fs::File::open(spooled)?.sync_all()?;
+        match fs::hard_link(spooled, path) {
+            Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {}
+            linked => return linked.and_then(|()| fsync_dir(dir)),
+        }
+    }
+    write_object(path, &fs::read(spooled)?, mode)
 }
 
 fn list_dir(dir: &Path, depth: usize, prefix: &str, out: &mut Vec<String>) -> std::io::Result<()> {
@@ -133,6 +139,23 @@ impl Backend for LocalBackend {
         let path = self.path(name);
         self.blocking("put", name.path(), move || write_object(&path, &data, mode))
             .await
+    }
+
+    async fn put_file(
+        &self,
+        name: &ObjectName,
+        spooled: &Path,
+        mode: PutMode,
+    ) -> Result<(), BackendError> {
+        let (path, spooled) = (self.path(name), spooled.to_owned());
+        self.blocking("put", name.path(), move || {
+            publish_file(&spooled, &path, mode)
+        })
+        .await
+    }
+
+    fn spool_dir(&self, name: &ObjectName) -> Option<PathBuf> {
+        self.path(name).parent().map(Path::to_path_buf)
     }
 
     async fn get(&self, name: &ObjectName) -> Result<Bytes, BackendError> {

@@ -6,6 +6,7 @@ use super::{Backend, BackendError, DynBackend, PutMode};
 use async_trait::async_trait;
 use bytes::Bytes;
 use cairn_repo_format::{ObjectKind, ObjectName};
+use std::path::{Path, PathBuf};
 
 /// A backend that logs the requests made of another.
 #[derive(Debug)]
@@ -38,6 +39,22 @@ impl Backend for Logged {
         let r = self.inner.put(name, data, mode).await;
         log(format_args!("PUT {name} ({len} bytes, {mode:?})"), &r);
         r
+    }
+
+    async fn put_file(
+        &self,
+        name: &ObjectName,
+        path: &Path,
+        mode: PutMode,
+    ) -> Result<(), BackendError> {
+        let len = std::fs::metadata(path).map_or(0, |m| m.len());
+        let r = self.inner.put_file(name, path, mode).await;
+        log(format_args!("PUT {name} ({len} bytes, {mode:?})"), &r);
+        r
+    }
+
+    fn spool_dir(&self, name: &ObjectName) -> Option<PathBuf> {
+        self.inner.spool_dir(name)
     }
 
     async fn get(&self, name: &ObjectName) -> Result<Bytes, BackendError> {

@@ -2,12 +2,13 @@
 //! backend classifies as retryable (throttling, 5xx, timeouts, resets).
 //! Permanent errors pass through at once.
 
-use super::{Backend, BackendError, DynBackend, ErrorKind, PutMode};
+use super::{read_spooled, Backend, BackendError, DynBackend, ErrorKind, PutMode};
 use async_trait::async_trait;
 use bytes::Bytes;
 use cairn_repo_format::{ObjectKind, ObjectName};
 use rand::Rng;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Default number of retries after the first attempt.
@@ -63,6 +64,36 @@ impl Retry {
             }
         }
     }
+
+    /// An attempt's answer to a put. An earlier attempt may have succeeded
+    /// with its answer lost: then the object counts as ours only if it holds
+    /// exactly our bytes (sealed objects carry a random salt, so a fenced
+    /// commit written by a pruner never matches).
+    async fn put_answer<F>(
+        &self,
+        name: &ObjectName,
+        attempt: u32,
+        mode: PutMode,
+        answer: Result<(), BackendError>,
+        ours: impl FnOnce() -> F + Send,
+    ) -> Result<(), BackendError>
+    where
+        F: Future<Output = Result<Bytes, BackendError>> + Send,
+    {
+        match answer {
+            Err(e)
+                if e.kind == ErrorKind::AlreadyExists && attempt > 0 && mode == PutMode::Create =>
+            {
+                let existing = self.inner.get(name).await?;
+                if existing == ours().await? {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+            r => r,
+        }
+    }
 }
 
 #[async_trait]
@@ -75,27 +106,32 @@ impl Backend for Retry {
         self.run(|attempt| {
             let data = data.clone();
             async move {
-                match self.inner.put(name, data.clone(), mode).await {
-                    // An earlier attempt may have succeeded with its answer
-                    // lost: the object counts as ours only if it holds exactly
-                    // our bytes (sealed objects carry a random salt, so a
-                    // fenced commit written by a pruner never matches).
-                    Err(e)
-                        if e.kind == ErrorKind::AlreadyExists
-                            && attempt > 0
-                            && mode == PutMode::Create =>
-                    {
-                        match self.inner.get(name).await {
-                            Ok(existing) if existing == data => Ok(()),
-                            Ok(_) => Err(e),
-                            Err(get) => Err(get),
-                        }
-                    }
-                    r => r,
-                }
+                let answer = self.inner.put(name, data.clone(), mode).await;
+                self.put_answer(name, attempt, mode, answer, || async { Ok(data) })
+                    .await
             }
         })
         .await
+    }
+
+    async fn put_file(
+        &self,
+        name: &ObjectName,
+        path: &Path,
+        mode: PutMode,
+    ) -> Result<(), BackendError> {
+        self.run(|attempt| async move {
+            let answer = self.inner.put_file(name, path, mode).await;
+            self.put_answer(name, attempt, mode, answer, || async move {
+                read_spooled(path, name, &self.inner.location()).await
+            })
+            .await
+        })
+        .await
+    }
+
+    fn spool_dir(&self, name: &ObjectName) -> Option<PathBuf> {
+        self.inner.spool_dir(name)
     }
 
     async fn get(&self, name: &ObjectName) -> Result<Bytes, BackendError> {

@@ -15,10 +15,11 @@ use super::{Backend, BackendError, ErrorKind, PutMode};
 use async_trait::async_trait;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use cairn_repo_format::{ObjectKind, ObjectName};
+use std::path::Path;
 use std::time::Duration;
 
 /// How to reach the bucket.
@@ -40,6 +41,18 @@ pub struct S3Options {
 pub const DEFAULT_MULTIPART_THRESHOLD: usize = 24 << 20;
 /// Default part size.
 pub const DEFAULT_PART_SIZE: usize = 16 << 20;
+
+/// Read size for request bodies from spooled files.
+const FILE_BUFFER: usize = 256 << 10;
+
+/// The bytes of an upload.
+#[derive(Debug, Clone, Copy)]
+enum Body<'a> {
+    /// In memory.
+    Memory(&'a Bytes),
+    /// A spooled file, read again for every attempt and part.
+    File(&'a Path),
+}
 
 /// A repository at `s3:BUCKET/PREFIX`.
 #[derive(Debug, Clone)]
@@ -220,10 +233,76 @@ impl S3Backend {
         }
     }
 
+    /// Uploads `body` as `key`: in one request, or in parts from the
+    /// threshold on. Every attempt reads its bytes afresh.
+    async fn put_body(&self, key: &str, body: Body<'_>, mode: PutMode) -> Result<(), BackendError> {
+        let len = match body {
+            Body::Memory(data) => data.len() as u64,
+            Body::File(path) => tokio::fs::metadata(path)
+                .await
+                .map_err(|e| self.spool_err(key, path, &e))?
+                .len(),
+        };
+        if len >= self.threshold as u64 {
+            return self.put_multipart(key, body, len, mode).await;
+        }
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(self.read(key, body, 0, len).await?);
+        if mode == PutMode::Create {
+            req = req.if_none_match("*");
+        }
+        req.send()
+            .await
+            .map_err(|e| self.err("put", key.to_owned(), e))?;
+        Ok(())
+    }
+
+    /// `len` bytes of `body` from `offset`, as a request body.
+    async fn read(
+        &self,
+        key: &str,
+        body: Body<'_>,
+        offset: u64,
+        len: u64,
+    ) -> Result<ByteStream, BackendError> {
+        match body {
+            Body::Memory(data) => {
+                let range = usize::try_from(offset).unwrap_or(usize::MAX)
+                    ..usize::try_from(offset + len).unwrap_or(usize::MAX);
+                Ok(ByteStream::from(data.slice(range)))
+            }
+            Body::File(path) => ByteStream::read_from()
+                .path(path)
+                .offset(offset)
+                .length(Length::Exact(len))
+                .buffer_size(FILE_BUFFER)
+                .build()
+                .await
+                .map_err(|e| self.spool_err(key, path, &std::io::Error::other(e))),
+        }
+    }
+
+    fn spool_err(&self, key: &str, path: &Path, e: &std::io::Error) -> BackendError {
+        BackendError::io(
+            "put",
+            key.to_owned(),
+            self.location(),
+            &std::io::Error::new(
+                e.kind(),
+                format!("reading its spool file {}: {e}", path.display()),
+            ),
+        )
+    }
+
     async fn put_multipart(
         &self,
         key: &str,
-        data: &Bytes,
+        body: Body<'_>,
+        len: u64,
         mode: PutMode,
     ) -> Result<(), BackendError> {
         let created = self
@@ -235,7 +314,7 @@ impl S3Backend {
             .await
             .map_err(|e| self.err("put", key.to_owned(), e))?;
         let upload_id = created.upload_id().unwrap_or_default().to_owned();
-        let result = self.upload_parts(key, &upload_id, data, mode).await;
+        let result = self.upload_parts(key, &upload_id, body, len, mode).await;
         if result.is_err() {
             // Leave no parts behind; if the abort itself fails, the bucket's
             // lifecycle rule for incomplete uploads is the backstop.
@@ -255,13 +334,17 @@ impl S3Backend {
         &self,
         key: &str,
         upload_id: &str,
-        data: &Bytes,
+        body: Body<'_>,
+        len: u64,
         mode: PutMode,
     ) -> Result<(), BackendError> {
         let mut parts = Vec::new();
-        for (i, start) in (0..data.len()).step_by(self.part_size).enumerate() {
+        let part_size = self.part_size as u64;
+        for (i, start) in (0..len).step_by(self.part_size).enumerate() {
             let number = i32::try_from(i + 1).unwrap_or(i32::MAX);
-            let body = data.slice(start..(start + self.part_size).min(data.len()));
+            let part_body = self
+                .read(key, body, start, part_size.min(len - start))
+                .await?;
             let part = self
                 .client
                 .upload_part()
@@ -269,7 +352,7 @@ impl S3Backend {
                 .key(key)
                 .upload_id(upload_id)
                 .part_number(number)
-                .body(ByteStream::from(body))
+                .body(part_body)
                 .send()
                 .await
                 .map_err(|e| self.err("put", key.to_owned(), e))?;
@@ -349,21 +432,17 @@ impl Backend for S3Backend {
     }
 
     async fn put(&self, name: &ObjectName, data: Bytes, mode: PutMode) -> Result<(), BackendError> {
-        let key = self.key(name);
-        if data.len() >= self.threshold {
-            return self.put_multipart(&key, &data, mode).await;
-        }
-        let mut req = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .body(ByteStream::from(data));
-        if mode == PutMode::Create {
-            req = req.if_none_match("*");
-        }
-        req.send().await.map_err(|e| self.err("put", key, e))?;
-        Ok(())
+        self.put_body(&self.key(name), Body::Memory(&data), mode)
+            .await
+    }
+
+    async fn put_file(
+        &self,
+        name: &ObjectName,
+        path: &Path,
+        mode: PutMode,
+    ) -> Result<(), BackendError> {
+        self.put_body(&self.key(name), Body::File(path), mode).await
     }
 
     async fn get(&self, name: &ObjectName) -> Result<Bytes, BackendError> {
