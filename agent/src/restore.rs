@@ -23,8 +23,10 @@ pub mod tree;
 
 pub use tree::to_dir;
 
-/// Plaintext bytes per batch of chunks.
-const BATCH_BYTES: u64 = 12 << 20;
+/// Plaintext bytes per batch of chunks. With [`BATCHES_AHEAD`] it bounds a
+/// stream restore's memory; 8 MiB restored as fast as 12 MiB with about
+/// 10 MiB less peak (docs/benchmarks.md).
+const BATCH_BYTES: u64 = 8 << 20;
 /// Batches being read ahead of the writer.
 const BATCHES_AHEAD: usize = 3;
 

@@ -14,8 +14,10 @@ use std::collections::HashMap;
 
 /// Reads are aligned to multiples of this many bytes.
 pub const WINDOW: u64 = 1 << 20;
-/// Neighbouring windows are merged into one read up to this size.
-pub const MAX_READ: u64 = 4 << 20;
+/// Neighbouring windows are merged into one read up to this size. With
+/// [`READ_CONCURRENCY`] it bounds the encrypted bytes in flight; 2 MiB
+/// kept restores as fast as 4 MiB with a lower peak (docs/benchmarks.md).
+pub const MAX_READ: u64 = 2 << 20;
 /// Reads in flight.
 pub const READ_CONCURRENCY: usize = 4;
 
