@@ -4,6 +4,7 @@
 use crate::backend;
 use crate::catalog::{self, Catalog};
 use crate::repo::Repository;
+use crate::util;
 use anyhow::{bail, Context, Result};
 use cairn_repo_format::Passphrase;
 use clap::{Parser, Subcommand};
@@ -132,10 +133,10 @@ pub async fn run(cli: Cli) -> Result<Status> {
             catalog::sync::sync(&cat, &repo).await?;
             match command {
                 Command::Backup(args) => backup::run(repo, cat, args).await,
-                Command::Snapshots(args) => snapshots::run(&cat, args),
-                Command::Ls(args) => ls::run(&cat, args),
-                Command::Find(args) => find::run(&cat, args),
-                Command::Diff(args) => diff::run(&cat, args),
+                Command::Snapshots(args) => util::stdout_closed(snapshots::run(&cat, args)),
+                Command::Ls(args) => util::stdout_closed(ls::run(&cat, args)),
+                Command::Find(args) => util::stdout_closed(find::run(&cat, args)),
+                Command::Diff(args) => util::stdout_closed(diff::run(&cat, args)),
                 Command::Restore(args) => restore::run(repo, cat, args).await,
                 Command::Init(_) | Command::Key { .. } | Command::Catalog { .. } => {
                     unreachable!("handled above")

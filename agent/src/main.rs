@@ -3,7 +3,8 @@
 //! `main` parses the command line, builds the one tokio runtime, runs the
 //! command and maps the outcome to an exit code: 0 success, 1 failure,
 //! 2 usage error (from clap), 3 a backup that is partial (some files could
-//! not be read; the snapshot holds the rest).
+//! not be read; the snapshot holds the rest), 141 standard output closed by
+//! its reader (`cairn restore latest --stdout | head`), quietly, as `cat`.
 
 mod backend;
 mod backup;
@@ -46,6 +47,7 @@ fn main() -> ExitCode {
     match result {
         Ok(cli::Status::Success) => ExitCode::SUCCESS,
         Ok(cli::Status::Partial) => ExitCode::from(3),
+        Err(e) if e.is::<util::StdoutClosed>() => ExitCode::from(141),
         Err(e) => {
             eprintln!("cairn: error: {e:#}");
             ExitCode::FAILURE

@@ -29,20 +29,20 @@ const STREAM_BUF: usize = 4 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// The command could not be started.
-    #[error("cannot start {program:?}: {source}")]
+    #[error("cannot start {program:?}: {cause}")]
     Spawn {
         /// The program.
         program: String,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Reading the stream failed.
-    #[error("reading {what} failed: {source}")]
+    #[error("reading {what} failed: {cause}")]
     Read {
         /// stdin or the program.
         what: String,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The command exited non-zero.
     #[error("{program} exited with status {code}; no snapshot was written{}", tail(.stderr))]
@@ -79,12 +79,12 @@ pub enum SourceError {
         detail: String,
     },
     /// A path to back up does not exist or cannot be read at all.
-    #[error("cannot back up {path}: {source}")]
+    #[error("cannot back up {path}: {cause}")]
     Path {
         /// The path.
         path: String,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -143,10 +143,10 @@ enum Input {
     Redis(Box<redis::Replica>),
 }
 
-fn read_error(what: &str, source: std::io::Error) -> SourceError {
+fn read_error(what: &str, cause: std::io::Error) -> SourceError {
     SourceError::Read {
         what: what.to_owned(),
-        source,
+        cause,
     }
 }
 
@@ -248,17 +248,17 @@ impl Stream {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|source| SourceError::Spawn {
+            .map_err(|cause| SourceError::Spawn {
                 program: program.clone(),
-                source,
+                cause,
             })?;
         let stdout = child.stdout.take().ok_or_else(|| SourceError::Spawn {
             program: program.clone(),
-            source: std::io::Error::other("no stdout pipe"),
+            cause: std::io::Error::other("no stdout pipe"),
         })?;
         let mut stderr = child.stderr.take().ok_or_else(|| SourceError::Spawn {
             program: program.clone(),
-            source: std::io::Error::other("no stderr pipe"),
+            cause: std::io::Error::other("no stderr pipe"),
         })?;
         let drain = tokio::spawn(async move {
             let mut tail: Vec<u8> = Vec::new();
@@ -319,9 +319,9 @@ impl Stream {
         let Some((mut child, drain)) = self.child.take() else {
             return Ok(());
         };
-        let status = child.wait().await.map_err(|source| SourceError::Read {
+        let status = child.wait().await.map_err(|cause| SourceError::Read {
             what: self.what.clone(),
-            source,
+            cause,
         })?;
         let stderr = drain.await.unwrap_or_default();
         let program = self.what.clone();

@@ -204,6 +204,40 @@ fn snapshots_table_and_json() {
     assert_eq!(s["partial"], false);
 }
 
+/// A reader that stops early (`| head`) ends cairn quietly with 141, as
+/// SIGPIPE ends `cat`: no error message, and `pipefail` still sees the cut.
+#[test]
+fn a_closed_stdout_is_a_quiet_exit_141() {
+    use std::io::Read;
+    let r = Repo::init();
+    // Both outputs are well past a pipe's 64 KiB buffer.
+    let dir = r.tmp("many");
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..2000 {
+        std::fs::write(dir.join(format!("file-{i:04}-{}", "n".repeat(60))), b"x").unwrap();
+    }
+    r.ok(&["backup", dir.to_str().unwrap()]);
+    r.ok_with(
+        &["backup", "--stdin", "--name", "big"],
+        &cairn_e2e::random_bytes(4 << 20, 3),
+    );
+    let listing = r.snapshots()[0]["id"].as_str().unwrap().to_owned();
+    for args in [&["restore", "latest", "--stdout"][..], &["ls", &listing]] {
+        let mut child = r
+            .cairn()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 10];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+}
+
 #[test]
 fn silent_without_a_terminal_and_progress_with_one() {
     let r = Repo::init();

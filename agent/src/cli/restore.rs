@@ -5,7 +5,7 @@ use crate::catalog::Catalog;
 use crate::repo::{resolve_snapshot, Repository};
 use crate::restore;
 use crate::source::postgres::PgConn;
-use crate::util::human_bytes;
+use crate::util::{self, human_bytes};
 use anyhow::Result;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -76,7 +76,8 @@ pub async fn run(repo: Repository, cat: Arc<Catalog>, args: Args) -> Result<Stat
         if args.include.len() > 1 {
             anyhow::bail!("--stdout writes one file: give at most one --include");
         }
-        restore::to_stdout(&repo, cat, snap, args.include.first().map(String::as_str)).await?;
+        let include = args.include.first().map(String::as_str);
+        util::stdout_closed(restore::to_stdout(&repo, cat, snap, include).await)?;
         return Ok(Status::Success);
     }
     let target = args.target.unwrap_or_default();

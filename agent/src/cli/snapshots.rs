@@ -5,6 +5,7 @@ use crate::catalog::Catalog;
 use crate::util::{format_time, human_bytes};
 use anyhow::Result;
 use cairn_repo_format::Source;
+use std::io::Write;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -40,6 +41,7 @@ pub fn describe(source: &Source) -> String {
 
 pub fn run(cat: &Catalog, args: Args) -> Result<Status> {
     let snapshots = cat.snapshots()?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if args.json {
         let list: Vec<_> = snapshots
             .iter()
@@ -58,24 +60,28 @@ pub fn run(cat: &Catalog, args: Args) -> Result<Status> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+        out.flush()?;
         return Ok(Status::Success);
     }
-    println!(
+    writeln!(
+        out,
         "{:<9} {:<19} {:<16} {:>10}  SOURCE",
         "ID", "TIME (UTC)", "HOST", "READ"
-    );
+    )?;
     for (id, s) in &snapshots {
         let partial = if s.partial { " (partial)" } else { "" };
-        println!(
+        writeln!(
+            out,
             "{:<9} {:<19} {:<16} {:>10}  {}{partial}",
             id.short(),
             format_time(s.time_ns),
             s.hostname,
             human_bytes(s.summary.bytes_read),
             describe(&s.source)
-        );
+        )?;
     }
-    println!("{} snapshots", snapshots.len());
+    writeln!(out, "{} snapshots", snapshots.len())?;
+    out.flush()?;
     Ok(Status::Success)
 }

@@ -31,9 +31,9 @@ impl SpoolFile {
                     .create_new(true)
                     .open(&path)
             })
-            .map_err(|source| PipelineError::Spool {
+            .map_err(|cause| PipelineError::Spool {
                 dir: dir.to_owned(),
-                source,
+                cause,
             })?;
         Ok(Self {
             path,
@@ -41,10 +41,10 @@ impl SpoolFile {
         })
     }
 
-    fn write_err(&self, source: std::io::Error) -> PipelineError {
+    fn write_err(&self, cause: std::io::Error) -> PipelineError {
         PipelineError::Spool {
             dir: self.path.parent().unwrap_or(&self.path).to_owned(),
-            source,
+            cause,
         }
     }
 }

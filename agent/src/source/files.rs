@@ -61,9 +61,9 @@ pub fn absolute(p: &Path) -> std::io::Result<PathBuf> {
 /// [`SourceError::Path`] for the first path that does not exist or cannot be stat'ed.
 pub fn check_paths(paths: &[PathBuf]) -> Result<(), SourceError> {
     for p in paths {
-        std::fs::symlink_metadata(p).map_err(|source| SourceError::Path {
+        std::fs::symlink_metadata(p).map_err(|cause| SourceError::Path {
             path: p.display().to_string(),
-            source,
+            cause,
         })?;
     }
     Ok(())

@@ -80,9 +80,9 @@ async fn capture(argv: &[String]) -> Result<String, SourceError> {
         .kill_on_drop(true)
         .output()
         .await
-        .map_err(|source| SourceError::Spawn {
+        .map_err(|cause| SourceError::Spawn {
             program: argv[0].clone(),
-            source,
+            cause,
         })?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
