@@ -80,6 +80,17 @@ impl BackendError {
         }
     }
 
+    /// A put's spool file could not be read.
+    pub fn spool(object: String, location: String, path: &Path, e: &std::io::Error) -> Self {
+        let detail = format!("reading its spool file {}: {e}", path.display());
+        Self::io(
+            "put",
+            object,
+            location,
+            &std::io::Error::new(e.kind(), detail),
+        )
+    }
+
     /// Whether trying again may help.
     pub fn is_retryable(&self) -> bool {
         matches!(self.kind, ErrorKind::RateLimited | ErrorKind::Transient)
@@ -157,17 +168,10 @@ pub async fn read_spooled(
     name: &ObjectName,
     location: &str,
 ) -> Result<Bytes, BackendError> {
-    tokio::fs::read(path).await.map(Bytes::from).map_err(|e| {
-        BackendError::io(
-            "put",
-            name.path(),
-            location.to_owned(),
-            &std::io::Error::new(
-                e.kind(),
-                format!("reading its spool file {}: {e}", path.display()),
-            ),
-        )
-    })
+    tokio::fs::read(path)
+        .await
+        .map(Bytes::from)
+        .map_err(|e| BackendError::spool(name.path(), location.to_owned(), path, &e))
 }
 
 /// How to open a repository's backend.

@@ -165,6 +165,46 @@ fn a_permanent_failure_mid_backup_leaves_no_snapshot() {
     assert_eq!(r.ok(&["restore", "latest", "--stdout"]), first);
 }
 
+/// S3 backups spool packs in TMPDIR: the files go when the backup ends, and
+/// a TMPDIR that cannot hold them is a clear error with no snapshot.
+#[test]
+fn packs_spool_in_tmpdir_and_an_unusable_one_is_a_clear_error() {
+    let r = Repo::new_s3();
+    r.ok(&["init", "--pack-size-mib", "1"]);
+    let spool = r.tmp("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let first = random_bytes(5 << 20, 51);
+    let o = r
+        .cairn()
+        .env("TMPDIR", &spool)
+        .args(["backup", "--stdin", "--json"])
+        .output_with(&first);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(s["packs_written"].as_u64().unwrap() >= 4, "{s}");
+    assert_eq!(
+        std::fs::read_dir(&spool).unwrap().count(),
+        0,
+        "spool files left"
+    );
+
+    let not_a_dir = r.tmp("a-file");
+    std::fs::write(&not_a_dir, b"x").unwrap();
+    let o = r
+        .cairn()
+        .env("TMPDIR", &not_a_dir)
+        .args(["backup", "--stdin"])
+        .output_with(&random_bytes(3 << 20, 52));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("spool file") && stderr(&o).contains("TMPDIR"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(r.snapshots().len(), 1);
+    assert_eq!(r.ok(&["restore", "latest", "--stdout"]), first);
+}
+
 /// Pipes `stdin` into a prepared command.
 trait OutputWith {
     fn output_with(&mut self, stdin: &[u8]) -> std::process::Output;

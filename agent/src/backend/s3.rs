@@ -287,15 +287,7 @@ impl S3Backend {
     }
 
     fn spool_err(&self, key: &str, path: &Path, e: &std::io::Error) -> BackendError {
-        BackendError::io(
-            "put",
-            key.to_owned(),
-            self.location(),
-            &std::io::Error::new(
-                e.kind(),
-                format!("reading its spool file {}: {e}", path.display()),
-            ),
-        )
+        BackendError::spool(key.to_owned(), self.location(), path, e)
     }
 
     async fn put_multipart(
