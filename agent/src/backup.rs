@@ -291,6 +291,39 @@ async fn open_streams(
     })
 }
 
+/// What the cutter of a stream hands on.
+enum Cut {
+    /// The chunks whose cuts a buffer of `len` bytes made certain.
+    Buffer { len: u64, chunks: Vec<Bytes> },
+    /// The stream ended: its last chunks.
+    End { chunks: Vec<Bytes> },
+}
+
+/// Cuts a stream's buffers on a thread of its own, so cutting (the largest
+/// cost of a stream that is mostly stored already) overlaps the producer's
+/// hashing. The thread ends after [`Cut::End`], or when the receiver is gone
+/// and it has a batch to send.
+fn cut_on_a_thread(
+    chunker: Chunker,
+    mut rx: tokio::sync::mpsc::Receiver<Bytes>,
+) -> crossbeam_channel::Receiver<Cut> {
+    let (tx, cuts) = crossbeam_channel::bounded(2);
+    std::thread::spawn(move || {
+        let mut sc = StreamChunker::new(chunker);
+        while let Some(buf) = rx.blocking_recv() {
+            let len = buf.len() as u64;
+            let chunks = sc.cut_buffer(buf);
+            if tx.send(Cut::Buffer { len, chunks }).is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(Cut::End {
+            chunks: sc.cut_buffered(true),
+        });
+    });
+    cuts
+}
+
 /// Runs the streams one after the other through one pipeline; each becomes
 /// a file of the root tree. A stream counts only once its source says it
 /// succeeded; if the pipeline fails first, the running source is dropped
@@ -306,14 +339,29 @@ async fn run_streams(
     let (streams_tx, mut streams_rx) =
         tokio::sync::mpsc::channel::<(String, tokio::sync::mpsc::Receiver<Bytes>)>(1);
     let pipeline = pipeline::run(target, opts, stats.clone(), move |sink| {
-        let mut sc = StreamChunker::new(chunker);
         let mut nodes = Vec::new();
-        while let Some((name, mut rx)) = streams_rx.blocking_recv() {
+        while let Some((name, rx)) = streams_rx.blocking_recv() {
             let mut content = Content::default();
-            while let Some(buf) = rx.blocking_recv() {
-                sc.feed(sink, buf, &mut content)?;
+            let mut ended = false;
+            for cut in cut_on_a_thread(chunker.clone(), rx) {
+                let chunks = match cut {
+                    Cut::Buffer { len, chunks } => {
+                        content.size += len;
+                        chunks
+                    }
+                    Cut::End { chunks } => {
+                        ended = true;
+                        chunks
+                    }
+                };
+                sink.submit_data(chunks, &mut content.ids)?;
             }
-            sc.finish(sink, &mut content)?;
+            if !ended {
+                // Never a snapshot of a stream cut short by our own failure.
+                return Err(PipelineError::Stage(format!(
+                    "the cutter of {name} stopped before the end of the stream"
+                )));
+            }
             nodes.push(stream_node(&name, content, started_ns));
         }
         store_tree(sink, nodes)

@@ -34,26 +34,10 @@ impl StreamChunker {
         }
     }
 
-    /// Takes the next buffer of a stream and emits every chunk whose cut is
-    /// now certain.
-    ///
-    /// # Errors
-    /// [`PipelineError::Aborted`] if a later stage stopped.
-    pub fn feed(
-        &mut self,
-        sink: &mut BlobSink,
-        data: Bytes,
-        out: &mut Content,
-    ) -> Result<(), PipelineError> {
-        out.size += data.len() as u64;
-        let chunks = self.cut_buffer(data);
-        sink.submit_data(chunks, &mut out.ids)
-    }
-
     /// The chunks of a stream's next buffer whose cuts are certain. Chunks
     /// that lie wholly inside `data` are slices of it (no copy); only a chunk
     /// that straddles two buffers is assembled in the carry buffer.
-    fn cut_buffer(&mut self, mut data: Bytes) -> Vec<Bytes> {
+    pub fn cut_buffer(&mut self, mut data: Bytes) -> Vec<Bytes> {
         let mut chunks = Vec::new();
         // Finish the chunk begun in an earlier buffer, copying from `data`
         // only up to its cut; the bytes after the cut stay in `data`.
@@ -140,17 +124,23 @@ impl StreamChunker {
         self.buf.clear();
     }
 
+    /// The chunks of the buffered bytes whose cuts are certain, or all of
+    /// them at the end of the input (`eof`).
+    pub fn cut_buffered(&mut self, eof: bool) -> Vec<Bytes> {
+        let mut chunks = Vec::new();
+        while let Some(n) = self.chunker.next_cut(&self.buf, eof) {
+            chunks.push(self.buf.split_to(n).freeze());
+        }
+        chunks
+    }
+
     fn cut(
         &mut self,
         sink: &mut BlobSink,
         eof: bool,
         out: &mut Content,
     ) -> Result<(), PipelineError> {
-        let mut chunks = Vec::new();
-        while let Some(n) = self.chunker.next_cut(&self.buf, eof) {
-            chunks.push(self.buf.split_to(n).freeze());
-        }
-        sink.submit_data(chunks, &mut out.ids)
+        sink.submit_data(self.cut_buffered(eof), &mut out.ids)
     }
 }
 
@@ -189,9 +179,7 @@ mod tests {
                 got.extend(sc.cut_buffer(piece).iter().map(|c| c.to_vec()));
                 at += n;
             }
-            while let Some(n) = sc.chunker.next_cut(&sc.buf, true) {
-                got.push(sc.buf.split_to(n).to_vec());
-            }
+            got.extend(sc.cut_buffered(true).iter().map(|c| c.to_vec()));
             prop_assert_eq!(got, whole);
         }
     }
