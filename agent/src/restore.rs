@@ -23,12 +23,11 @@ pub mod tree;
 
 pub use tree::to_dir;
 
-/// Plaintext bytes per batch of chunks. With [`BATCHES_AHEAD`] it bounds a
-/// stream restore's memory; 8 MiB restored as fast as 12 MiB with about
-/// 10 MiB less peak (docs/benchmarks.md).
+/// Plaintext bytes per batch of chunks. With the backend's
+/// [`crate::backend::ReadProfile::batches_ahead`] it bounds a stream
+/// restore's memory; 8 MiB restored as fast as 12 MiB with about 10 MiB less
+/// peak (docs/benchmarks.md).
 const BATCH_BYTES: u64 = 8 << 20;
-/// Batches being read ahead of the writer.
-const BATCHES_AHEAD: usize = 3;
 
 /// A file's chunks, in order, in batches of about [`BATCH_BYTES`]; each
 /// chunk is located once.
@@ -55,7 +54,7 @@ fn content_batches<'a>(
     });
     futures::stream::iter(batches)
         .map(move |batch| async move { read_located(repo, cat, &batch?).await })
-        .buffered(BATCHES_AHEAD)
+        .buffered(repo.backend.read_profile().batches_ahead)
 }
 
 /// Splits a user path (`/srv/data`, `srv/data`) into snapshot components.

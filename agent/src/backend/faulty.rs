@@ -8,7 +8,7 @@
 //!   permission denied (a revoked credential mid-backup).
 //! - `seed=S`: the random seed (default 1).
 
-use super::{Backend, BackendError, DynBackend, ErrorKind, PutMode};
+use super::{Backend, BackendError, DynBackend, ErrorKind, PutMode, ReadProfile};
 use async_trait::async_trait;
 use bytes::Bytes;
 use cairn_repo_format::{ObjectKind, ObjectName};
@@ -141,6 +141,10 @@ impl Backend for Faulty {
 
     fn spool_dir(&self, name: &ObjectName) -> Option<PathBuf> {
         self.inner.spool_dir(name)
+    }
+
+    fn read_profile(&self) -> ReadProfile {
+        self.inner.read_profile()
     }
 
     async fn get(&self, name: &ObjectName) -> Result<Bytes, BackendError> {

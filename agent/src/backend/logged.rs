@@ -2,7 +2,7 @@
 //! (`cairn: GET packs/… bytes=0-1048575 -> ok`), so an operator can see
 //! what a command reads and writes (and what it would cost on S3).
 
-use super::{Backend, BackendError, DynBackend, PutMode};
+use super::{Backend, BackendError, DynBackend, PutMode, ReadProfile};
 use async_trait::async_trait;
 use bytes::Bytes;
 use cairn_repo_format::{ObjectKind, ObjectName};
@@ -55,6 +55,10 @@ impl Backend for Logged {
 
     fn spool_dir(&self, name: &ObjectName) -> Option<PathBuf> {
         self.inner.spool_dir(name)
+    }
+
+    fn read_profile(&self) -> ReadProfile {
+        self.inner.read_profile()
     }
 
     async fn get(&self, name: &ObjectName) -> Result<Bytes, BackendError> {

@@ -2,7 +2,7 @@
 //! backend classifies as retryable (throttling, 5xx, timeouts, resets).
 //! Permanent errors pass through at once.
 
-use super::{read_spooled, Backend, BackendError, DynBackend, ErrorKind, PutMode};
+use super::{read_spooled, Backend, BackendError, DynBackend, ErrorKind, PutMode, ReadProfile};
 use async_trait::async_trait;
 use bytes::Bytes;
 use cairn_repo_format::{ObjectKind, ObjectName};
@@ -132,6 +132,10 @@ impl Backend for Retry {
 
     fn spool_dir(&self, name: &ObjectName) -> Option<PathBuf> {
         self.inner.spool_dir(name)
+    }
+
+    fn read_profile(&self) -> ReadProfile {
+        self.inner.read_profile()
     }
 
     async fn get(&self, name: &ObjectName) -> Result<Bytes, BackendError> {

@@ -11,7 +11,7 @@
 //! - The SDK's own retries are off: [`super::retry::Retry`] retries by our
 //!   classification, with backoff and jitter.
 
-use super::{Backend, BackendError, ErrorKind, PutMode};
+use super::{Backend, BackendError, ErrorKind, PutMode, ReadProfile};
 use async_trait::async_trait;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -435,6 +435,10 @@ impl Backend for S3Backend {
         mode: PutMode,
     ) -> Result<(), BackendError> {
         self.put_body(&self.key(name), Body::File(path), mode).await
+    }
+
+    fn read_profile(&self) -> ReadProfile {
+        ReadProfile::REMOTE
     }
 
     async fn get(&self, name: &ObjectName) -> Result<Bytes, BackendError> {

@@ -14,10 +14,6 @@ use std::collections::HashMap;
 
 /// Reads are aligned to multiples of this many bytes.
 pub const WINDOW: u64 = 1 << 20;
-/// Neighbouring windows are merged into one read up to this size. With
-/// [`READ_CONCURRENCY`] it bounds the encrypted bytes in flight; 2 MiB
-/// kept restores as fast as 4 MiB with a lower peak (docs/benchmarks.md).
-pub const MAX_READ: u64 = 2 << 20;
 /// Reads in flight.
 pub const READ_CONCURRENCY: usize = 4;
 
@@ -37,8 +33,9 @@ pub struct Read {
 type PackKey = (cairn_repo_format::SessionId, cairn_repo_format::PackId);
 type Located = (usize, PackRef, BlobEntry);
 
-/// Groups the blobs by pack and merges their aligned windows into reads.
-fn plan(located: Vec<Located>) -> Vec<Read> {
+/// Groups the blobs by pack and merges their aligned windows into reads of
+/// up to `max_read` bytes ([`crate::backend::ReadProfile`]).
+fn plan(located: Vec<Located>, max_read: u64) -> Vec<Read> {
     let mut by_pack: HashMap<PackKey, Vec<Located>> = HashMap::new();
     for l in located {
         by_pack.entry((l.1.session, l.1.id)).or_default().push(l);
@@ -54,7 +51,7 @@ fn plan(located: Vec<Located>) -> Vec<Read> {
                 .saturating_mul(WINDOW)
                 .min(pack.length);
             match &mut cur {
-                Some(r) if start <= r.end && end.max(r.end) - r.start <= MAX_READ => {
+                Some(r) if start <= r.end && end.max(r.end) - r.start <= max_read => {
                     r.end = r.end.max(end);
                     r.blobs.push((slot, e));
                 }
@@ -111,13 +108,13 @@ pub fn distinct<'a>(
 ///
 /// # Errors
 /// If a blob is in no usable pack, or the catalog cannot be read.
-pub fn plan_reads(cat: &Catalog, ids: &[ChunkId]) -> Result<Vec<Read>> {
+pub fn plan_reads(repo: &Repository, cat: &Catalog, ids: &[ChunkId]) -> Result<Vec<Read>> {
     let located = ids
         .iter()
         .enumerate()
         .map(|(slot, id)| locate(cat, id).map(|(pack, entry)| (slot, pack, entry)))
         .collect::<Result<Vec<_>>>()?;
-    Ok(plan(located))
+    Ok(plan(located, repo.backend.read_profile().max_read))
 }
 
 /// Runs planned reads, several at once; yields the blobs of each read as
@@ -156,8 +153,13 @@ pub async fn read_located(
         }
     }
     let mut out: Vec<Option<Bytes>> = vec![None; ids.len()];
-    let decoded: Vec<Vec<(usize, Bytes)>> =
-        run_reads(repo, cat, plan(planned)).try_collect().await?;
+    let decoded: Vec<Vec<(usize, Bytes)>> = run_reads(
+        repo,
+        cat,
+        plan(planned, repo.backend.read_profile().max_read),
+    )
+    .try_collect()
+    .await?;
     for (slot, bytes) in decoded.into_iter().flatten() {
         out[slot] = Some(bytes);
     }
@@ -251,7 +253,7 @@ mod tests {
             (2, other, entry(5, 500, 0)),
             (3, pack, entry(30 << 20, 1000, 2)),
         ];
-        let mut reads = plan(located);
+        let mut reads = plan(located, crate::backend::ReadProfile::LOCAL.max_read);
         reads.sort_by_key(|r| (r.pack.length, r.start));
         let spans: Vec<(u64, u64, usize)> = reads
             .iter()

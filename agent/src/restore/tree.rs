@@ -242,7 +242,7 @@ async fn fill_content(
     remaining: &mut [u64],
 ) -> Result<()> {
     let (ids, slot_of) = distinct(files.iter().flat_map(|f| &f.content));
-    let reads = plan_reads(cat, &ids)?;
+    let reads = plan_reads(repo, cat, &ids)?;
     let mut raw_len = vec![0u64; ids.len()];
     for read in &reads {
         for (slot, e) in &read.blobs {
