@@ -29,7 +29,7 @@ pub struct Args {
     /// Print a JSON summary on standard output.
     #[arg(long, global = true)]
     json: bool,
-    /// Pack uploads in flight (memory grows by one pack size per upload).
+    /// Pack uploads in flight (each a spool file of about a pack, on disk).
     #[arg(long, env = "CAIRN_UPLOADS", default_value_t = 2, global = true)]
     uploads: usize,
     /// Compare files with this snapshot (id prefix or `latest`) instead of
