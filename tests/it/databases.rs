@@ -360,25 +360,21 @@ fn cli_lines(r: &RedisServer, commands: &[String]) -> Vec<String> {
 }
 
 fn fill_redis(r: &RedisServer) {
-    let mut script = String::new();
-    for i in 0..3000 {
-        script.push_str(&format!("SET str:{i} value-{i}-{}\n", "x".repeat(80)));
-    }
-    script.push_str("RPUSH list a b c d\nHSET hash f1 v1 f2 v2\nSADD set m1 m2 m3\nZADD zset 1 one 2 two 3.5 three\n");
-    script.push_str("EXPIRE str:7 5000\nEXPIRE hash 7000\n");
-    let mut child = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &r.port.to_string()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    let mut script: Vec<String> = (0..3000)
+        .map(|i| format!("SET str:{i} value-{i}-{}", "x".repeat(80)))
+        .collect();
+    script.extend(
+        [
+            "RPUSH list a b c d",
+            "HSET hash f1 v1 f2 v2",
+            "SADD set m1 m2 m3",
+            "ZADD zset 1 one 2 two 3.5 three",
+            "EXPIRE str:7 5000",
+            "EXPIRE hash 7000",
+        ]
+        .map(str::to_owned),
+    );
+    cli_lines(r, &script);
 }
 
 /// Restores the latest snapshot's RDB into a fresh server and returns it.

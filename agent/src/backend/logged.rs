@@ -47,7 +47,7 @@ impl Backend for Logged {
         path: &Path,
         mode: PutMode,
     ) -> Result<(), BackendError> {
-        let len = std::fs::metadata(path).map_or(0, |m| m.len());
+        let len = tokio::fs::metadata(path).await.map_or(0, |m| m.len());
         let r = self.inner.put_file(name, path, mode).await;
         log(format_args!("PUT {name} ({len} bytes, {mode:?})"), &r);
         r

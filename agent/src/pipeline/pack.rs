@@ -18,7 +18,7 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct SpoolFile {
     path: PathBuf,
-    file: Option<fs::File>,
+    file: fs::File,
 }
 
 impl SpoolFile {
@@ -35,10 +35,7 @@ impl SpoolFile {
                 dir: dir.to_owned(),
                 cause,
             })?;
-        Ok(Self {
-            path,
-            file: Some(file),
-        })
+        Ok(Self { path, file })
     }
 
     fn write_err(&self, cause: std::io::Error) -> PipelineError {
@@ -51,7 +48,7 @@ impl SpoolFile {
 
 impl Drop for SpoolFile {
     fn drop(&mut self) {
-        drop(self.file.take());
+        // Unlinking an open file is fine; its descriptor closes right after.
         let _ = fs::remove_file(&self.path);
     }
 }
@@ -88,23 +85,19 @@ impl OpenPack {
             blob.compression,
             &blob.stored,
         )?;
-        self.flush()
-    }
-
-    fn flush(&mut self) -> Result<(), PipelineError> {
-        let Self { writer, spool } = self;
-        match spool.file.as_mut() {
-            Some(f) => writer.drain_to(f).map_err(|e| spool.write_err(e)),
-            None => Err(spool.write_err(std::io::Error::other("the spool file is closed"))),
-        }
+        let spool = &mut self.spool;
+        self.writer
+            .drain_to(&mut spool.file)
+            .map_err(|e| spool.write_err(e))
     }
 
     fn finish(mut self) -> Result<SpooledPack, PipelineError> {
         let mut pack = self.writer.finish();
         let tail = std::mem::take(&mut pack.bytes);
-        if let Some(mut f) = self.spool.file.take() {
-            f.write_all(&tail).map_err(|e| self.spool.write_err(e))?;
-        }
+        self.spool
+            .file
+            .write_all(&tail)
+            .map_err(|e| self.spool.write_err(e))?;
         Ok(SpooledPack {
             pack,
             spool: self.spool,
