@@ -189,6 +189,49 @@ impl Repo {
     }
 }
 
+/// Starts `cairn backup --stdin` (prepared in `c`), feeds it `data` and
+/// keeps its input open, waits until it holds a spool file open under
+/// `spool_dir` (a `.tmp-…` file, or an unnamed one, which `/proc` shows as
+/// `#N (deleted)`), then kills it with SIGKILL, as the OOM killer or a
+/// drained node would. Panics if no spool file shows up within 30 s.
+pub fn kill_while_spooling(c: &mut Command, data: &[u8], spool_dir: &Path) {
+    let mut child = c
+        .args(["backup", "--stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn cairn");
+    let mut input = child.stdin.take().expect("stdin pipe");
+    input.write_all(data).expect("feed cairn");
+    let fds = PathBuf::from(format!("/proc/{}/fd", child.id()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let spooling = || {
+        std::fs::read_dir(&fds)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                std::fs::read_link(e.path()).is_ok_and(|target| {
+                    let name = target.file_name().unwrap_or_default().to_string_lossy();
+                    target.starts_with(spool_dir)
+                        && (name.starts_with(".tmp-") || name.ends_with(" (deleted)"))
+                })
+            })
+    };
+    while !spooling() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cairn never opened a spool file under {}",
+            spool_dir.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().expect("kill cairn");
+    child.wait().expect("reap cairn");
+    drop(input);
+}
+
 /// Runs a prepared command with `stdin` fed in.
 pub fn run_cmd(c: &mut Command, stdin: &[u8]) -> Output {
     let mut child = c

@@ -149,7 +149,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     async fn put(&self, name: &ObjectName, data: Bytes, mode: PutMode) -> Result<(), BackendError>;
     /// Stores an object whose bytes are the whole file at `path`, with the
     /// contract of [`Backend::put`]. The file stays the caller's to remove,
-    /// so a retry can send it again. This default reads it into memory.
+    /// so a retry can send it again. `path` may be `/proc/self/fd/N`, an
+    /// unnamed spool file: open it by that path, and follow it when linking.
+    /// This default reads it into memory.
     async fn put_file(
         &self,
         name: &ObjectName,

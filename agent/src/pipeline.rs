@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub mod chunk;
-mod pack;
+pub(crate) mod pack;
 
 /// Why a backup pipeline stopped.
 #[derive(Debug, thiserror::Error)]

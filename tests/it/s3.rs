@@ -1,7 +1,7 @@
 //! S3 repositories against the real S3 test server (SeaweedFS on 127.0.0.1,
 //! started by the harness): every command, and faults injected in front of it.
 
-use cairn_e2e::{random_bytes, Repo};
+use cairn_e2e::{kill_while_spooling, random_bytes, Repo};
 
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -165,8 +165,9 @@ fn a_permanent_failure_mid_backup_leaves_no_snapshot() {
     assert_eq!(r.ok(&["restore", "latest", "--stdout"]), first);
 }
 
-/// S3 backups spool packs in TMPDIR: the files go when the backup ends, and
-/// a TMPDIR that cannot hold them is a clear error with no snapshot.
+/// S3 backups spool packs in TMPDIR: the files go when the backup ends or is
+/// killed, and a TMPDIR that cannot hold them is a clear error with no
+/// snapshot.
 #[test]
 fn packs_spool_in_tmpdir_and_an_unusable_one_is_a_clear_error() {
     let r = Repo::new_s3();
@@ -186,6 +187,17 @@ fn packs_spool_in_tmpdir_and_an_unusable_one_is_a_clear_error() {
         std::fs::read_dir(&spool).unwrap().count(),
         0,
         "spool files left"
+    );
+    // Killed while spooling, it leaves none behind either.
+    kill_while_spooling(
+        r.cairn().env("TMPDIR", &spool),
+        &random_bytes(10 << 20, 53),
+        &spool,
+    );
+    assert_eq!(
+        std::fs::read_dir(&spool).unwrap().count(),
+        0,
+        "spool files left by a killed backup"
     );
 
     let not_a_dir = r.tmp("a-file");

@@ -1,6 +1,6 @@
 //! Stream backups: stdin and commands, and every way a source can fail.
 
-use cairn_e2e::{random_bytes, Repo};
+use cairn_e2e::{files_under, kill_while_spooling, random_bytes, Repo};
 
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -124,6 +124,27 @@ fn command_whose_stream_ends_early_gives_no_snapshot() {
     let r = Repo::init();
     let o = r.run(&["backup", "--name", "d", "--command", "--", "sh", "-c", "head -c 2000000 /dev/urandom; exec >&-; sleep 0.2; echo 'dump truncated' >&2; kill -TERM $$"]);
     assert_no_snapshot(&r, &o, "dump truncated");
+}
+
+/// A backup killed while packs are being spooled leaves no file behind in
+/// the repository but its session's lease, which expires (its spool files
+/// have no name until they are published), and no snapshot.
+#[test]
+fn a_killed_backup_leaves_no_spool_files_in_the_repository() {
+    let r = Repo::init();
+    let before = files_under(&r.path);
+    kill_while_spooling(&mut r.cairn(), &random_bytes(10 << 20, 61), &r.path);
+    let leases = r.path.join("leases");
+    let stray: Vec<_> = files_under(&r.path)
+        .into_iter()
+        .filter(|p| !before.contains(p) && !p.starts_with(&leases))
+        .collect();
+    assert!(stray.is_empty(), "left in the repository: {stray:?}");
+    assert!(r.snapshots().is_empty());
+    // The repository is whole: the next backup works and restores.
+    let data = random_bytes(3 << 20, 62);
+    r.ok_with(&["backup", "--stdin"], &data);
+    assert_eq!(r.ok(&["restore", "latest", "--stdout"]), data);
 }
 
 #[test]

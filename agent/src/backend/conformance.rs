@@ -3,22 +3,19 @@
 use super::{
     local::LocalBackend, memory::MemoryBackend, s3::S3Backend, Backend, ErrorKind, PutMode,
 };
+use crate::pipeline::pack::SpoolFile;
 use bytes::Bytes;
 use cairn_repo_format::{KeyId, ObjectKind, ObjectName, PackId, SessionId, SnapshotId};
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Writes `data` to a fresh file where `b` wants `name` spooled.
-fn spool(b: &dyn Backend, name: &ObjectName, data: &[u8]) -> PathBuf {
+/// A spool file holding `data`, where `b` wants `name` spooled, made as a
+/// backup makes it (unnamed on Linux: backends get `/proc/self/fd/N`).
+fn spool(b: &dyn Backend, name: &ObjectName, data: &[u8]) -> SpoolFile {
     let dir = b.spool_dir(name).unwrap_or_else(std::env::temp_dir);
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    let path = dir.join(format!(
-        ".tmp-test-{}",
-        hex::encode(rand::random::<[u8; 8]>())
-    ));
-    std::fs::write(&path, data).unwrap_or_else(|e| panic!("{e}"));
-    path
+    let mut f = SpoolFile::create(&dir).unwrap_or_else(|e| panic!("{e}"));
+    f.write_all(data).unwrap_or_else(|e| panic!("{e}"));
+    f
 }
 
 async fn suite(b: Arc<dyn Backend>) {
@@ -66,21 +63,23 @@ async fn suite(b: Arc<dyn Backend>) {
     // From a spooled file: the same contract, and the file stays the caller's.
     let spooled_pack = ObjectName::Pack(s, PackId::random());
     let file = spool(&*b, &spooled_pack, &data);
-    b.put_file(&spooled_pack, &file, PutMode::Create)
+    b.put_file(&spooled_pack, file.path(), PutMode::Create)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(b.get(&spooled_pack).await.ok(), Some(data.clone()));
-    assert!(file.exists(), "put_file removed the caller's file");
+    assert_eq!(
+        std::fs::read(file.path()).ok(),
+        Some(data.to_vec()),
+        "put_file consumed the caller's file"
+    );
     let other = spool(&*b, &spooled_pack, b"other");
     let e = b
-        .put_file(&spooled_pack, &other, PutMode::Create)
+        .put_file(&spooled_pack, other.path(), PutMode::Create)
         .await
         .err();
     assert_eq!(e.map(|e| e.kind), Some(ErrorKind::AlreadyExists));
     assert_eq!(b.get(&spooled_pack).await.ok(), Some(data.clone()));
-    for f in [file, other] {
-        std::fs::remove_file(f).unwrap_or_else(|e| panic!("{e}"));
-    }
+    drop((file, other));
     b.delete(&spooled_pack)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -196,10 +195,10 @@ async fn s3_backend_conforms() {
     // The same from a spooled file: its parts are read from the file.
     let big_file = ObjectName::Pack(SessionId::random(), PackId::random());
     let file = spool(&b, &big_file, &data);
-    b.put_file(&big_file, &file, PutMode::Create)
+    b.put_file(&big_file, file.path(), PutMode::Create)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    std::fs::remove_file(file).unwrap_or_else(|e| panic!("{e}"));
+    drop(file);
     assert_eq!(b.get(&big_file).await.ok(), Some(data.clone()));
     // A create-only multipart upload onto an existing name fails, leaves the
     // first object intact, and leaves no parts behind.
@@ -259,19 +258,30 @@ async fn local_backend_conforms() {
     let local = LocalBackend::new(dir.path().join("repo"));
     suite(Arc::new(local.clone())).await;
 
-    // A file spooled where the backend asks is published without a copy;
-    // one spooled elsewhere is copied.
+    // A file spooled where the backend asks, unnamed or named, is published
+    // without a copy; one spooled elsewhere is copied.
     use std::os::unix::fs::MetadataExt;
     let ino = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.ino()).ok();
     let name = ObjectName::Pack(SessionId::random(), PackId::random());
     let file = spool(&local, &name, b"spooled pack");
     local
-        .put_file(&name, &file, PutMode::Create)
+        .put_file(&name, file.path(), PutMode::Create)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let object = dir.path().join("repo").join(name.path());
-    assert_eq!(ino(&file), ino(&object));
-    std::fs::remove_file(&file).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ino(file.path()), ino(&object));
+    drop(file);
+    assert_eq!(std::fs::read(&object).ok(), Some(b"spooled pack".to_vec()));
+    let name = ObjectName::Pack(SessionId::random(), PackId::random());
+    let named = object.with_file_name(".tmp-test-named");
+    std::fs::write(&named, b"named").unwrap_or_else(|e| panic!("{e}"));
+    local
+        .put_file(&name, &named, PutMode::Create)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let object = dir.path().join("repo").join(name.path());
+    assert_eq!(ino(&named), ino(&object));
+    std::fs::remove_file(&named).unwrap_or_else(|e| panic!("{e}"));
     let elsewhere = dir.path().join("elsewhere");
     std::fs::write(&elsewhere, b"copied").unwrap_or_else(|e| panic!("{e}"));
     let name = ObjectName::Pack(SessionId::random(), PackId::random());

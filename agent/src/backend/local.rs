@@ -88,14 +88,25 @@ fn write_object(path: &Path, data: &[u8], mode: PutMode) -> std::io::Result<()> 
 }
 
 /// Publishes the file at `spooled` as the object at `path` without copying
-/// it: fsync, then `link(2)`, which fails if the name exists. A file on
-/// another filesystem, or an overwrite, is copied through [`write_object`].
+/// it: fsync, then `linkat(2)`, which fails if the name exists. The link
+/// follows `spooled` when it is a symbolic link, so `/proc/self/fd/N` names
+/// the unnamed (`O_TMPFILE`) file open there, not the link itself. A file
+/// on another filesystem, or an overwrite, is copied through
+/// [`write_object`].
 fn publish_file(spooled: &Path, path: &Path, mode: PutMode) -> std::io::Result<()> {
     if mode == PutMode::Create {
         let dir = parent(path)?;
         fs::create_dir_all(dir)?;
         fs::File::open(spooled)?.sync_all()?;
-        match fs::hard_link(spooled, path) {
+        let linked = rustix::fs::linkat(
+            rustix::fs::CWD,
+            spooled,
+            rustix::fs::CWD,
+            path,
+            rustix::fs::AtFlags::SYMLINK_FOLLOW,
+        )
+        .map_err(std::io::Error::from);
+        match linked {
             Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {}
             linked => return linked.and_then(|()| fsync_dir(dir)),
         }

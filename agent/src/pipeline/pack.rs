@@ -12,44 +12,113 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// A file a pack is spooled to. It is removed when dropped: after its
-/// upload (a local repository has linked it into place by then), or when
-/// the backup fails.
+/// A file a pack is spooled to.
+///
+/// On Linux it is created with `O_TMPFILE`: it has no name until a local
+/// repository links it into place, so a backup killed mid-way (SIGKILL, the
+/// OOM killer, a node drained) leaves nothing behind, in the repository or
+/// in `TMPDIR`. Backends open it by `/proc/self/fd/N`. Where the filesystem
+/// or system cannot do that, it is a `.tmp-…` file that is removed when
+/// dropped: after its upload, or when the backup fails.
 #[derive(Debug)]
 pub struct SpoolFile {
+    dir: PathBuf,
+    /// The path backends read or link it by.
     path: PathBuf,
+    /// Whether `path` is a name in `dir` to remove when dropped.
+    named: bool,
     file: fs::File,
 }
 
 impl SpoolFile {
-    fn create(dir: &Path) -> Result<Self, PipelineError> {
-        let path = dir.join(format!(".tmp-{}", hex::encode(rand::random::<[u8; 8]>())));
-        let file = fs::create_dir_all(dir)
-            .and_then(|()| {
-                fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&path)
-            })
-            .map_err(|cause| PipelineError::Spool {
+    /// A new, empty spool file in `dir` (created if missing).
+    ///
+    /// # Errors
+    /// [`PipelineError::Spool`], naming `dir`.
+    pub fn create(dir: &Path) -> Result<Self, PipelineError> {
+        Self::open(dir).map_err(|cause| PipelineError::Spool {
+            dir: dir.to_owned(),
+            cause,
+        })
+    }
+
+    fn open(dir: &Path) -> std::io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        if let Some(file) = unnamed_file(dir)? {
+            use std::os::fd::AsRawFd;
+            return Ok(Self {
                 dir: dir.to_owned(),
-                cause,
-            })?;
-        Ok(Self { path, file })
+                path: PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())),
+                named: false,
+                file,
+            });
+        }
+        let path = dir.join(format!(".tmp-{}", hex::encode(rand::random::<[u8; 8]>())));
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            path,
+            named: true,
+            file,
+        })
+    }
+
+    /// The path to hand to [`crate::backend::Backend::put_file`].
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends `data`.
+    ///
+    /// # Errors
+    /// [`PipelineError::Spool`], naming the directory.
+    pub fn write_all(&mut self, data: &[u8]) -> Result<(), PipelineError> {
+        self.file.write_all(data).map_err(|e| self.write_err(e))
     }
 
     fn write_err(&self, cause: std::io::Error) -> PipelineError {
         PipelineError::Spool {
-            dir: self.path.parent().unwrap_or(&self.path).to_owned(),
+            dir: self.dir.clone(),
             cause,
         }
     }
 }
 
+/// An `O_TMPFILE` file in `dir`, or `None` where that is not supported: not
+/// Linux, no `/proc` to reopen it by, or a filesystem that refuses it.
+#[cfg(target_os = "linux")]
+fn unnamed_file(dir: &Path) -> std::io::Result<Option<fs::File>> {
+    use rustix::fs::{Mode, OFlags, CWD};
+    use rustix::io::Errno;
+    static PROC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if !*PROC.get_or_init(|| Path::new("/proc/self/fd").is_dir()) {
+        return Ok(None);
+    }
+    let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+    match rustix::fs::openat(CWD, dir, flags, Mode::from_raw_mode(0o666)) {
+        Ok(fd) => Ok(Some(fs::File::from(fd))),
+        // EOPNOTSUPP: the filesystem cannot; EISDIR or EINVAL: the kernel
+        // does not know the flag.
+        Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+#[allow(clippy::unnecessary_wraps)]
+fn unnamed_file(_dir: &Path) -> std::io::Result<Option<fs::File>> {
+    Ok(None)
+}
+
 impl Drop for SpoolFile {
     fn drop(&mut self) {
-        // Unlinking an open file is fine; its descriptor closes right after.
-        let _ = fs::remove_file(&self.path);
+        if self.named {
+            // Unlinking an open file is fine; its descriptor closes right after.
+            let _ = fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -94,10 +163,7 @@ impl OpenPack {
     fn finish(mut self) -> Result<SpooledPack, PipelineError> {
         let mut pack = self.writer.finish();
         let tail = std::mem::take(&mut pack.bytes);
-        self.spool
-            .file
-            .write_all(&tail)
-            .map_err(|e| self.spool.write_err(e))?;
+        self.spool.write_all(&tail)?;
         Ok(SpooledPack {
             pack,
             spool: self.spool,
@@ -106,7 +172,7 @@ impl OpenPack {
 }
 
 /// A finished pack in its spool file.
-pub struct SpooledPack {
+pub(super) struct SpooledPack {
     pack: FinishedPack,
     spool: SpoolFile,
 }
@@ -114,7 +180,7 @@ pub struct SpooledPack {
 /// Fills packs from `rx`, keeping `opts.open_packs` (at least two) open and
 /// putting each blob into one of them at random (format §5), and sends each
 /// full pack to the uploads.
-pub fn packer(
+pub(super) fn packer(
     enc: &EncKey,
     session: SessionId,
     backend: &DynBackend,
@@ -156,14 +222,14 @@ pub fn packer(
 }
 
 /// Stores one spooled pack; the spool file goes when this returns.
-pub async fn upload(
+pub(super) async fn upload(
     backend: DynBackend,
     spooled: SpooledPack,
     stats: Arc<Stats>,
 ) -> Result<IndexPack, PipelineError> {
     let SpooledPack { pack, spool } = spooled;
     backend
-        .put_file(&pack.name(), &spool.path, PutMode::Create)
+        .put_file(&pack.name(), spool.path(), PutMode::Create)
         .await?;
     drop(spool);
     Stats::add(&stats.stored_bytes, pack.length);
