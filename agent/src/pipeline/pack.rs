@@ -108,7 +108,6 @@ fn unnamed_file(dir: &Path) -> std::io::Result<Option<fs::File>> {
 }
 
 #[cfg(not(target_os = "linux"))]
-#[allow(clippy::unnecessary_wraps)]
 fn unnamed_file(_dir: &Path) -> std::io::Result<Option<fs::File>> {
     Ok(None)
 }
