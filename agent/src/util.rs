@@ -1,7 +1,13 @@
-//! Small helpers: host and user names, time, sizes.
+//! Small helpers: host and user names, time, sizes, temporary names.
 
 use std::os::unix::fs::MetadataExt;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A fresh temporary name in `dir`: `.tmp-` and 16 random hex digits.
+/// Every repository reader ignores names starting with a dot.
+pub fn temp_path(dir: &std::path::Path) -> std::path::PathBuf {
+    dir.join(format!(".tmp-{}", hex::encode(rand::random::<[u8; 8]>())))
+}
 
 /// This host's name.
 pub fn hostname() -> String {

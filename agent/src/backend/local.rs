@@ -66,7 +66,7 @@ fn parent(path: &Path) -> std::io::Result<&Path> {
 fn write_object(path: &Path, data: &[u8], mode: PutMode) -> std::io::Result<()> {
     let dir = parent(path)?;
     fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".tmp-{}", hex::encode(rand::random::<[u8; 8]>())));
+    let tmp = crate::util::temp_path(dir);
     let result = (|| {
         let mut f = fs::OpenOptions::new()
             .write(true)

@@ -43,25 +43,26 @@ impl SpoolFile {
     }
 
     fn open(dir: &Path) -> std::io::Result<Self> {
+        use std::os::fd::AsRawFd;
         fs::create_dir_all(dir)?;
-        if let Some(file) = unnamed_file(dir)? {
-            use std::os::fd::AsRawFd;
-            return Ok(Self {
-                dir: dir.to_owned(),
-                path: PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())),
-                named: false,
-                file,
-            });
-        }
-        let path = dir.join(format!(".tmp-{}", hex::encode(rand::random::<[u8; 8]>())));
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
+        let (file, path, named) = match unnamed_file(dir)? {
+            Some(file) => {
+                let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+                (file, path, false)
+            }
+            None => {
+                let path = crate::util::temp_path(dir);
+                let file = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)?;
+                (file, path, true)
+            }
+        };
         Ok(Self {
             dir: dir.to_owned(),
             path,
-            named: true,
+            named,
             file,
         })
     }
