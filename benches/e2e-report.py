@@ -1,12 +1,17 @@
 """Medians, ratios and the issue-6 targets from benches/e2e.sh's raw rows.
 
-usage: e2e-report.py RAW.tsv STAGES.tsv SQL_BYTES RANDOM_BYTES TREE_BYTES FILES VERSIONS [NOTE...]
+usage: e2e-report.py RAW.tsv WORK_DIR SQL_BYTES RANDOM_BYTES TREE_BYTES FILES VERSIONS [NOTE...]
+
+WORK_DIR holds stages-REP.tsv: cairn-stages' single-core rates, measured in
+each repetition right after cairn's first backup of the sql dump.
 """
+import glob
+import os
 import statistics
 import sys
 from collections import defaultdict
 
-raw, stages_tsv = sys.argv[1], sys.argv[2]
+raw, work = sys.argv[1], sys.argv[2]
 sql_bytes, random_bytes, tree_bytes = (int(x) for x in sys.argv[3:6])
 files, versions, notes = sys.argv[6], sys.argv[7], sys.argv[8:]
 bytes_of = {"sql": sql_bytes, "random": random_bytes, "tree": tree_bytes}
@@ -15,8 +20,8 @@ rows = defaultdict(list)
 with open(raw) as f:
     next(f)
     for line in f:
-        tool, ds, op, _rep, wall, cpu, rss, repo = line.rstrip("\n").split("\t")
-        rows[(tool, ds, op)].append((float(wall), float(cpu), int(rss), int(repo)))
+        tool, ds, op, rep, wall, cpu, rss, repo = line.rstrip("\n").split("\t")
+        rows[(tool, ds, op)].append((float(wall), float(cpu), int(rss), int(repo), int(rep)))
 
 
 def med(tool, ds, op, i):
@@ -76,17 +81,22 @@ for ds, ops in OPS.items():
             "—" if med(t, ds, op, 3) is None else f"{med(t, ds, op, 3) / MiB:.1f} MiB" for t in tools) + " |")
     print()
 
-# Single-core stage rates, measured on the same sql dataset in this run.
+# Single-core stage rates, measured on the same sql dataset in each repetition.
+# Stage names carry the measured ratio, which can differ in the last digit
+# between repetitions: lines are matched by position, named as in the first.
+stages_by_rep = {}
+for path in glob.glob(os.path.join(work, "stages-*.tsv")):
+    rep = int(os.path.basename(path)[len("stages-"):-len(".tsv")])
+    with open(path) as f:
+        stages_by_rep[rep] = [(name, float(rate)) for name, rate in (line.split("\t") for line in f)]
 stages = {}
-try:
-    with open(stages_tsv) as f:
-        for line in f:
-            name, rate = line.split("\t")
-            stages[name] = float(rate)
-except FileNotFoundError:
-    pass
+if stages_by_rep:
+    first = stages_by_rep[min(stages_by_rep)]
+    for i, (name, _) in enumerate(first):
+        stages[name] = statistics.median(r[i][1] for r in stages_by_rep.values() if len(r) > i)
+stages_by_rep = {rep: dict(r) for rep, r in stages_by_rep.items()}
 if stages:
-    print("## Single-core stage rates on the sql dataset (this run)")
+    print("## Single-core stage rates on the sql dataset (medians of the repetitions)")
     print()
     print("| stage | GB/s of input |")
     print("|---|---|")
@@ -116,11 +126,15 @@ if ("cairn", "sql", "first") in rows:
     if best:
         check("sql first backup ≥ 3× fastest peer", best / w >= 3,
               f"{w:.2f} s vs {who} {best:.2f} s: {best / w:.2f}×")
-    limit = stages.get("two-core limit")
-    if limit:
-        thr = sql_bytes / w / GB
-        check("sql first backup ≥ 70 % of the two cores' limit", thr >= 0.7 * limit,
-              f"{thr:.2f} GB/s = {100 * thr / limit:.0f} % of {limit:.2f} GB/s")
+    # Each repetition's backup against the limit measured right after it.
+    shares = [sql_bytes / r[0] / GB / stages_by_rep[r[4]]["two-core limit"]
+              for r in rows[("cairn", "sql", "first")]
+              if "two-core limit" in stages_by_rep.get(r[4], {})]
+    if shares:
+        share = statistics.median(shares)
+        check("sql first backup ≥ 70 % of the two cores' limit", share >= 0.7,
+              f"median of the repetitions {100 * share:.0f} % ("
+              + ", ".join(f"{100 * x:.0f}" for x in shares) + f" %); limit {stages['two-core limit']:.2f} GB/s")
     w = med("cairn", "sql", "unchanged", 0)
     check("all-duplicate re-backup ≥ 1.2 GB/s", sql_bytes / w / GB >= 1.2, f"{sql_bytes / w / GB:.2f} GB/s")
     w = med("cairn", "sql", "restore", 0)
