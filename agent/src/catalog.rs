@@ -20,6 +20,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+pub mod load;
 pub mod sync;
 
 /// The schema this cairn writes and reads.
@@ -260,6 +261,104 @@ fn blob_entry(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<BlobEntry
 /// A snapshot as the catalog lists it.
 pub type Listed = (SnapshotId, Snapshot);
 
+const INSERT_PACK: &str = "INSERT INTO packs (session, id, length) VALUES (?1, ?2, ?3)
+    ON CONFLICT (session, id) DO UPDATE SET length = excluded.length RETURNING n";
+const INSERT_BLOB: &str = "INSERT OR IGNORE INTO blobs
+    (id, pack, offset, stored_len, raw_len, number, kind, compression)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+/// Inserts (or finds) a pack; returns its number in `packs`.
+fn insert_pack(
+    st: &mut rusqlite::CachedStatement<'_>,
+    session: SessionId,
+    id: PackId,
+    length: u64,
+) -> rusqlite::Result<i64> {
+    st.query_row(params![session.as_bytes(), id.as_bytes(), length], |r| {
+        r.get(0)
+    })
+}
+
+/// One row of `blobs`, with the columns as stored. `pack` is the pack's
+/// number in `packs`, or (in a bulk load, [`load`]) its position in the
+/// load's own list until the numbers are known. Rows order by the table's
+/// key, (id, pack), first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct BlobRow {
+    id: [u8; 32],
+    pack: i64,
+    offset: u64,
+    stored_len: u32,
+    raw_len: u32,
+    number: u32,
+    kind: u8,
+    compression: u8,
+}
+
+impl BlobRow {
+    fn new(pack: i64, e: &BlobEntry) -> Self {
+        Self {
+            id: *e.id.as_bytes(),
+            pack,
+            offset: e.offset,
+            stored_len: e.stored_len,
+            raw_len: e.raw_len,
+            number: e.number,
+            kind: e.kind as u8,
+            compression: e.compression as u8,
+        }
+    }
+
+    fn insert(&self, st: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<()> {
+        st.execute(params![
+            self.id,
+            self.pack,
+            self.offset,
+            self.stored_len,
+            self.raw_len,
+            self.number,
+            self.kind,
+            self.compression
+        ])?;
+        Ok(())
+    }
+}
+
+/// Records a session's snapshots and then the session itself (its packs
+/// and blobs must already be in the same transaction).
+fn insert_session(
+    tx: &rusqlite::Transaction<'_>,
+    commit: &Commit,
+    snapshots: &[Listed],
+    trees_complete: bool,
+) -> rusqlite::Result<()> {
+    let mut st = tx.prepare_cached(
+        "INSERT OR REPLACE INTO snapshots (id, session, time_ns, tree, json, trees_complete)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for (id, s) in snapshots {
+        let json = serde_json::to_string(s)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        st.execute(params![
+            id.as_bytes(),
+            s.session.as_bytes(),
+            s.time_ns,
+            s.tree.as_bytes(),
+            json,
+            trees_complete
+        ])?;
+    }
+    tx.execute(
+        "INSERT OR REPLACE INTO sessions (id, hostname, finished_ns) VALUES (?1, ?2, ?3)",
+        params![
+            commit.session.as_bytes(),
+            commit.hostname,
+            commit.finished_ns
+        ],
+    )?;
+    Ok(())
+}
+
 impl Catalog {
     /// Opens the catalog at `path` for the repository `repository_id`,
     /// creating it if missing and rebuilding it (with a message) if it
@@ -356,62 +455,21 @@ impl Catalog {
         let conn = self.conn();
         let tx = conn.unchecked_transaction()?;
         {
-            let mut pack_st = tx.prepare_cached(
-                "INSERT INTO packs (session, id, length) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (session, id) DO UPDATE SET length = excluded.length RETURNING n",
-            )?;
-            let mut blob_st = tx.prepare_cached(
-                "INSERT OR IGNORE INTO blobs (id, pack, offset, stored_len, raw_len, number, kind, compression)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
+            let mut pack_st = tx.prepare_cached(INSERT_PACK)?;
+            let mut blob_st = tx.prepare_cached(INSERT_BLOB)?;
             // Inserted in id order: neighbouring keys share B-tree pages, so
             // a large index loads with far fewer page misses.
-            let mut rows: Vec<(i64, &BlobEntry)> = Vec::new();
+            let mut rows: Vec<BlobRow> = Vec::new();
             for p in packs {
-                let n: i64 = pack_st.query_row(
-                    params![commit.session.as_bytes(), p.id.as_bytes(), p.length],
-                    |r| r.get(0),
-                )?;
-                rows.extend(p.blobs.iter().map(|e| (n, e)));
+                let n = insert_pack(&mut pack_st, commit.session, p.id, p.length)?;
+                rows.extend(p.blobs.iter().map(|e| BlobRow::new(n, e)));
             }
-            rows.sort_unstable_by(|a, b| a.1.id.as_bytes().cmp(b.1.id.as_bytes()));
-            for (n, e) in rows {
-                blob_st.execute(params![
-                    e.id.as_bytes(),
-                    n,
-                    e.offset,
-                    e.stored_len,
-                    e.raw_len,
-                    e.number,
-                    e.kind as u8,
-                    e.compression as u8
-                ])?;
+            rows.sort_unstable();
+            for row in &rows {
+                row.insert(&mut blob_st)?;
             }
-            let mut snap_st = tx.prepare_cached(
-                "INSERT OR REPLACE INTO snapshots (id, session, time_ns, tree, json, trees_complete)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for (id, s) in snapshots {
-                let json = serde_json::to_string(s)
-                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-                snap_st.execute(params![
-                    id.as_bytes(),
-                    s.session.as_bytes(),
-                    s.time_ns,
-                    s.tree.as_bytes(),
-                    json,
-                    trees_complete
-                ])?;
-            }
-            tx.execute(
-                "INSERT OR REPLACE INTO sessions (id, hostname, finished_ns) VALUES (?1, ?2, ?3)",
-                params![
-                    commit.session.as_bytes(),
-                    commit.hostname,
-                    commit.finished_ns
-                ],
-            )?;
         }
+        insert_session(&tx, commit, snapshots, trees_complete)?;
         tx.commit()
     }
 

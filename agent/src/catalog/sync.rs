@@ -2,6 +2,7 @@
 //! seen, and for each the index files and snapshots that commit lists; then
 //! the trees of new snapshots, from packs, through the catalog's own index.
 
+use super::load::{self, BulkLoad};
 use super::Catalog;
 use crate::repo::{read::read_blobs, Repository};
 use anyhow::{bail, Context, Result};
@@ -122,6 +123,9 @@ pub async fn sync(cat: &Arc<Catalog>, repo: &Repository) -> Result<SyncReport> {
         );
     }
     report.sessions = new.len();
+    // Into an empty catalog, all sessions go in at once, merged in key
+    // order (`load`); later ones are recorded one by one as they are read.
+    let mut bulk = known.is_empty().then(|| BulkLoad::new(cat, load::RUN_ROWS));
     let mut sessions = futures::stream::iter(new)
         .map(|sid| async move { (sid, read_session(repo, sid).await) })
         .buffer_unordered(SESSIONS_AT_ONCE);
@@ -139,10 +143,25 @@ pub async fn sync(cat: &Arc<Catalog>, repo: &Repository) -> Result<SyncReport> {
                 continue;
             }
         };
+        if let Some(mut load) = bulk.take() {
+            bulk = Some(
+                tokio::task::spawn_blocking(move || {
+                    load.add(s.commit, s.packs, s.snapshots).map(|()| load)
+                })
+                .await??,
+            );
+            continue;
+        }
         let cat = cat.clone();
         tokio::task::spawn_blocking(move || cat.record(&s.commit, &s.packs, &s.snapshots, false))
             .await?
             .context("recording a session in the catalog")?;
+    }
+    if let Some(load) = bulk {
+        let cat = cat.clone();
+        tokio::task::spawn_blocking(move || load.finish(&cat))
+            .await?
+            .context("loading the repository's sessions into the catalog")?;
     }
     report.snapshots = fetch_trees(cat, repo).await?;
     Ok(report)
