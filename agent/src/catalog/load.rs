@@ -171,21 +171,19 @@ fn encode(row: &BlobRow) -> [u8; ROW_LEN] {
 }
 
 fn decode(b: &[u8; ROW_LEN]) -> BlobRow {
-    let mut id = [0u8; 32];
-    id.copy_from_slice(&b[..32]);
-    let u32_at = |at: usize| u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-    let u64_at = |at: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&b[at..at + 8]);
-        w
-    };
+    /// The `N` bytes at `at` (always within the row).
+    fn field<const N: usize>(b: &[u8; ROW_LEN], at: usize) -> [u8; N] {
+        let mut out = [0u8; N];
+        out.copy_from_slice(&b[at..at + N]);
+        out
+    }
     BlobRow {
-        id,
-        pack: i64::from_ne_bytes(u64_at(32)),
-        offset: u64::from_ne_bytes(u64_at(40)),
-        stored_len: u32_at(48),
-        raw_len: u32_at(52),
-        number: u32_at(56),
+        id: field(b, 0),
+        pack: i64::from_ne_bytes(field(b, 32)),
+        offset: u64::from_ne_bytes(field(b, 40)),
+        stored_len: u32::from_ne_bytes(field(b, 48)),
+        raw_len: u32::from_ne_bytes(field(b, 52)),
+        number: u32::from_ne_bytes(field(b, 56)),
         kind: b[60],
         compression: b[61],
     }
