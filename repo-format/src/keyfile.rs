@@ -289,7 +289,7 @@ mod tests {
     /// The derivation, lanes filled in parallel, matches the reference
     /// implementation (Debian's `argon2` CLI from phc-winner-argon2:
     /// `echo -n 'correct horse battery staple' | argon2 SALT -id -t 3 -k 65536
-    /// -p N -l 32 -r`), for four lanes (today's default) and for one.
+    /// -p N -l 32 -r`), for four lanes (as new keys use) and for one.
     #[test]
     fn kek_matches_the_reference_implementation() -> Result<(), KeyError> {
         let pass = Passphrase::new(b"correct horse battery staple".to_vec());

@@ -6,8 +6,9 @@
 //! chunks took over a minute, most of it SQLite rewriting the same pages
 //! into its journal. A bulk load instead collects the blobs of every session
 //! it is given into sorted runs in unnamed temporary files next to the
-//! catalog (a fixed number of rows in memory at a time), then merges the
-//! runs into `blobs` in key order, which only ever appends to the B-tree.
+//! catalog (a fixed number of rows in memory at a time; a small repository
+//! needs no file), then merges the runs into `blobs` in key order, which
+//! only ever appends to the B-tree.
 //!
 //! Everything is written in one transaction, so the invariant of format §13
 //! holds as for [`Catalog::record`]: a session row is written with its packs,
@@ -122,7 +123,6 @@ impl BulkLoad {
     /// # Errors
     /// If a run cannot be read back, or SQLite fails (nothing is written).
     pub fn finish(mut self, cat: &Catalog) -> Result<()> {
-        self.spill()?;
         let conn = cat.conn();
         let tx = conn.unchecked_transaction()?;
         {
@@ -134,7 +134,7 @@ impl BulkLoad {
                 .collect::<rusqlite::Result<Vec<i64>>>()?;
             let mut blob_st = tx.prepare_cached(INSERT_BLOB)?;
             let mut written = 0u64;
-            merge(self.runs, |mut row| {
+            let mut put = |mut row: BlobRow| -> Result<()> {
                 let at = usize::try_from(row.pack)?;
                 row.pack = *numbers
                     .get(at)
@@ -142,12 +142,20 @@ impl BulkLoad {
                 row.insert(&mut blob_st)?;
                 written += 1;
                 Ok(())
-            })?;
-            anyhow::ensure!(
-                written == self.rows,
-                "the catalog load read back {written} rows of {}",
-                self.rows
-            );
+            };
+            if self.runs.is_empty() {
+                // Everything fit in memory (a small repository): no file.
+                self.pending.sort_unstable();
+                self.pending.iter().try_for_each(|row| put(*row))?;
+            } else {
+                self.spill()?;
+                merge(std::mem::take(&mut self.runs), put)?;
+                anyhow::ensure!(
+                    written == self.rows,
+                    "the catalog load read back {written} rows of {}",
+                    self.rows
+                );
+            }
         }
         for (commit, snapshots) in &self.sessions {
             insert_session(&tx, commit, snapshots, false)?;
@@ -313,30 +321,37 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// A bulk load, with runs of two rows (so several runs and a duplicate id
-    /// across them), leaves exactly what recording each session does.
+    /// A bulk load leaves exactly what recording each session does: with
+    /// runs of two rows (several runs, a duplicate id across them), and with
+    /// everything in memory (no run at all).
     #[test]
     fn bulk_load_matches_recording_each_session() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let (one, bulk) = (open(dir.path(), "one"), open(dir.path(), "bulk"));
-        let mut load = BulkLoad::new(&bulk, 2);
-        for (commit, packs) in sessions() {
-            one.record(&commit, &packs, &[], false)
-                .unwrap_or_else(|e| panic!("{e}"));
-            load.add(commit, packs, Vec::new())
-                .unwrap_or_else(|e| panic!("{e}"));
+        for run_rows in [2, RUN_ROWS] {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let (one, bulk) = (open(dir.path(), "one"), open(dir.path(), "bulk"));
+            let mut load = BulkLoad::new(&bulk, run_rows);
+            for (commit, packs) in sessions() {
+                one.record(&commit, &packs, &[], false)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                load.add(commit, packs, Vec::new())
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+            if run_rows == 2 {
+                assert!(load.runs.len() > 2, "{} runs", load.runs.len());
+            } else {
+                assert!(load.runs.is_empty(), "{} runs", load.runs.len());
+            }
+            load.finish(&bulk).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(bulk.counts().ok(), Some([3, 6, 11, 0, 0]));
+            assert_eq!(dump(&bulk), dump(&one));
+            let mut sessions = bulk.sessions().unwrap_or_else(|e| panic!("{e}"));
+            let mut expected = one.sessions().unwrap_or_else(|e| panic!("{e}"));
+            sessions.sort_by_key(|s| *s.as_bytes());
+            expected.sort_by_key(|s| *s.as_bytes());
+            assert_eq!(sessions, expected);
+            let five = ChunkId::from_bytes([5; 32]);
+            assert!(bulk.locate(&five).ok().flatten().is_some());
         }
-        assert!(load.runs.len() > 2, "{} runs", load.runs.len());
-        load.finish(&bulk).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(bulk.counts().ok(), Some([3, 6, 11, 0, 0]));
-        assert_eq!(dump(&bulk), dump(&one));
-        let mut sessions = bulk.sessions().unwrap_or_else(|e| panic!("{e}"));
-        let mut expected = one.sessions().unwrap_or_else(|e| panic!("{e}"));
-        sessions.sort_by_key(|s| *s.as_bytes());
-        expected.sort_by_key(|s| *s.as_bytes());
-        assert_eq!(sessions, expected);
-        let five = ChunkId::from_bytes([5; 32]);
-        assert!(bulk.locate(&five).ok().flatten().is_some());
     }
 
     /// A load whose transaction fails writes nothing: no session without
