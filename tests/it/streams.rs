@@ -35,6 +35,43 @@ fn stdin_round_trip_with_json_summary() {
     assert_eq!(std::fs::read(out.join("blob.bin")).unwrap(), data);
 }
 
+/// A restore into a pipe grows the pipe's buffer to 1 MiB (or the system's
+/// `pipe-max-size`, if lower), so cairn and the reader do not take turns every
+/// 64 KiB; the bytes come through intact.
+#[test]
+fn restore_into_a_pipe_widens_it() {
+    use std::io::Read;
+    let r = Repo::init();
+    let data = random_bytes(3 << 20, 11);
+    r.ok_with(&["backup", "--stdin", "--name", "s"], &data);
+    let (reader, writer) = rustix::pipe::pipe().unwrap();
+    let before = rustix::pipe::fcntl_getpipe_size(&reader).unwrap();
+    // The command (and its copy of the write end) is gone once spawned, so
+    // the read below ends when cairn exits.
+    let mut child = r
+        .cairn()
+        .args(["restore", "latest", "--stdout"])
+        .stdout(std::process::Stdio::from(writer))
+        .spawn()
+        .unwrap();
+    let mut reader = std::fs::File::from(reader);
+    let mut got = Vec::new();
+    reader.read_to_end(&mut got).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(got, data);
+    let max: usize = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let want = max.min(1 << 20);
+    let after = rustix::pipe::fcntl_getpipe_size(&reader).unwrap();
+    assert!(
+        before < want && after == want,
+        "pipe buffer {before} before the restore, {after} after; expected {want}"
+    );
+}
+
 #[test]
 fn empty_stream() {
     let r = Repo::init();
