@@ -14,7 +14,8 @@
 # into a local repository on the same disk; tools alternate, and the order
 # rotates each repetition. Each operation is timed by /usr/bin/time (wall,
 # user+sys CPU, peak RSS); every restore is compared with its input, and a
-# mismatch stops the run. Raw rows go to benches/e2e-raw.tsv, medians and
+# mismatch stops the run. The dump is restored twice: to a file, and into a
+# pipe whose reader checks it (as `| pg_restore` would read it). Raw rows go to benches/e2e-raw.tsv, medians and
 # ratios to benches/e2e-report.md.
 #
 # Peers: restic and borg from Debian's packages (installed when missing),
@@ -149,13 +150,21 @@ backup_stdin() { # tool repo file
     borg) echo "borg create $2::$arch - < $3" ;;
   esac
 }
-restore_stdout() { # tool repo out
+dump_stdout() { # tool repo: the stream to standard output
   case $1 in
-    cairn) echo "$bin/cairn --repo $2 --catalog $work/catalog restore latest --stdout > $3" ;;
-    restic) echo "restic -r $2 dump -q latest dump > $3" ;;
-    rustic) echo "rustic -r $2 dump latest:dump > $3 2> /dev/null" ;;
-    borg) echo "borg extract --stdout $2::$(borg list --last 1 --short "$2") > $3" ;;
+    cairn) echo "$bin/cairn --repo $2 --catalog $work/catalog restore latest --stdout" ;;
+    restic) echo "restic -r $2 dump -q latest dump" ;;
+    rustic) echo "rustic -r $2 dump latest:dump 2> /dev/null" ;;
+    borg) echo "borg extract --stdout $2::$(borg list --last 1 --short "$2")" ;;
   esac
+}
+restore_stdout() { # tool repo out
+  echo "$(dump_stdout "$1" "$2") > $3"
+}
+# Into a pipe, as `| pg_restore` reads it: the reader compares what it reads
+# with the original, 1 MiB at a time, and fails the step on any difference.
+restore_pipe() { # tool repo original
+  echo "set -o pipefail; $(dump_stdout "$1" "$2") | $bin/cairn-gen check $3"
 }
 backup_tree() { # tool repo dir
   case $1 in
@@ -193,6 +202,7 @@ for rep in $(seq 1 "$reps"); do
           c=$(backup_stdin "$tool" "$repo" "$work/sql-edited"); run "$tool" sql edited "$rep" "$repo" "$c" "$work/sql-edited"
           c=$(restore_stdout "$tool" "$repo" "$work/out"); run "$tool" sql restore "$rep" "$repo" "$c"
           same_stream "$work/out" "$work/sql-edited"
+          c=$(restore_pipe "$tool" "$repo" "$work/sql-edited"); run "$tool" sql piped "$rep" "$repo" "$c" "$work/sql-edited"
           ;;
         random)
           c=$(backup_stdin "$tool" "$repo" "$work/random"); run "$tool" random first "$rep" "$repo" "$c" "$work/random"

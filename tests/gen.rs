@@ -12,6 +12,10 @@
 //! pseudo-random place in its stretch) with other SQL-like rows of the same
 //! length, as a database's day of scattered updates would. The length does not
 //! change.
+//!
+//! `cairn-gen check FILE < IN`: exits 0 if IN (a restore's output, read as a
+//! pipe's reader would, 1 MiB at a time) has exactly FILE's bytes, else names
+//! the first difference and exits 1.
 
 use std::io::Write;
 
@@ -83,8 +87,65 @@ fn edit(count: u64, size: u64, seed: u64) -> std::io::Result<()> {
     std::io::stdout().lock().write_all(&data)
 }
 
+/// Compares standard input with `path`, a read at a time; `Ok(None)` if
+/// they are equal, else where they first differ.
+fn check(path: &std::path::Path) -> std::io::Result<Option<String>> {
+    use std::io::Read;
+    let mut want = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+    let mut stdin = std::io::stdin().lock();
+    let (mut got, mut expected) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    let mut at = 0u64;
+    loop {
+        let n = match stdin.read(&mut got) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            let more = want.read(&mut expected[..1])?;
+            return Ok(
+                (more != 0).then(|| format!("the input ends at byte {at}, before the file does"))
+            );
+        }
+        if let Err(e) = want.read_exact(&mut expected[..n]) {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                return Ok(Some(format!(
+                    "the input goes on past the file's end (at byte {at} or later)"
+                )));
+            }
+            return Err(e);
+        }
+        // Slice equality is a memcmp; the position is looked for only once
+        // a difference is known.
+        if got[..n] != expected[..n] {
+            let i = got[..n]
+                .iter()
+                .zip(&expected[..n])
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
+            return Ok(Some(format!(
+                "the input differs from the file at byte {}",
+                at + i as u64
+            )));
+        }
+        at += n as u64;
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("check") {
+        let Some(path) = args.get(2) else {
+            eprintln!("usage: cairn-gen check FILE < IN");
+            std::process::exit(2);
+        };
+        match check(std::path::Path::new(path)) {
+            Ok(None) => return,
+            Ok(Some(why)) => eprintln!("cairn-gen check: {path}: {why}"),
+            Err(e) => eprintln!("cairn-gen check: {path}: {e}"),
+        }
+        std::process::exit(1);
+    }
     if args.get(1).map(String::as_str) == Some("edit") {
         let (Some(count), Some(size)) = (
             args.get(2).and_then(|s| s.parse::<u64>().ok()),
