@@ -15,8 +15,8 @@
 # rotates each repetition. Each operation is timed by /usr/bin/time (wall,
 # user+sys CPU, peak RSS); every restore is compared with its input, and a
 # mismatch stops the run. The dump is restored twice: to a file, and into a
-# pipe whose reader checks it (as `| pg_restore` would read it). Raw rows go to benches/e2e-raw.tsv, medians and
-# ratios to benches/e2e-report.md.
+# pipe whose reader checks it (as `| pg_restore` would read it). Raw rows go
+# to benches/e2e-raw.tsv, medians and ratios to benches/e2e-report.md.
 #
 # Peers: restic and borg from Debian's packages (installed when missing),
 # rustic when `rustic` is on PATH (`cargo install rustic-rs`; skipped with
