@@ -17,7 +17,6 @@ use cairn_repo_format::{ChunkId, Node, NodeKind, Snapshot, Source};
 use futures::{Stream, StreamExt, TryStreamExt};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
-use tokio::io::AsyncWriteExt;
 
 pub mod tree;
 
@@ -109,33 +108,11 @@ fn stream_node(cat: &Catalog, snap: &Snapshot, include: Option<&str>) -> Result<
     Ok(node)
 }
 
-/// Where [`write_node`] puts a file's content, a batch of chunks at a time.
-trait BatchOut {
-    /// Writes the chunks, in order. May return before they are written, as
-    /// long as a later call or [`BatchOut::finish`] reports a failure.
-    async fn write_batch(&mut self, batch: Vec<Bytes>) -> std::io::Result<()>;
-    /// Waits for everything to be written.
-    async fn finish(&mut self) -> std::io::Result<()>;
-}
-
-/// Any async writer: a file, a client's stdin pipe.
-struct AsyncOut<'a, W>(&'a mut W);
-
-impl<W: tokio::io::AsyncWrite + Unpin> BatchOut for AsyncOut<'_, W> {
-    async fn write_batch(&mut self, batch: Vec<Bytes>) -> std::io::Result<()> {
-        for chunk in batch {
-            self.0.write_all(&chunk).await?;
-        }
-        Ok(())
-    }
-    async fn finish(&mut self) -> std::io::Result<()> {
-        self.0.flush().await
-    }
-}
-
-/// A blocking file descriptor (standard output) written on a blocking
-/// thread, one batch while the next is read and verified: no copy into an
-/// async wrapper's buffer, no thread hop per write.
+/// Where [`write_node`] puts a file's content: a blocking file descriptor
+/// (standard output, a client's stdin pipe, a file) written on a blocking
+/// thread, one batch while the next is read and verified. No copy into an
+/// async wrapper's buffer, no thread hop per write: restoring the dump to a
+/// file through `tokio::fs::File` took 2.0–2.3 s against 1.4–1.9 s this way.
 struct BlockingOut {
     file: Option<std::fs::File>,
     writing: Option<tokio::task::JoinHandle<std::io::Result<std::fs::File>>>,
@@ -149,22 +126,13 @@ impl BlockingOut {
         }
     }
 
-    async fn wait(&mut self) -> std::io::Result<()> {
-        if let Some(h) = self.writing.take() {
-            self.file = Some(h.await.map_err(std::io::Error::other)??);
-        }
-        Ok(())
-    }
-}
-
-impl BatchOut for BlockingOut {
+    /// Writes the chunks, in order, on a blocking thread. Returns once the
+    /// previous batch is written, so a failure surfaces on the next call or
+    /// in [`BlockingOut::finish`].
     async fn write_batch(&mut self, batch: Vec<Bytes>) -> std::io::Result<()> {
         use std::io::Write;
-        self.wait().await?;
-        let mut file = self
-            .file
-            .take()
-            .ok_or_else(|| std::io::Error::other("writer lost"))?;
+        self.finish().await?;
+        let mut file = self.take()?;
         self.writing = Some(tokio::task::spawn_blocking(move || {
             for chunk in &batch {
                 file.write_all(chunk)?;
@@ -173,8 +141,25 @@ impl BatchOut for BlockingOut {
         }));
         Ok(())
     }
+
+    /// Waits for everything to be written.
     async fn finish(&mut self) -> std::io::Result<()> {
-        self.wait().await
+        if let Some(h) = self.writing.take() {
+            self.file = Some(h.await.map_err(std::io::Error::other)??);
+        }
+        Ok(())
+    }
+
+    /// The file back, once everything is written.
+    async fn into_file(mut self) -> std::io::Result<std::fs::File> {
+        self.finish().await?;
+        self.take()
+    }
+
+    fn take(&mut self) -> std::io::Result<std::fs::File> {
+        self.file
+            .take()
+            .ok_or_else(|| std::io::Error::other("the output was lost after a failed write"))
     }
 }
 
@@ -183,7 +168,7 @@ async fn write_node(
     repo: &Repository,
     cat: &Catalog,
     node: &Node,
-    out: &mut impl BatchOut,
+    out: &mut BlockingOut,
     what: &str,
 ) -> Result<u64> {
     let NodeKind::File { size, content } = &node.kind else {
@@ -258,22 +243,54 @@ fn root_file(cat: &Catalog, snap: &Snapshot, name: &str) -> Result<Option<Node>>
 
 /// Feeds a file node into a client's standard input and checks its exit status.
 async fn pipe_into(repo: &Repository, cat: &Catalog, node: &Node, argv: &[String]) -> Result<()> {
+    let (reader, writer) = std::io::pipe().context("creating a pipe")?;
+    widen_pipe(&writer);
+    // The command, and with it our copy of the read end, is gone once
+    // spawned: the client sees the end of its input when we close ours.
     let mut child = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
-        .stdin(std::process::Stdio::piped())
+        .stdin(reader)
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start {}", argv[0]))?;
-    let mut stdin = child.stdin.take().context("no stdin pipe")?;
-    widen_pipe(&stdin);
-    let fed = write_node(repo, cat, node, &mut AsyncOut(&mut stdin), &argv[0]).await;
-    drop(stdin);
+    let mut out = BlockingOut::new(std::fs::File::from(std::os::fd::OwnedFd::from(writer)));
+    let fed = write_node(repo, cat, node, &mut out, &argv[0]).await;
+    drop(out);
     let status = child.wait().await?;
     if !status.success() {
         bail!("{} failed ({status}); its messages are above", argv[0]);
     }
     fed.map(|_| ())
+}
+
+/// Writes a file node's content into a new file at `path` and returns it;
+/// if anything fails, the file is removed.
+async fn write_new_file(
+    repo: &Repository,
+    cat: &Catalog,
+    node: &Node,
+    path: &Path,
+) -> Result<(u64, std::fs::File)> {
+    let file = tokio::fs::File::create(path)
+        .await
+        .with_context(|| format!("creating {}", path.display()))?
+        .into_std()
+        .await;
+    let mut out = BlockingOut::new(file);
+    let what = path.display().to_string();
+    let written = match write_node(repo, cat, node, &mut out, &what).await {
+        Ok(n) => out
+            .into_file()
+            .await
+            .map(|f| (n, f))
+            .with_context(|| format!("writing to {what}")),
+        Err(e) => Err(e),
+    };
+    if written.is_err() {
+        let _ = tokio::fs::remove_file(path).await;
+    }
+    written
 }
 
 /// Restores a PostgreSQL snapshot: globals with psql, then the dump with
@@ -339,36 +356,23 @@ pub async fn to_postgres(
                 "cairn-restore-{}.dump",
                 hex::encode(rand::random::<[u8; 8]>())
             ));
-            let mut file = tokio::fs::File::create(&path)
-                .await
-                .with_context(|| format!("creating {}", path.display()))?;
-            let staged = write_node(
-                repo,
-                cat,
-                &dump,
-                &mut AsyncOut(&mut file),
-                &path.display().to_string(),
-            )
-            .await;
-            drop(file);
-            let result = match staged {
-                Ok(_) => {
-                    argv.push(format!("--jobs={j}"));
-                    argv.push(path.display().to_string());
-                    let status = tokio::process::Command::new(&argv[0])
-                        .args(&argv[1..])
-                        .status()
-                        .await?;
-                    if status.success() {
-                        Ok(())
-                    } else {
-                        Err(anyhow!(
-                            "pg_restore failed ({status}); its messages are above"
-                        ))
-                    }
+            let result = async {
+                let (_, file) = write_new_file(repo, cat, &dump, &path).await?;
+                drop(file);
+                argv.push(format!("--jobs={j}"));
+                argv.push(path.display().to_string());
+                let status = tokio::process::Command::new(&argv[0])
+                    .args(&argv[1..])
+                    .status()
+                    .await
+                    .with_context(|| format!("cannot start {}", argv[0]))?;
+                if !status.success() {
+                    bail!("pg_restore failed ({status}); its messages are above");
                 }
-                Err(e) => Err(e),
-            };
+                Ok(())
+            }
+            .await;
+            // Also when pg_restore could not start: the staged dump never stays.
             let _ = tokio::fs::remove_file(&path).await;
             result
         }
@@ -388,28 +392,11 @@ pub async fn to_redis_rdb(
     }
     let node = root_file(cat, snap, "dump.rdb")?.context("the snapshot has no dump.rdb")?;
     let tmp = path.with_extension("rdb.cairn-tmp");
-    let mut file = tokio::fs::File::create(&tmp)
-        .await
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    let written = write_node(
-        repo,
-        cat,
-        &node,
-        &mut AsyncOut(&mut file),
-        &tmp.display().to_string(),
-    )
-    .await;
-    let written = match written {
-        Ok(n) => {
-            file.sync_all().await?;
-            n
-        }
-        Err(e) => {
-            drop(file);
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(e);
-        }
-    };
+    let (written, file) = write_new_file(repo, cat, &node, &tmp).await?;
+    if let Err(e) = tokio::task::spawn_blocking(move || file.sync_all()).await? {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(e).with_context(|| format!("writing {} to disk", tmp.display()));
+    }
     tokio::fs::rename(&tmp, path)
         .await
         .with_context(|| format!("moving the RDB into place at {}", path.display()))?;
