@@ -198,7 +198,7 @@ async fn write_node(
 /// Linux's default of 64 KiB, cairn and the reader took turns every 64 KiB:
 /// the 1 GiB dump restored into `cat` in 1.29–2.18 s; with 1 MiB (the most an
 /// unprivileged process may ask for, `/proc/sys/fs/pipe-max-size`) in
-/// 1.08–1.26 s, about as fast as into a file (docs/benchmarks.md).
+/// 1.10–1.26 s, about as fast as into a file (docs/benchmarks.md).
 pub const PIPE_BUFFER: usize = 1 << 20;
 
 /// Grows the buffer of the pipe `fd` writes into to [`PIPE_BUFFER`], if `fd`
