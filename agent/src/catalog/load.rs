@@ -97,20 +97,24 @@ impl BulkLoad {
             return Ok(());
         }
         self.pending.sort_unstable();
-        let file = tempfile::tempfile_in(&self.dir).with_context(|| {
+        let write = |rows: &[BlobRow]| -> std::io::Result<File> {
+            let mut out = BufWriter::new(tempfile::tempfile_in(&self.dir)?);
+            for row in rows {
+                out.write_all(&encode(row))?;
+            }
+            let mut file = out
+                .into_inner()
+                .map_err(std::io::IntoInnerError::into_error)?;
+            file.rewind()?;
+            Ok(file)
+        };
+        // Creating or filling the file: a full or read-only disk is named.
+        let file = write(&self.pending).with_context(|| {
             format!(
-                "creating a temporary file in {} to load the catalog",
+                "writing a temporary file in {} to load the catalog",
                 self.dir.display()
             )
         })?;
-        let mut out = BufWriter::new(file);
-        for row in &self.pending {
-            out.write_all(&encode(row))?;
-        }
-        let mut file = out
-            .into_inner()
-            .map_err(std::io::IntoInnerError::into_error)?;
-        file.rewind()?;
         self.rows += self.pending.len() as u64;
         self.runs.push(file);
         self.pending.clear();

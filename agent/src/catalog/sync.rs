@@ -148,7 +148,8 @@ pub async fn sync(cat: &Arc<Catalog>, repo: &Repository) -> Result<SyncReport> {
                 tokio::task::spawn_blocking(move || {
                     load.add(s.commit, s.packs, s.snapshots).map(|()| load)
                 })
-                .await??,
+                .await?
+                .context("loading the repository's sessions into the catalog")?,
             );
             continue;
         }
