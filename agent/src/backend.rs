@@ -186,6 +186,17 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     async fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectName>, BackendError>;
     /// Removes an object.
     async fn delete(&self, name: &ObjectName) -> Result<(), BackendError>;
+    /// Whether anything at all is stored at the location: objects of a
+    /// repository, or anything else (`init` refuses such a place). This
+    /// default sees only names of the format.
+    async fn holds_anything(&self) -> Result<bool, BackendError> {
+        for kind in ObjectKind::ALL {
+            if !self.list(kind).await?.is_empty() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
 }
 
 /// A shared backend.

@@ -1,6 +1,7 @@
 //! One backup: source → pipeline → session commit.
 
 use crate::catalog::Catalog;
+use crate::interrupt::Interrupt;
 use crate::pipeline::chunk::{Content, StreamChunker};
 use crate::pipeline::{self, Options, PipelineError, Stats, Target};
 use crate::progress::Progress;
@@ -115,64 +116,74 @@ fn stdin_size() -> Option<u64> {
         .map(|m| m.len())
 }
 
+/// How to run a backup, besides what to back up.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Pack uploads in flight.
+    pub uploads: usize,
+    /// Fewer bytes from the source than this fail the backup.
+    pub expect_min_bytes: u64,
+}
+
+/// What a backup's source and pipeline produced, ready to be committed.
+struct Produced {
+    source: Source,
+    tree: ChunkId,
+    report: WalkReport,
+    packs: Vec<cairn_repo_format::IndexPack>,
+}
+
 /// Runs one backup, commits its snapshot and records it in the catalog
 /// (which must be synced).
+///
+/// A signal (`interrupt`) before the commit stops the backup: the source is
+/// dropped (its command killed), the session's lease is removed and nothing
+/// is committed; the error is then [`crate::interrupt::Interrupted`]. Once
+/// the source has ended successfully, the commit (a few small writes) is
+/// not interrupted.
 pub async fn run(
     repo: &Repository,
     catalog: &Arc<Catalog>,
     what: What,
-    uploads: usize,
+    settings: &Settings,
+    interrupt: Interrupt,
 ) -> Result<Outcome> {
     let started = Instant::now();
     if let What::Files { paths, .. } = &what {
         files::check_paths(paths)?;
     }
+    let is_stream = !matches!(what, What::Files { .. });
     let session = Session::start(repo).await?;
     let stats = Arc::new(Stats::default());
-    let target = Target {
-        backend: repo.backend.clone(),
-        session: session.id,
-        enc: repo.keys.enc.clone(),
-        ids: repo.keys.id.clone(),
-        catalog: catalog.clone(),
-    };
-    let chunker = Chunker::new(repo.config.chunker, &repo.keys.gear);
-    let opts = options(repo, uploads);
-    let started_ns = session.started_ns;
-
-    let (source, tree, report, packs) = match what {
-        What::Files { paths, parent } => {
-            let progress = Progress::start(stats.clone(), None);
-            let walk_paths = paths.clone();
-            let result = pipeline::run(target, opts, stats.clone(), move |sink| {
-                let mut sc = StreamChunker::new(chunker);
-                let warn = |m: String| eprintln!("warning: {m}");
-                Walker::new(sink, &mut sc, &warn).run(&walk_paths, parent)
-            })
-            .await;
-            progress.finish();
-            let ((tree, report), packs) = result?;
-            let paths = paths
-                .iter()
-                .map(|p| p.to_string_lossy().into_owned())
-                .collect();
-            (Source::Files { paths }, tree, report, packs)
-        }
-        streams => {
-            let (source, streams, total) = open_streams(streams).await?;
-            let progress = Progress::start(stats.clone(), total);
-            let result =
-                run_streams(target, opts, stats.clone(), chunker, started_ns, streams).await;
-            progress.finish();
-            let (tree, packs, reports) = result?;
-            let report = WalkReport {
-                files: reports.len() as u64,
-                ..WalkReport::default()
-            };
-            (source.finish(&reports)?, tree, report, packs)
+    let produced = interrupt
+        .or_stop(async {
+            let produced =
+                produce(repo, catalog, &session, what, settings.uploads, &stats).await?;
+            let read = Stats::get(&stats.bytes_read);
+            if read < settings.expect_min_bytes {
+                anyhow::bail!(
+                    "the source gave {read} bytes, fewer than --expect-min-bytes {}: the producer probably failed; nothing was committed",
+                    settings.expect_min_bytes
+                );
+            }
+            if read == 0 && is_stream {
+                eprintln!("warning: the stream was empty (0 bytes). A producer that fails before writing anything looks like this under --stdin; prefer --command, which sees its exit status, or set --expect-min-bytes");
+            }
+            Ok(produced)
+        })
+        .await;
+    let Produced {
+        source,
+        tree,
+        report,
+        packs,
+    } = match produced {
+        Ok(p) => p,
+        Err(e) => {
+            session.abandon(repo).await;
+            return Err(e);
         }
     };
-
     let summary = Summary {
         bytes_read: Stats::get(&stats.bytes_read),
         new_bytes: Stats::get(&stats.new_bytes),
@@ -187,7 +198,7 @@ pub async fn run(
     let snapshot = Snapshot {
         version: 1,
         session: session.id,
-        time_ns: started_ns,
+        time_ns: session.started_ns,
         finished_ns: util::now_ns(),
         hostname: util::hostname(),
         username: util::username(),
@@ -209,6 +220,69 @@ pub async fn run(
         snapshot,
         seconds: started.elapsed().as_secs_f64(),
         unchanged_files: report.unchanged,
+    })
+}
+
+/// Reads the source through the pipeline into packs and a tree.
+async fn produce(
+    repo: &Repository,
+    catalog: &Arc<Catalog>,
+    session: &Session,
+    what: What,
+    uploads: usize,
+    stats: &Arc<Stats>,
+) -> Result<Produced> {
+    let target = Target {
+        backend: repo.backend.clone(),
+        session: session.id,
+        enc: repo.keys.enc.clone(),
+        ids: repo.keys.id.clone(),
+        catalog: catalog.clone(),
+    };
+    let chunker = Chunker::new(repo.config.chunker, &repo.keys.gear);
+    let opts = options(repo, uploads);
+    let started_ns = session.started_ns;
+    Ok(match what {
+        What::Files { paths, parent } => {
+            let progress = Progress::start(stats.clone(), None);
+            let walk_paths = paths.clone();
+            let result = pipeline::run(target, opts, stats.clone(), move |sink| {
+                let mut sc = StreamChunker::new(chunker);
+                let warn = |m: String| eprintln!("warning: {m}");
+                Walker::new(sink, &mut sc, &warn).run(&walk_paths, parent)
+            })
+            .await;
+            drop(progress);
+            let ((tree, report), packs) = result?;
+            let paths = paths
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect();
+            Produced {
+                source: Source::Files { paths },
+                tree,
+                report,
+                packs,
+            }
+        }
+        streams => {
+            let (source, streams, total) = open_streams(streams).await?;
+            let progress = Progress::start(stats.clone(), total);
+            let result =
+                run_streams(target, opts, stats.clone(), chunker, started_ns, streams).await;
+            drop(progress);
+            let (tree, packs, reports) = result?;
+            let report = WalkReport {
+                files: reports.len() as u64,
+                ..WalkReport::default()
+            };
+            Produced {
+                source: source.finish(&reports)?,
+                tree,
+                report,
+                packs,
+            }
+        }
     })
 }
 
@@ -252,7 +326,9 @@ async fn open_streams(
         What::Command { name, argv } => (
             PendingSource::Ready(Source::Command {
                 name: name.clone(),
-                argv: argv.clone(),
+                // Only the program: its arguments may hold a password
+                // (docs/format.md §7.1).
+                argv: argv.iter().take(1).cloned().collect(),
             }),
             vec![(name, StreamSpec::Command(argv))],
             None,

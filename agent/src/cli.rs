@@ -3,6 +3,7 @@
 
 use crate::backend;
 use crate::catalog::{self, Catalog};
+use crate::interrupt::Interrupt;
 use crate::repo::Repository;
 use crate::util;
 use anyhow::{bail, Context, Result};
@@ -21,6 +22,21 @@ mod key;
 mod ls;
 mod restore;
 mod snapshots;
+
+/// The command line asks for something impossible (arguments that do not
+/// go together, a missing one): `main` exits with status 2, as for the
+/// errors clap finds itself.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Returns early with a [`UsageError`].
+macro_rules! usage {
+    ($($arg:tt)*) => {
+        return Err(anyhow::Error::new($crate::cli::UsageError(format!($($arg)*))))
+    };
+}
+pub(crate) use usage;
 
 /// How a successful command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,11 +116,11 @@ enum Command {
     },
 }
 
-/// Runs the parsed command.
-pub async fn run(cli: Cli) -> Result<Status> {
+/// Runs the parsed command; a signal stops it (see [`Interrupt`]).
+pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<Status> {
     let repo = cli.repo.filter(|r| !r.is_empty());
     let Some(address) = repo else {
-        bail!("no repository given: pass --repo PATH or set CAIRN_REPOSITORY");
+        usage!("no repository given: pass --repo PATH or set CAIRN_REPOSITORY");
     };
     let opts = backend::Options {
         s3: backend::s3::S3Options {
@@ -119,29 +135,50 @@ pub async fn run(cli: Cli) -> Result<Status> {
     };
     let backend = backend::open(&address, &opts).await?;
     let cat = cli.catalog.as_deref();
+    let stop = &interrupt;
     match cli.command {
-        Command::Init(args) => init::run(backend, args).await,
-        Command::Key { command } => key::run(open(backend).await?, command).await,
+        Command::Init(args) => stop.or_stop(init::run(backend, args)).await,
+        Command::Key { command } => {
+            stop.or_stop(async { key::run(open(backend).await?, command).await })
+                .await
+        }
         Command::Catalog { command } => {
-            let repo = open(backend).await?;
-            let cat = open_catalog(&repo, cat)?;
-            catalog_cmd::run(repo, cat, command).await
+            stop.or_stop(async {
+                let repo = open(backend).await?;
+                let cat = open_catalog(&repo, cat)?;
+                catalog_cmd::run(repo, cat, command).await
+            })
+            .await
         }
         command => {
-            let repo = open(backend).await?;
-            let cat = open_catalog(&repo, cat)?;
-            catalog::sync::sync(&cat, &repo).await?;
-            match command {
-                Command::Backup(args) => backup::run(repo, cat, args).await,
-                Command::Snapshots(args) => util::stdout_closed(snapshots::run(&cat, args)),
-                Command::Ls(args) => util::stdout_closed(ls::run(&cat, args)),
-                Command::Find(args) => util::stdout_closed(find::run(&cat, args)),
-                Command::Diff(args) => util::stdout_closed(diff::run(&cat, args)),
-                Command::Restore(args) => restore::run(repo, cat, args).await,
-                Command::Init(_) | Command::Key { .. } | Command::Catalog { .. } => {
-                    unreachable!("handled above")
-                }
+            let (repo, cat) = stop
+                .or_stop(async {
+                    let repo = open(backend).await?;
+                    let cat = open_catalog(&repo, cat)?;
+                    catalog::sync::sync(&cat, &repo).await?;
+                    Ok((repo, cat))
+                })
+                .await?;
+            if let Command::Backup(args) = command {
+                // A backup stops itself, so that it can remove its lease.
+                return backup::run(repo, cat, args, interrupt).await;
             }
+            stop.or_stop(async move {
+                match command {
+                    Command::Snapshots(args) => util::stdout_closed(snapshots::run(&cat, args)),
+                    Command::Ls(args) => util::stdout_closed(ls::run(&cat, args)),
+                    Command::Find(args) => util::stdout_closed(find::run(&cat, args)),
+                    Command::Diff(args) => util::stdout_closed(diff::run(&cat, args)),
+                    Command::Restore(args) => restore::run(repo, cat, args).await,
+                    Command::Backup(_)
+                    | Command::Init(_)
+                    | Command::Key { .. }
+                    | Command::Catalog { .. } => {
+                        unreachable!("handled above")
+                    }
+                }
+            })
+            .await
         }
     }
 }

@@ -10,6 +10,7 @@ mod backend;
 mod backup;
 mod catalog;
 mod cli;
+mod interrupt;
 mod pipeline;
 mod progress;
 mod repo;
@@ -41,13 +42,26 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(cli::run(args));
+    let result = runtime.block_on(async {
+        let interrupt = interrupt::Interrupt::listen()
+            .map_err(|e| anyhow::anyhow!("cannot install the signal handlers: {e}"))?;
+        cli::run(args, interrupt).await
+    });
     // Do not wait for stray blocking tasks (a stdin read) at exit.
     runtime.shutdown_background();
     match result {
         Ok(cli::Status::Success) => ExitCode::SUCCESS,
         Ok(cli::Status::Partial) => ExitCode::from(3),
         Err(e) if e.is::<util::StdoutClosed>() => ExitCode::from(141),
+        Err(e) if e.is::<interrupt::Interrupted>() => {
+            eprintln!("cairn: {e:#}");
+            e.downcast_ref::<interrupt::Interrupted>()
+                .map_or(ExitCode::FAILURE, |i| ExitCode::from(i.0.exit_status()))
+        }
+        Err(e) if e.is::<cli::UsageError>() => {
+            eprintln!("cairn: error: {e:#}\n\nFor more information, try '--help'.");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("cairn: error: {e:#}");
             ExitCode::FAILURE

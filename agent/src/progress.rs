@@ -54,13 +54,16 @@ impl Progress {
             ticker: Some(ticker),
         }
     }
+}
 
-    /// Stops and clears the display.
-    pub fn finish(self) {
-        if let Some(t) = self.ticker {
+/// Dropping it stops and clears the display (also when the work it shows
+/// is dropped: a backup stopped by a signal).
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticker.take() {
             t.abort();
         }
-        if let Some(b) = self.bar {
+        if let Some(b) = self.bar.take() {
             b.finish_and_clear();
         }
     }

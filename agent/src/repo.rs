@@ -49,7 +49,9 @@ impl Repository {
     }
 
     /// Creates a repository: a key file, then the config (create-only: an
-    /// existing repository is never touched).
+    /// existing repository is never touched). The place must be empty. Of
+    /// two `init`s racing on one place exactly one wins; the other removes
+    /// its key file and fails.
     pub async fn init(
         backend: DynBackend,
         pass: &Passphrase,
@@ -62,6 +64,13 @@ impl Repository {
             Err(e) if e.kind == ErrorKind::NotFound => {}
             Err(e) => return Err(e).context("checking for an existing repository"),
         }
+        if backend
+            .holds_anything()
+            .await
+            .context("checking that the place for the repository is empty")?
+        {
+            bail!("{location} is not empty and holds no Cairn repository (no config object): nothing was changed. Give an empty (or new) directory or prefix; if another `cairn init` is creating a repository there right now, use that one");
+        }
         let master = MasterKey::generate();
         let keys = master.derive();
         let key_id = KeyId::random();
@@ -70,20 +79,23 @@ impl Repository {
             .put(&ObjectName::Key(key_id), file.into(), PutMode::Create)
             .await?;
         let sealed = config.seal(&keys.enc);
-        backend
+        if let Err(e) = backend
             .put(&ObjectName::Config, sealed.into(), PutMode::Create)
             .await
-            .map_err(|e| {
-                if e.kind == ErrorKind::AlreadyExists {
-                    anyhow!("a repository was created at {location} at the same time; use that one")
-                } else {
-                    anyhow!(e).context("writing the repository config")
-                }
-            })?;
+        {
+            // Our key file would wrap a master key of no repository.
+            let _ = backend.delete(&ObjectName::Key(key_id)).await;
+            if e.kind == ErrorKind::AlreadyExists {
+                bail!("another `cairn init` created a repository at {location} at the same time; use that one (nothing of this attempt was left)");
+            }
+            return Err(anyhow!(e).context("writing the repository config"));
+        }
         Ok(Self::with_keys(backend, master, key_id, config))
     }
 
-    /// Opens a repository with a passphrase, trying every key file.
+    /// Opens a repository with a passphrase, trying every key file. A key
+    /// file the passphrase opens but whose master key does not open the
+    /// config (left by an `init` that lost a race or was killed) is skipped.
     pub async fn open(backend: DynBackend, pass: &Passphrase) -> Result<Self> {
         let location = backend.location();
         let config_bytes = match backend.get(&ObjectName::Config).await {
@@ -108,17 +120,21 @@ impl Repository {
         if key_names.is_empty() {
             bail!("the repository at {location} has no key files; it cannot be opened");
         }
-        let mut master = None;
+        let mut opened = None;
         let mut broken = Vec::new();
+        let mut foreign = Vec::new();
         for name in &key_names {
             let ObjectName::Key(id) = *name else { continue };
             let data = backend.get(name).await?;
             let pass = pass.clone();
             match tokio::task::spawn_blocking(move || file_unwrap(&data, id, &pass)).await? {
-                Ok(m) => {
-                    master = Some((id, m));
-                    break;
-                }
+                Ok(m) => match Config::open(&m.derive().enc, &config_bytes) {
+                    Ok(config) => {
+                        opened = Some((id, m, config));
+                        break;
+                    }
+                    Err(_) => foreign.push(id),
+                },
                 Err(KeyError::WrongPassphrase { .. }) => {}
                 Err(e) => broken.push(format!("{name}: {e}")),
             }
@@ -126,14 +142,15 @@ impl Repository {
         for b in &broken {
             eprintln!("warning: skipped unreadable key file {b}");
         }
-        let Some((key_id, master)) = master else {
+        for id in &foreign {
+            eprintln!("warning: the passphrase opens key file {}, but its master key is not this repository's (left by an `init` that lost a race or was killed); `cairn key remove {}` removes it", ObjectName::Key(*id), id.short());
+        }
+        let Some((key_id, master, config)) = opened else {
             bail!(
                 "wrong passphrase: it opens none of the {} key file(s) of {location}",
                 key_names.len()
             );
         };
-        let config = Config::open(&master.derive().enc, &config_bytes)
-            .context("decrypting the repository config")?;
         Ok(Self::with_keys(backend, master, key_id, config))
     }
 
@@ -152,18 +169,20 @@ impl Repository {
         Ok(id)
     }
 
-    /// All key files with their metadata.
-    pub async fn keys_list(&self) -> Result<Vec<(KeyId, KeyMeta)>> {
+    /// All key files with their metadata; `None` for a key file that is
+    /// not this repository's (its metadata does not open with our key: left
+    /// by an `init` that lost a race or was killed, or damaged).
+    pub async fn keys_list(&self) -> Result<Vec<(KeyId, Option<KeyMeta>)>> {
         let mut out = Vec::new();
         for name in self.backend.list(ObjectKind::Key).await? {
             let ObjectName::Key(id) = name else { continue };
             let data = self.backend.get(&name).await?;
             let meta = keyfile::parse(&data)
                 .and_then(|f| f.meta(&self.keys.enc, id))
-                .with_context(|| format!("key file {name}"))?;
+                .ok();
             out.push((id, meta));
         }
-        out.sort_by_key(|(_, m)| m.created_ns);
+        out.sort_by_key(|(_, m)| m.as_ref().map_or(i64::MAX, |m| m.created_ns));
         Ok(out)
     }
 

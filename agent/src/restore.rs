@@ -18,6 +18,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
+mod dirfd;
 pub mod tree;
 
 pub use tree::to_dir;

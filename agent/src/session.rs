@@ -99,8 +99,27 @@ impl Session {
         })
     }
 
+    /// Ends a session that will not commit (its source failed, or a signal
+    /// stopped it): the lease stops being renewed and is removed, so nobody
+    /// waits for the session (its packs are left for prune).
+    pub async fn abandon(self, repo: &Repository) {
+        self.renewer.abort();
+        self.remove_lease(repo).await;
+    }
+
+    /// Best effort: a backup-only credential may not delete (then the lease
+    /// simply stops being renewed, which means the same).
+    async fn remove_lease(&self, repo: &Repository) {
+        match repo.backend.delete(&ObjectName::Lease(self.id)).await {
+            Ok(()) => {}
+            Err(e) if matches!(e.kind, ErrorKind::NotFound | ErrorKind::PermissionDenied) => {}
+            Err(e) => eprintln!("warning: could not remove the session lease: {e}"),
+        }
+    }
+
     /// Writes the index of `packs`, the snapshot and the commit, in that
-    /// order; the snapshot counts only once the commit exists.
+    /// order; the snapshot counts only once the commit exists. The lease is
+    /// removed afterwards, whether the commit was written or not.
     pub async fn commit(
         self,
         repo: &Repository,
@@ -108,6 +127,17 @@ impl Session {
         snapshot: &Snapshot,
     ) -> Result<Committed> {
         self.renewer.abort();
+        let result = self.write_commit(repo, packs, snapshot).await;
+        self.remove_lease(repo).await;
+        result
+    }
+
+    async fn write_commit(
+        &self,
+        repo: &Repository,
+        packs: Vec<IndexPack>,
+        snapshot: &Snapshot,
+    ) -> Result<Committed> {
         let enc = &repo.keys.enc;
         let pack_count = packs.len() as u64;
         let mut index = Vec::new();

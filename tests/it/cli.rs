@@ -44,7 +44,7 @@ fn missing_repository_and_missing_passphrase_are_clear() {
             .arg("snapshots"),
         b"",
     );
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2), "a usage error");
     assert!(stderr(&o).contains("--repo"), "{}", stderr(&o));
 
     let r = Repo::init();

@@ -13,5 +13,6 @@ mod corruption;
 mod databases;
 mod dedup;
 mod files;
+mod hardening;
 mod s3;
 mod streams;

@@ -228,7 +228,7 @@ fn usage_errors() {
         (vec!["backup", "/tmp", "--name", "x"], "--name is for"),
     ] {
         let o = r.run(&args);
-        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
         assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
     }
     let o = r.run(&["restore", "latest"]);

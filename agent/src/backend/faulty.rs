@@ -174,4 +174,9 @@ impl Backend for Faulty {
         self.read("delete", name.path(), self.inner.delete(name))
             .await
     }
+
+    async fn holds_anything(&self) -> Result<bool, BackendError> {
+        self.read("list", String::new(), self.inner.holds_anything())
+            .await
+    }
 }

@@ -58,19 +58,60 @@ fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
+/// The modes of new files and directories ([module docs](self)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Modes {
+    /// New files.
+    pub file: u32,
+    /// New directories.
+    pub dir: u32,
+}
+
+impl Modes {
+    /// Owner only.
+    pub const PRIVATE: Self = Self {
+        file: 0o600,
+        dir: 0o700,
+    };
+    /// Also readable by the group.
+    pub const GROUP: Self = Self {
+        file: 0o640,
+        dir: 0o750,
+    };
+
+    /// The modes for a repository at `root`, from its directory's.
+    pub fn of(root: &Path) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        match fs::metadata(root) {
+            Ok(m) if m.permissions().mode() & 0o050 == 0o050 => Self::GROUP,
+            _ => Self::PRIVATE,
+        }
+    }
+
+    fn create_dirs(self, dir: &Path) -> std::io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(self.dir)
+            .create(dir)
+    }
+}
+
 fn parent(path: &Path) -> std::io::Result<&Path> {
     path.parent()
         .ok_or_else(|| std::io::Error::other("object path has no parent"))
 }
 
-fn write_object(path: &Path, data: &[u8], mode: PutMode) -> std::io::Result<()> {
+fn write_object(path: &Path, data: &[u8], mode: PutMode, modes: Modes) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = parent(path)?;
-    fs::create_dir_all(dir)?;
+    modes.create_dirs(dir)?;
     let tmp = crate::util::temp_path(dir);
     let result = (|| {
         let mut f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(modes.file)
             .open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
@@ -92,12 +133,15 @@ fn write_object(path: &Path, data: &[u8], mode: PutMode) -> std::io::Result<()> 
 /// follows `spooled` when it is a symbolic link, so `/proc/self/fd/N` names
 /// the unnamed (`O_TMPFILE`) file open there, not the link itself. A file
 /// on another filesystem, or an overwrite, is copied through
-/// [`write_object`].
-fn publish_file(spooled: &Path, path: &Path, mode: PutMode) -> std::io::Result<()> {
+/// [`write_object`]. The file gets the repository's file mode.
+fn publish_file(spooled: &Path, path: &Path, mode: PutMode, modes: Modes) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     if mode == PutMode::Create {
         let dir = parent(path)?;
-        fs::create_dir_all(dir)?;
-        fs::File::open(spooled)?.sync_all()?;
+        modes.create_dirs(dir)?;
+        let file = fs::File::open(spooled)?;
+        file.set_permissions(fs::Permissions::from_mode(modes.file))?;
+        file.sync_all()?;
         let linked = rustix::fs::linkat(
             rustix::fs::CWD,
             spooled,
@@ -111,7 +155,7 @@ fn publish_file(spooled: &Path, path: &Path, mode: PutMode) -> std::io::Result<(
             linked => return linked.and_then(|()| fsync_dir(dir)),
         }
     }
-    write_object(path, &fs::read(spooled)?, mode)
+    write_object(path, &fs::read(spooled)?, mode, modes)
 }
 
 fn list_dir(dir: &Path, depth: usize, prefix: &str, out: &mut Vec<String>) -> std::io::Result<()> {
@@ -148,8 +192,11 @@ impl Backend for LocalBackend {
 
     async fn put(&self, name: &ObjectName, data: Bytes, mode: PutMode) -> Result<(), BackendError> {
         let path = self.path(name);
-        self.blocking("put", name.path(), move || write_object(&path, &data, mode))
-            .await
+        let modes = Modes::of(&self.root);
+        self.blocking("put", name.path(), move || {
+            write_object(&path, &data, mode, modes)
+        })
+        .await
     }
 
     async fn put_file(
@@ -159,14 +206,20 @@ impl Backend for LocalBackend {
         mode: PutMode,
     ) -> Result<(), BackendError> {
         let (path, spooled) = (self.path(name), spooled.to_owned());
+        let modes = Modes::of(&self.root);
         self.blocking("put", name.path(), move || {
-            publish_file(&spooled, &path, mode)
+            publish_file(&spooled, &path, mode, modes)
         })
         .await
     }
 
+    /// The object's directory, created with the repository's mode if
+    /// missing (the spool file would otherwise create it with the default).
     fn spool_dir(&self, name: &ObjectName) -> Option<PathBuf> {
-        self.path(name).parent().map(Path::to_path_buf)
+        let dir = self.path(name).parent().map(Path::to_path_buf)?;
+        // A failure shows when the spool file is created there.
+        let _ = Modes::of(&self.root).create_dirs(&dir);
+        Some(dir)
     }
 
     async fn get(&self, name: &ObjectName) -> Result<Bytes, BackendError> {
@@ -225,6 +278,25 @@ impl Backend for LocalBackend {
             .filter_map(|n| ObjectName::parse(n))
             .filter(|n| n.kind() == kind)
             .collect())
+    }
+
+    /// Any entry but `lost+found` (the root of a fresh file system, a
+    /// volume mounted for the repository) counts.
+    async fn holds_anything(&self) -> Result<bool, BackendError> {
+        let root = self.root.clone();
+        self.blocking("list", String::new(), move || match fs::read_dir(&root) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+            Ok(entries) => {
+                for e in entries {
+                    if e?.file_name() != "lost+found" {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+        })
+        .await
     }
 
     async fn delete(&self, name: &ObjectName) -> Result<(), BackendError> {

@@ -96,4 +96,10 @@ impl Backend for Logged {
         log(format_args!("DELETE {name}"), &r);
         r
     }
+
+    async fn holds_anything(&self) -> Result<bool, BackendError> {
+        let r = self.inner.holds_anything().await;
+        log(format_args!("LIST (anything?)"), &r);
+        r
+    }
 }

@@ -162,6 +162,10 @@ impl Backend for Retry {
     async fn delete(&self, name: &ObjectName) -> Result<(), BackendError> {
         self.run(|_| self.inner.delete(name)).await
     }
+
+    async fn holds_anything(&self) -> Result<bool, BackendError> {
+        self.run(|_| self.inner.holds_anything()).await
+    }
 }
 
 #[cfg(test)]

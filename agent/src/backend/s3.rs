@@ -501,6 +501,19 @@ impl Backend for S3Backend {
         Ok(out)
     }
 
+    async fn holds_anything(&self) -> Result<bool, BackendError> {
+        let page = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&self.prefix)
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|e| self.err("list", self.prefix.clone(), e))?;
+        Ok(page.key_count().unwrap_or(0) > 0 || !page.contents().is_empty())
+    }
+
     async fn delete(&self, name: &ObjectName) -> Result<(), BackendError> {
         // S3 deletes of missing objects succeed; the contract says NotFound.
         self.head(name).await?;

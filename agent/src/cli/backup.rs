@@ -1,8 +1,9 @@
 //! `cairn backup`
 
-use super::Status;
+use super::{usage, Status};
 use crate::backup::{self, What};
 use crate::catalog::{Catalog, Listed};
+use crate::interrupt::Interrupt;
 use crate::repo::{resolve_snapshot, Repository};
 use crate::source::files::absolute;
 use crate::source::postgres::{PgConn, PgSource};
@@ -17,15 +18,23 @@ use std::sync::Arc;
 pub struct Args {
     #[command(subcommand)]
     source: Option<Kind>,
-    /// Back up standard input.
-    #[arg(long, conflicts_with = "command")]
-    stdin: bool,
-    /// Back up the standard output of the command given after `--`.
+    /// Back up the standard output of the command given after `--`; its
+    /// exit status decides whether the snapshot is committed (prefer this
+    /// to --stdin).
     #[arg(long)]
     command: bool,
+    /// Back up standard input. cairn cannot see whether the program writing
+    /// into it failed: a failed producer looks like a short stream. Use
+    /// --command where you can, or --expect-min-bytes.
+    #[arg(long, conflicts_with = "command")]
+    stdin: bool,
     /// File name of the stream in the snapshot (for --stdin and --command).
     #[arg(long)]
     name: Option<String>,
+    /// Fail, committing nothing, if the source gives fewer bytes than this
+    /// (a producer that failed before writing everything).
+    #[arg(long, value_name = "BYTES", default_value_t = 0)]
+    expect_min_bytes: u64,
     /// Print a JSON summary on standard output.
     #[arg(long, global = true)]
     json: bool,
@@ -56,7 +65,11 @@ enum Kind {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(disable_help_flag = true)]
 struct PgArgs {
+    /// Print help (-h is the server host, as in pg_dump).
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
     #[command(flatten)]
     conn: PgConn,
     /// Plain SQL instead of the custom format.
@@ -100,23 +113,23 @@ fn what(args: &Args) -> Result<What> {
         if valid_stream_name(n) {
             Ok(n.to_owned())
         } else {
-            bail!("--name {n:?} is not a valid file name (no '/', not empty)")
+            usage!("--name {n:?} is not a valid file name (no '/', not empty)")
         }
     };
     if args.stdin || args.command {
         if !args.paths.is_empty() {
-            bail!("give either paths or --stdin/--command, not both");
+            usage!("give either paths or --stdin/--command, not both");
         }
         if args.stdin {
             if !args.argv.is_empty() {
-                bail!("--stdin takes no command; did you mean --command?");
+                usage!("--stdin takes no command; did you mean --command?");
             }
             return Ok(What::Stdin {
                 name: check_name(args.name.as_deref().unwrap_or("stdin"))?,
             });
         }
         let Some(program) = args.argv.first() else {
-            bail!("--command needs the command after `--`, e.g. cairn backup --name db.dump --command -- pg_dump -Fc app");
+            usage!("--command needs the command after `--`, e.g. cairn backup --name db.dump --command -- pg_dump -Fc app");
         };
         let default = std::path::Path::new(program)
             .file_name()
@@ -128,13 +141,13 @@ fn what(args: &Args) -> Result<What> {
         });
     }
     if !args.argv.is_empty() {
-        bail!("arguments after `--` need --command");
+        usage!("arguments after `--` need --command");
     }
     if args.paths.is_empty() {
-        bail!("nothing to back up: give paths, --stdin, or --command -- CMD");
+        usage!("nothing to back up: give paths, --stdin, or --command -- CMD");
     }
     if args.name.is_some() {
-        bail!("--name is for --stdin and --command");
+        usage!("--name is for --stdin and --command");
     }
     let paths = args
         .paths
@@ -186,14 +199,23 @@ fn parent(
     Ok(None)
 }
 
-pub async fn run(repo: Repository, cat: Arc<Catalog>, args: Args) -> Result<Status> {
+pub async fn run(
+    repo: Repository,
+    cat: Arc<Catalog>,
+    args: Args,
+    interrupt: Interrupt,
+) -> Result<Status> {
     let mut what = what(&args)?;
     if let What::Files { paths, parent: p } = &mut what {
         *p = parent(&cat, &args, &cat.snapshots()?, paths)?;
     } else if args.parent.is_some() || args.force {
-        bail!("--parent and --force apply to file backups");
+        usage!("--parent and --force apply to file backups");
     }
-    let out = backup::run(&repo, &cat, what, args.uploads).await?;
+    let settings = backup::Settings {
+        uploads: args.uploads,
+        expect_min_bytes: args.expect_min_bytes,
+    };
+    let out = backup::run(&repo, &cat, what, &settings, interrupt).await?;
     let s = &out.snapshot.summary;
     if args.json {
         let json = serde_json::json!({

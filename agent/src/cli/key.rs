@@ -36,13 +36,20 @@ pub async fn run(repo: Repository, cmd: Command) -> Result<Status> {
             println!("{:<10} {:<20} {:<24} USER", "ID", "CREATED (UTC)", "HOST");
             for (id, meta) in repo.keys_list().await? {
                 let current = if id == repo.key_id { "*" } else { " " };
-                println!(
-                    "{current}{:<9} {:<20} {:<24} {}",
-                    id.short(),
-                    format_time(meta.created_ns),
-                    meta.hostname,
-                    meta.username
-                );
+                match meta {
+                    Some(meta) => println!(
+                        "{current}{:<9} {:<20} {:<24} {}",
+                        id.short(),
+                        format_time(meta.created_ns),
+                        meta.hostname,
+                        meta.username
+                    ),
+                    None => println!(
+                        "{current}{:<9} not a key of this repository (left by an interrupted init, or damaged): `cairn key remove {}`",
+                        id.short(),
+                        id.short()
+                    ),
+                }
             }
         }
         Command::Remove { id } => {
@@ -60,7 +67,9 @@ pub async fn run(repo: Repository, cmd: Command) -> Result<Status> {
             if key == repo.key_id {
                 bail!("key {} is the one that opened the repository; open it with another passphrase to remove this one", key.short());
             }
-            if keys.len() < 2 {
+            let own = keys.iter().filter(|(_, m)| m.is_some()).count();
+            let removing_own = matching.iter().any(|(_, m)| m.is_some());
+            if removing_own && own < 2 {
                 bail!(
                     "key {} is the last key; removing it would make the repository unreadable",
                     key.short()

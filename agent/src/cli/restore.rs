@@ -1,6 +1,6 @@
 //! `cairn restore`
 
-use super::Status;
+use super::{usage, Status};
 use crate::catalog::Catalog;
 use crate::repo::{resolve_snapshot, Repository};
 use crate::restore;
@@ -12,7 +12,11 @@ use std::sync::Arc;
 
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("dest").required(true).args(["target", "stdout", "pg", "redis_rdb"])))]
+#[command(disable_help_flag = true)]
 pub struct Args {
+    /// Print help (-h is the PostgreSQL server host, as in pg_restore).
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
     /// Snapshot id prefix, or `latest`.
     snapshot: String,
     /// Restore into this directory (created if missing; existing files of the
@@ -45,6 +49,9 @@ pub struct Args {
 }
 
 pub async fn run(repo: Repository, cat: Arc<Catalog>, args: Args) -> Result<Status> {
+    if args.stdout && args.include.len() > 1 {
+        usage!("--stdout writes one file: give at most one --include");
+    }
     let snapshots = cat.snapshots()?;
     let (id, snap) = resolve_snapshot(&snapshots, &args.snapshot)?;
     let cat = cat.as_ref();
@@ -73,9 +80,6 @@ pub async fn run(repo: Repository, cat: Arc<Catalog>, args: Args) -> Result<Stat
         return Ok(Status::Success);
     }
     if args.stdout {
-        if args.include.len() > 1 {
-            anyhow::bail!("--stdout writes one file: give at most one --include");
-        }
         let include = args.include.first().map(String::as_str);
         util::stdout_closed(restore::to_stdout(&repo, cat, snap, include).await)?;
         return Ok(Status::Success);
@@ -92,5 +96,14 @@ pub async fn run(repo: Repository, cat: Arc<Catalog>, args: Args) -> Result<Stat
         r.symlinks,
         r.hardlinks
     );
-    Ok(Status::Success)
+    if r.damaged.is_empty() {
+        return Ok(Status::Success);
+    }
+    for (path, why) in &r.damaged {
+        eprintln!("not restored: {}: {why}", path.display());
+    }
+    anyhow::bail!(
+        "{} file(s) were not restored because their data is damaged or missing in the repository (listed above); everything else was restored. `cairn catalog check` lists missing packs",
+        r.damaged.len()
+    )
 }

@@ -17,7 +17,10 @@ pub struct Args {
 pub fn describe(source: &Source) -> String {
     match source {
         Source::Stdin { name } => format!("stdin:{name}"),
-        Source::Command { name, argv } => format!("{name} ← {}", argv.join(" ")),
+        // Only the program (see `shown`).
+        Source::Command { name, argv } => {
+            format!("{name} ← {}", argv.first().map_or("", String::as_str))
+        }
         Source::Files { paths } => paths.join(" "),
         Source::Postgres {
             dbname,
@@ -39,6 +42,18 @@ pub fn describe(source: &Source) -> String {
     }
 }
 
+/// A source as shown: a command's program only (snapshots written before
+/// 2026-12-03 recorded its arguments too, which may hold a password).
+fn shown(source: &Source) -> Source {
+    match source {
+        Source::Command { name, argv } => Source::Command {
+            name: name.clone(),
+            argv: argv.iter().take(1).cloned().collect(),
+        },
+        other => other.clone(),
+    }
+}
+
 pub fn run(cat: &Catalog, args: Args) -> Result<Status> {
     let snapshots = cat.snapshots()?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -53,7 +68,7 @@ pub fn run(cat: &Catalog, args: Args) -> Result<Status> {
                     "time": format_time(s.time_ns),
                     "hostname": s.hostname,
                     "username": s.username,
-                    "source": s.source,
+                    "source": shown(&s.source),
                     "tree": s.tree.to_hex(),
                     "partial": s.partial,
                     "summary": s.summary,

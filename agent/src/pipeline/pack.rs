@@ -51,10 +51,12 @@ impl SpoolFile {
                 (file, path, false)
             }
             None => {
+                use std::os::unix::fs::OpenOptionsExt;
                 let path = crate::util::temp_path(dir);
                 let file = fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
+                    .mode(0o600)
                     .open(&path)?;
                 (file, path, true)
             }
@@ -99,7 +101,9 @@ fn unnamed_file(dir: &Path) -> std::io::Result<Option<fs::File>> {
         return Ok(None);
     }
     let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
-    match rustix::fs::openat(CWD, dir, flags, Mode::from_raw_mode(0o666)) {
+    // Private: it holds a pack (encrypted) until the backend publishes it
+    // with the repository's mode.
+    match rustix::fs::openat(CWD, dir, flags, Mode::from_raw_mode(0o600)) {
         Ok(fd) => Ok(Some(fs::File::from(fd))),
         // EOPNOTSUPP: the filesystem cannot; EISDIR or EINVAL: the kernel
         // does not know the flag.

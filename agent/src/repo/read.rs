@@ -6,11 +6,12 @@
 use super::Repository;
 use crate::backend::ErrorKind;
 use crate::catalog::{Catalog, PackRef};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use bytes::Bytes;
 use cairn_repo_format::{BlobDecompressor, BlobEntry, ChunkId, ObjectName, PackCipher};
 use futures::{StreamExt, TryStreamExt};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Reads are aligned to multiples of this many bytes.
 pub const WINDOW: u64 = 1 << 20;
@@ -71,21 +72,48 @@ fn plan(located: Vec<Located>, max_read: u64) -> Vec<Read> {
     reads
 }
 
+/// Why one blob cannot be read back intact: its pack is missing or shorter
+/// than its index says, or the blob fails authentication or its id check.
+/// Other blobs can still be read; a tree restore restores the files that do
+/// not need this one.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct Damaged(pub Arc<str>);
+
+impl Damaged {
+    fn new(why: impl std::fmt::Display) -> Self {
+        Self(why.to_string().into())
+    }
+}
+
+/// A blob's plaintext, or why it is damaged.
+pub type Opened = Result<Bytes, Damaged>;
+
+/// Where a blob is. `Ok(Err(_))`: the repository cannot provide it.
+///
+/// # Errors
+/// If the catalog cannot be read.
+pub fn try_locate(cat: &Catalog, id: &ChunkId) -> Result<Result<(PackRef, BlobEntry), Damaged>> {
+    if let Some(found) = cat.locate(id)? {
+        return Ok(Ok(found));
+    }
+    if let Some(p) = cat.missing_home(id)? {
+        return Ok(Err(Damaged::new(format_args!(
+            "blob {id} is only in pack {}, which is missing from the repository: the repository is inconsistent",
+            ObjectName::Pack(p.session, p.id)
+        ))));
+    }
+    Ok(Err(Damaged::new(format_args!(
+        "blob {id} is not in any committed index: the repository is missing data"
+    ))))
+}
+
 /// Where a blob is, or an error naming why it cannot be read.
 ///
 /// # Errors
 /// If the blob is in no usable pack, or the catalog cannot be read.
 pub fn locate(cat: &Catalog, id: &ChunkId) -> Result<(PackRef, BlobEntry)> {
-    if let Some(found) = cat.locate(id)? {
-        return Ok(found);
-    }
-    if let Some(p) = cat.missing_home(id)? {
-        bail!(
-            "blob {id} is only in pack {}, which is missing from the repository: the repository is inconsistent",
-            ObjectName::Pack(p.session, p.id)
-        );
-    }
-    bail!("blob {id} is not in any committed index: the repository is missing data");
+    Ok(try_locate(cat, id)??)
 }
 
 /// The distinct ids, in first-seen order, and each id's position among them.
@@ -104,26 +132,44 @@ pub fn distinct<'a>(
 }
 
 /// Locates distinct blobs and plans the reads that fetch them; a blob is
-/// known by its position in `ids`.
+/// known by its position in `ids`. Blobs the repository cannot provide are
+/// returned apart, with why.
 ///
 /// # Errors
-/// If a blob is in no usable pack, or the catalog cannot be read.
-pub fn plan_reads(repo: &Repository, cat: &Catalog, ids: &[ChunkId]) -> Result<Vec<Read>> {
-    let located = ids
-        .iter()
-        .enumerate()
-        .map(|(slot, id)| locate(cat, id).map(|(pack, entry)| (slot, pack, entry)))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(plan(located, repo.backend.read_profile().max_read))
+/// If the catalog cannot be read.
+pub fn plan_reads(repo: &Repository, cat: &Catalog, ids: &[ChunkId]) -> Result<Plan> {
+    let mut located = Vec::with_capacity(ids.len());
+    let mut unlocated = Vec::new();
+    for (slot, id) in ids.iter().enumerate() {
+        match try_locate(cat, id)? {
+            Ok((pack, entry)) => located.push((slot, pack, entry)),
+            Err(d) => unlocated.push((slot, d)),
+        }
+    }
+    Ok(Plan {
+        reads: plan(located, repo.backend.read_profile().max_read),
+        unlocated,
+    })
+}
+
+/// The reads that fetch a set of blobs, and the blobs no read can fetch.
+#[derive(Debug)]
+pub struct Plan {
+    /// Ranged reads.
+    pub reads: Vec<Read>,
+    /// Blobs the repository cannot provide (by position), with why.
+    pub unlocated: Vec<(usize, Damaged)>,
 }
 
 /// Runs planned reads, several at once; yields the blobs of each read as
-/// (position, verified plaintext) when it completes, in any order.
+/// (position, verified plaintext or why it is damaged) when it completes,
+/// in any order. A read that fails for another reason (the storage refuses,
+/// retries are spent) ends the stream with that error.
 pub fn run_reads<'a>(
     repo: &'a Repository,
     cat: &'a Catalog,
     reads: Vec<Read>,
-) -> impl futures::Stream<Item = Result<Vec<(usize, Bytes)>>> + 'a {
+) -> impl futures::Stream<Item = Result<Vec<(usize, Opened)>>> + 'a {
     futures::stream::iter(reads)
         .map(move |read| fetch_and_open(repo, cat, read))
         .buffer_unordered(READ_CONCURRENCY)
@@ -153,7 +199,7 @@ pub async fn read_located(
         }
     }
     let mut out: Vec<Option<Bytes>> = vec![None; ids.len()];
-    let decoded: Vec<Vec<(usize, Bytes)>> = run_reads(
+    let decoded: Vec<Vec<(usize, Opened)>> = run_reads(
         repo,
         cat,
         plan(planned, repo.backend.read_profile().max_read),
@@ -161,7 +207,7 @@ pub async fn read_located(
     .try_collect()
     .await?;
     for (slot, bytes) in decoded.into_iter().flatten() {
-        out[slot] = Some(bytes);
+        out[slot] = Some(bytes?);
     }
     blobs
         .iter()
@@ -177,7 +223,7 @@ async fn fetch_and_open(
     repo: &Repository,
     cat: &Catalog,
     read: Read,
-) -> Result<Vec<(usize, Bytes)>> {
+) -> Result<Vec<(usize, Opened)>> {
     let name = ObjectName::Pack(read.pack.session, read.pack.id);
     let data = match repo
         .backend
@@ -188,9 +234,14 @@ async fn fetch_and_open(
         Err(e) if e.kind == ErrorKind::NotFound => {
             // Never used again, never a reason to delete anything.
             cat.mark_missing(&read.pack)?;
-            return Err(anyhow!(
+            let why = Damaged::new(format_args!(
                 "inconsistency: pack {name} is listed by a committed index but is not in the repository. Nothing was deleted; the catalog no longer uses it, so the next backup stores its data again"
             ));
+            return Ok(read
+                .blobs
+                .iter()
+                .map(|(slot, _)| (*slot, Err(why.clone())))
+                .collect());
         }
         Err(e) => return Err(e).with_context(|| format!("reading pack {name}")),
     };
@@ -202,16 +253,19 @@ async fn fetch_and_open(
         for (slot, e) in &read.blobs {
             let from = usize::try_from(e.offset - read.start)?;
             let to = from + e.stored_len as usize;
-            let stored = data.get(from..to).ok_or_else(|| {
-                anyhow!(
+            let opened = match data.get(from..to) {
+                None => Err(Damaged::new(format_args!(
                     "pack {} is shorter than its index says (blob {} ends at {})",
                     cipher.name(),
                     e.id,
                     e.offset + u64::from(e.stored_len)
-                )
-            })?;
-            let plain = cipher.open_blob(&keys.id, e, stored, &mut dec)?;
-            out.push((*slot, Bytes::from(plain)));
+                ))),
+                Some(stored) => cipher
+                    .open_blob(&keys.id, e, stored, &mut dec)
+                    .map(Bytes::from)
+                    .map_err(Damaged::new),
+            };
+            out.push((*slot, opened));
         }
         Ok(out)
     })

@@ -1,25 +1,33 @@
 //! Restoring a file tree into a directory.
 //!
-//! The trees come from the catalog. Walking them creates directories,
-//! symlinks, hard links and each regular file at its full length (a hole);
-//! every so many chunks the files met so far are filled as one batch: their
-//! distinct chunks are grouped by pack and read with window-aligned,
-//! coalesced ranged reads, several in flight, and each verified chunk is
-//! written at its offsets in whichever files hold it, in the order the reads
-//! complete. All-zero chunks are not written, so sparse files stay sparse.
-//! A file that was not completely written is removed before the error is
-//! returned.
+//! The trees come from the catalog. Walking them creates directories and
+//! symlinks, and each regular file at its full length (a hole) under a
+//! temporary name (`.cairn-partial-…`); every so many chunks the files met
+//! so far are filled as one batch: their distinct chunks are grouped by pack
+//! and read with window-aligned, coalesced ranged reads, several in flight,
+//! and each verified chunk is written at its offsets in whichever files hold
+//! it, in the order the reads complete. Aligned 4 KiB blocks of zeros are
+//! not written, so sparse files stay sparse. A complete file gets its
+//! metadata and is renamed to its name; hard links are made last.
+//!
+//! A file whose chunks the repository cannot provide intact (a damaged blob,
+//! a missing pack) is removed and reported, and the rest is restored. A
+//! restore that fails or is killed leaves no file at a snapshot name that is
+//! not complete: only `.cairn-partial-…` files, which the next restore into
+//! the same place does not reuse.
 
 use super::components;
+use super::dirfd::{self, Dir};
 use crate::catalog::Catalog;
-use crate::repo::read::{distinct, plan_reads, run_reads};
+use crate::repo::read::{distinct, plan_reads, run_reads, Damaged, Plan};
 use crate::repo::Repository;
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use cairn_repo_format::{ChunkId, NodeKind, NodeMeta, Snapshot};
 use futures::TryStreamExt;
 use std::collections::HashMap;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -27,6 +35,9 @@ use std::sync::Arc;
 
 /// Chunk references filled per batch (bounds the plan's memory).
 const BATCH_CHUNKS: usize = 1 << 16;
+/// Directories a batch's files may be in: each is held open until the
+/// batch is filled, well below the usual limit of 1,024 open files.
+const BATCH_DIRS: usize = 256;
 
 /// What a tree restore did.
 #[derive(Debug, Default)]
@@ -41,6 +52,9 @@ pub struct Report {
     pub hardlinks: u64,
     /// Bytes of file content.
     pub bytes: u64,
+    /// Files not restored because their content is damaged or missing in
+    /// the repository: where each should be, and why.
+    pub damaged: Vec<(PathBuf, String)>,
 }
 
 /// Which snapshot paths to restore.
@@ -65,39 +79,15 @@ impl Filter {
     }
 }
 
-fn mtime(meta: &NodeMeta) -> filetime::FileTime {
-    filetime::FileTime::from_unix_time(
-        meta.mtime_ns.div_euclid(1_000_000_000),
-        u32::try_from(meta.mtime_ns.rem_euclid(1_000_000_000)).unwrap_or(0),
-    )
-}
-
-/// Ownership is restored when we may (as root); otherwise files belong to us.
-fn chown(path: &Path, meta: &NodeMeta) {
-    let _ = std::os::unix::fs::lchown(path, Some(meta.uid), Some(meta.gid));
-}
-
-fn apply_meta(path: &Path, meta: &NodeMeta) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    chown(path, meta);
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode))
-        .with_context(|| format!("setting the mode of {}", path.display()))?;
-    filetime::set_file_times(path, mtime(meta), mtime(meta))
-        .with_context(|| format!("setting the times of {}", path.display()))
-}
-
-fn remove_existing(path: &Path) {
-    if let Ok(m) = std::fs::symlink_metadata(path) {
-        let _ = if m.is_dir() {
-            std::fs::remove_dir(path)
-        } else {
-            std::fs::remove_file(path)
-        };
-    }
-}
-
-/// A created file waiting for its content.
+/// A file created under a temporary name, waiting for its content.
 struct Pending {
+    /// Its directory.
+    dir: Dir,
+    /// The name it is written under, until it is complete.
+    tmp: OsString,
+    /// Its name.
+    name: OsString,
+    /// Where it goes (for messages; it is reached through `dir`).
     dest: PathBuf,
     size: u64,
     content: Vec<ChunkId>,
@@ -109,13 +99,59 @@ struct Pending {
 struct Batch {
     files: Vec<Pending>,
     chunks: usize,
+    /// Directories its files are in (each held open).
+    dirs: usize,
+}
+
+impl Batch {
+    fn push(&mut self, f: Pending) {
+        if self
+            .files
+            .last()
+            .is_none_or(|l| !Arc::ptr_eq(&l.dir, &f.dir))
+        {
+            self.dirs += 1;
+        }
+        self.chunks += f.content.len();
+        self.files.push(f);
+    }
+    fn full(&self) -> bool {
+        self.chunks >= BATCH_CHUNKS || self.dirs >= BATCH_DIRS
+    }
+}
+
+/// A hard link, made once the file it links to is complete.
+struct Link {
+    first: PathBuf,
+    at: PathBuf,
+}
+
+/// The name a file is written under until it is complete: hidden, marked
+/// as Cairn's, and never the name of a file of the snapshot (which cannot
+/// have been restored in the same directory yet).
+fn partial_name() -> OsString {
+    format!(".cairn-partial-{}", hex::encode(rand::random::<[u8; 8]>())).into()
+}
+
+fn parent_and_name(rel: &Path) -> (&Path, &OsStr) {
+    (
+        rel.parent().unwrap_or(Path::new("")),
+        rel.file_name().unwrap_or_default(),
+    )
 }
 
 /// Restores the snapshot's tree (or the `includes`) into `target`.
 ///
+/// Nothing outside `target` is touched: entries are reached from directory
+/// handles, and symlinks already in the target are replaced, not followed
+/// ([`dirfd`]). Files are written under a temporary name and renamed into
+/// place once complete. A file whose content the repository cannot provide
+/// intact is not restored; it is named in [`Report::damaged`] and the rest
+/// of the tree is restored.
+///
 /// # Errors
-/// If the catalog lacks a tree, a chunk cannot be read or verified, or the
-/// target cannot be written.
+/// If the catalog lacks a tree, the storage fails, or the target cannot be
+/// written.
 pub async fn to_dir(
     repo: &Repository,
     cat: &Catalog,
@@ -124,32 +160,54 @@ pub async fn to_dir(
     includes: &[String],
 ) -> Result<Report> {
     let filter = Filter::new(includes);
-    std::fs::create_dir_all(target).with_context(|| format!("creating {}", target.display()))?;
+    let root =
+        dirfd::open_target(target).with_context(|| format!("opening {}", target.display()))?;
     let mut report = Report::default();
     let mut dirs: Vec<(PathBuf, NodeMeta)> = Vec::new();
+    let mut links: Vec<Link> = Vec::new();
     let mut linked: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    let mut stack: Vec<(ChunkId, PathBuf)> = vec![(snap.tree, PathBuf::new())];
+    // A subtree, its path, and its directory's handle (opened when it is
+    // taken from the stack, so only the directories on the way down are
+    // held open, not every pending sibling).
+    let mut stack: Vec<(ChunkId, PathBuf, Option<NodeMeta>)> =
+        vec![(snap.tree, PathBuf::new(), None)];
     let mut matched = filter.0.is_empty();
     let mut batch = Batch::default();
-    while let Some((tree_id, rel)) = stack.pop() {
+    let mut open_dirs: Vec<(PathBuf, Dir)> = vec![(PathBuf::new(), root.clone())];
+    while let Some((tree_id, rel, meta)) = stack.pop() {
+        let dir = match meta {
+            None => root.clone(),
+            Some(meta) => {
+                // The deepest open ancestor is this directory's parent (a
+                // depth-first walk); the others are done with.
+                let (parent_rel, name) = parent_and_name(&rel);
+                while open_dirs.last().is_some_and(|(p, _)| p != parent_rel) {
+                    open_dirs.pop();
+                }
+                let parent = open_dirs
+                    .last()
+                    .map(|(_, d)| d.clone())
+                    .with_context(|| format!("the parent of {} is not open", rel.display()))?;
+                let dir = dirfd::ensure_dir(&parent, name)
+                    .with_context(|| format!("creating {}", target.join(&rel).display()))?;
+                report.dirs += 1;
+                dirs.push((rel.clone(), meta));
+                open_dirs.push((rel.clone(), dir.clone()));
+                dir
+            }
+        };
         let tree = cat.tree(&tree_id)?;
         for node in tree.nodes() {
-            let rel = rel.join(OsStr::from_bytes(&node.name));
+            let name = OsStr::from_bytes(&node.name);
+            let rel = rel.join(name);
             if !filter.leads_to(&rel) {
                 continue;
             }
-            let dest = target.join(&rel);
+            let dest = || target.join(&rel);
             match &node.kind {
                 NodeKind::Dir { subtree } => {
-                    if !dest.is_dir() {
-                        remove_existing(&dest);
-                        std::fs::create_dir(&dest)
-                            .with_context(|| format!("creating {}", dest.display()))?;
-                    }
-                    report.dirs += 1;
                     matched |= filter.takes(&rel);
-                    dirs.push((dest, node.meta));
-                    stack.push((*subtree, rel));
+                    stack.push((*subtree, rel, Some(node.meta)));
                 }
                 _ if !filter.takes(&rel) => {}
                 NodeKind::File { size, content } => {
@@ -157,79 +215,153 @@ pub async fn to_dir(
                     let key = (node.meta.device, node.meta.inode);
                     if node.meta.links > 1 {
                         if let Some(first) = linked.get(&key) {
-                            remove_existing(&dest);
-                            std::fs::hard_link(first, &dest).with_context(|| {
-                                format!("linking {} to {}", dest.display(), first.display())
-                            })?;
-                            report.hardlinks += 1;
+                            links.push(Link {
+                                first: first.clone(),
+                                at: rel,
+                            });
                             continue;
                         }
-                        linked.insert(key, dest.clone());
+                        linked.insert(key, rel.clone());
                     }
-                    remove_existing(&dest);
-                    let file = std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .open(&dest)
-                        .with_context(|| format!("creating {}", dest.display()))?;
-                    file.set_len(*size)
-                        .with_context(|| format!("sizing {}", dest.display()))?;
+                    let tmp = partial_name();
+                    let file = dirfd::create_file(&dir, &tmp)
+                        .with_context(|| format!("creating a file in {}", dest().display()))?;
+                    if let Err(e) = file.set_len(*size) {
+                        let _ = dirfd::remove(&dir, &tmp);
+                        return Err(e).with_context(|| format!("sizing {}", dest().display()));
+                    }
                     report.files += 1;
                     report.bytes += size;
-                    batch.chunks += content.len();
-                    batch.files.push(Pending {
-                        dest,
+                    batch.push(Pending {
+                        dir: dir.clone(),
+                        tmp,
+                        name: name.to_owned(),
+                        dest: dest(),
                         size: *size,
                         content: content.clone(),
                         meta: node.meta,
                     });
-                    if batch.chunks >= BATCH_CHUNKS {
-                        fill(repo, cat, std::mem::take(&mut batch)).await?;
+                    if batch.full() {
+                        fill(repo, cat, std::mem::take(&mut batch), &mut report).await?;
                     }
                 }
                 NodeKind::Symlink { target: link } => {
                     matched = true;
-                    remove_existing(&dest);
-                    std::os::unix::fs::symlink(OsStr::from_bytes(link), &dest)
-                        .with_context(|| format!("creating symlink {}", dest.display()))?;
-                    chown(&dest, &node.meta);
-                    filetime::set_symlink_file_times(&dest, mtime(&node.meta), mtime(&node.meta))
-                        .with_context(|| format!("setting the times of {}", dest.display()))?;
+                    dirfd::symlink(&dir, name, OsStr::from_bytes(link))
+                        .with_context(|| format!("creating symlink {}", dest().display()))?;
+                    dirfd::apply_link_meta(&dir, name, &node.meta)
+                        .with_context(|| format!("setting the times of {}", dest().display()))?;
                     report.symlinks += 1;
                 }
             }
         }
     }
-    fill(repo, cat, batch).await?;
+    drop(open_dirs);
+    fill(repo, cat, batch, &mut report).await?;
     if !matched {
         bail!(
             "nothing in the snapshot matches {}; `cairn ls` lists what is there",
             includes.join(", ")
         );
     }
+    link_all(&root, target, &links, &mut report)?;
     // Directory times last, deepest first, so writing children does not change them.
-    for (dir, meta) in dirs.iter().rev() {
-        apply_meta(dir, meta)?;
+    for (rel, meta) in dirs.iter().rev() {
+        let dest = target.join(rel);
+        let dir = dirfd::open_beneath(&root, rel)
+            .with_context(|| format!("opening {}", dest.display()))?;
+        dirfd::apply_meta(dir.as_fd(), meta)
+            .with_context(|| format!("setting the mode and times of {}", dest.display()))?;
     }
     Ok(report)
 }
 
-/// Fills a batch of created files; on error removes those not complete.
-async fn fill(repo: &Repository, cat: &Catalog, batch: Batch) -> Result<()> {
-    let mut remaining: Vec<u64> = batch.files.iter().map(|f| f.size).collect();
-    let result = fill_content(repo, cat, &batch.files, &mut remaining).await;
-    if let Err(e) = result {
-        for (f, left) in batch.files.iter().zip(&remaining) {
-            if *left > 0 {
-                let _ = std::fs::remove_file(&f.dest);
-            }
+/// Makes the hard links to files restored complete; a link to a damaged
+/// file is damaged too.
+fn link_all(root: &Dir, target: &Path, links: &[Link], report: &mut Report) -> Result<()> {
+    let damaged: HashMap<PathBuf, String> = report.damaged.iter().cloned().collect();
+    for link in links {
+        let dest = target.join(&link.at);
+        if let Some(why) = damaged.get(&target.join(&link.first)) {
+            report.damaged.push((dest, why.clone()));
+            continue;
         }
-        return Err(e);
-    }
-    for f in &batch.files {
-        apply_meta(&f.dest, &f.meta)?;
+        let (from_dir, from) = parent_and_name(&link.first);
+        let (to_dir, to) = parent_and_name(&link.at);
+        dirfd::open_beneath(root, from_dir)
+            .and_then(|f| Ok((f, dirfd::open_beneath(root, to_dir)?)))
+            .and_then(|(f, t)| dirfd::hard_link(&f, from, &t, to))
+            .with_context(|| {
+                format!(
+                    "linking {} to {}",
+                    dest.display(),
+                    target.join(&link.first).display()
+                )
+            })?;
+        report.hardlinks += 1;
     }
     Ok(())
+}
+
+/// What became of one file of a batch.
+#[derive(Clone)]
+struct Progress {
+    /// Bytes not yet written.
+    left: u64,
+    /// Why it cannot be restored.
+    damaged: Option<String>,
+}
+
+/// Fills a batch of created files and moves the complete ones into place;
+/// files with damaged content are removed and reported. On an error, every
+/// file of the batch not yet in place is removed.
+async fn fill(repo: &Repository, cat: &Catalog, batch: Batch, report: &mut Report) -> Result<()> {
+    if batch.files.is_empty() {
+        return Ok(());
+    }
+    let files = Arc::new(batch.files);
+    let mut progress: Vec<Progress> = files
+        .iter()
+        .map(|f| Progress {
+            left: f.size,
+            damaged: None,
+        })
+        .collect();
+    let mut done = 0;
+    let result = async {
+        fill_content(repo, cat, &files, &mut progress).await?;
+        for (f, p) in files.iter().zip(&progress) {
+            let why = p
+                .damaged
+                .clone()
+                .or_else(|| (p.left != 0).then(|| "it was not completely written".to_owned()));
+            let dest = || f.dest.display();
+            if let Some(why) = why {
+                dirfd::remove(&f.dir, &f.tmp)
+                    .with_context(|| format!("removing the unfinished {}", dest()))?;
+                report.damaged.push((f.dest.clone(), why));
+                report.files -= 1;
+                report.bytes -= f.size;
+            } else {
+                let file = dirfd::open_file(&f.dir, &f.tmp)
+                    .with_context(|| format!("reopening {}", dest()))?;
+                dirfd::apply_meta(&file, &f.meta)
+                    .with_context(|| format!("setting the mode and times of {}", dest()))?;
+                drop(file);
+                dirfd::rename(&f.dir, &f.tmp, &f.name)
+                    .with_context(|| format!("moving {} into place", dest()))?;
+            }
+            done += 1;
+        }
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        for f in &files[done..] {
+            let _ = dirfd::remove(&f.dir, &f.tmp);
+        }
+    }
+    result
 }
 
 /// Where one distinct chunk goes: (file, offset) pairs.
@@ -238,79 +370,154 @@ type Destinations = Vec<Vec<(usize, u64)>>;
 async fn fill_content(
     repo: &Repository,
     cat: &Catalog,
-    files: &[Pending],
-    remaining: &mut [u64],
+    files: &Arc<Vec<Pending>>,
+    progress: &mut [Progress],
 ) -> Result<()> {
     let (ids, slot_of) = distinct(files.iter().flat_map(|f| &f.content));
-    let reads = plan_reads(repo, cat, &ids)?;
+    let Plan { reads, unlocated } = plan_reads(repo, cat, &ids)?;
     let mut raw_len = vec![0u64; ids.len()];
     for read in &reads {
         for (slot, e) in &read.blobs {
             raw_len[*slot] = u64::from(e.raw_len);
         }
     }
+    let mut missing: Vec<Option<Damaged>> = vec![None; ids.len()];
+    for (slot, why) in unlocated {
+        missing[slot] = Some(why);
+    }
     let mut dests: Destinations = vec![Vec::new(); ids.len()];
     for (i, f) in files.iter().enumerate() {
         let mut offset = 0u64;
         for id in &f.content {
             let slot = slot_of[id];
+            if let Some(why) = &missing[slot] {
+                progress[i].damaged.get_or_insert_with(|| why.to_string());
+            }
             dests[slot].push((i, offset));
             offset += raw_len[slot];
         }
-        if offset != f.size {
-            bail!(
-                "{}: the index says its content has {offset} bytes but the snapshot records {}: the snapshot is inconsistent",
-                f.dest.display(),
+        if offset != f.size && progress[i].damaged.is_none() {
+            progress[i].damaged = Some(format!(
+                "the index says its content has {offset} bytes but the snapshot records {}: the snapshot is inconsistent",
                 f.size
-            );
+            ));
         }
     }
     let dests = Arc::new(dests);
-    let paths: Arc<Vec<PathBuf>> = Arc::new(files.iter().map(|f| f.dest.clone()).collect());
     let mut completed = std::pin::pin!(run_reads(repo, cat, reads));
     while let Some(blobs) = completed.try_next().await? {
-        let (dests, paths) = (dests.clone(), paths.clone());
-        let written =
-            tokio::task::spawn_blocking(move || write_blobs(&blobs, &dests, &paths)).await??;
-        for (file, n) in written {
-            remaining[file] = remaining[file].saturating_sub(n);
+        let mut intact = Vec::with_capacity(blobs.len());
+        for (slot, opened) in blobs {
+            match opened {
+                Ok(data) => intact.push((slot, data)),
+                Err(why) => {
+                    for &(file, _) in &dests[slot] {
+                        progress[file]
+                            .damaged
+                            .get_or_insert_with(|| why.to_string());
+                    }
+                }
+            }
         }
-    }
-    for (f, left) in files.iter().zip(remaining.iter()) {
-        if *left != 0 {
-            bail!("{} was not completely restored", f.dest.display());
+        let (dests, files) = (dests.clone(), files.clone());
+        let written =
+            tokio::task::spawn_blocking(move || write_blobs(&intact, &dests, &files)).await??;
+        for (file, n) in written {
+            progress[file].left = progress[file].left.saturating_sub(n);
         }
     }
     Ok(())
 }
 
-/// Writes verified chunks at their offsets (all-zero chunks stay holes);
-/// returns bytes accounted per file.
+/// Holes are kept at this granularity: a run of this many zero bytes,
+/// aligned in the file, is not written (a file system's block).
+const HOLE: u64 = 4096;
+
+/// Writes `data` at `offset`, skipping aligned blocks of zeros so that
+/// holes stay holes (the file was created at its full length).
+fn write_sparse(f: &std::fs::File, data: &[u8], offset: u64) -> std::io::Result<()> {
+    let mut run: Option<usize> = None;
+    let mut pos = 0usize;
+    while pos < data.len() {
+        let abs = offset + pos as u64;
+        let end = usize::try_from((abs / HOLE + 1) * HOLE - offset)
+            .unwrap_or(usize::MAX)
+            .min(data.len());
+        let zero = data[pos..end].iter().all(|b| *b == 0);
+        match (zero, run) {
+            (false, None) => run = Some(pos),
+            (true, Some(from)) => {
+                f.write_all_at(&data[from..pos], offset + from as u64)?;
+                run = None;
+            }
+            _ => {}
+        }
+        pos = end;
+    }
+    if let Some(from) = run {
+        f.write_all_at(&data[from..], offset + from as u64)?;
+    }
+    Ok(())
+}
+
+/// Writes verified chunks at their offsets; returns bytes accounted per file.
 fn write_blobs(
     blobs: &[(usize, Bytes)],
     dests: &Destinations,
-    paths: &[PathBuf],
+    files: &[Pending],
 ) -> Result<Vec<(usize, u64)>> {
     let mut open: HashMap<usize, std::fs::File> = HashMap::new();
     let mut written = Vec::new();
     for (slot, data) in blobs {
-        let zero = data.iter().all(|b| *b == 0);
         for &(file, offset) in &dests[*slot] {
-            if !zero {
-                let f = match open.entry(file) {
-                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(v) => v.insert(
-                        std::fs::OpenOptions::new()
-                            .write(true)
-                            .open(&paths[file])
-                            .with_context(|| format!("opening {}", paths[file].display()))?,
-                    ),
-                };
-                f.write_all_at(data, offset)
-                    .with_context(|| format!("writing {}", paths[file].display()))?;
-            }
+            let f = match open.entry(file) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    let p = &files[file];
+                    v.insert(
+                        dirfd::open_file(&p.dir, &p.tmp)
+                            .with_context(|| format!("opening {}", p.dest.display()))?,
+                    )
+                }
+            };
+            write_sparse(f, data, offset)
+                .with_context(|| format!("writing {}", files[file].dest.display()))?;
             written.push((file, data.len() as u64));
         }
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allocated_blocks(data: &[u8], offset: u64) -> u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.path().join("f"))
+            .unwrap();
+        f.set_len(offset + data.len() as u64 + (1 << 20)).unwrap();
+        write_sparse(&f, data, offset).unwrap();
+        f.sync_all().unwrap();
+        let mut back = vec![0u8; data.len()];
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut back, offset).unwrap();
+        assert_eq!(back, data);
+        std::os::unix::fs::MetadataExt::blocks(&f.metadata().unwrap()) * 512
+    }
+
+    #[test]
+    fn zero_blocks_stay_holes() {
+        let mut data = vec![0u8; 1 << 20];
+        data[5000] = 1;
+        data[(1 << 20) - 1] = 2;
+        // Two 4 KiB blocks hold data; the rest stays a hole.
+        assert!(allocated_blocks(&data, 0) <= 2 * HOLE);
+        // Unaligned: the same bytes at an odd offset still write whole blocks only around them.
+        assert!(allocated_blocks(&data, 1000) <= 4 * HOLE);
+        assert_eq!(allocated_blocks(&[0u8; 10_000], 7), 0);
+    }
 }

@@ -323,6 +323,14 @@ impl<'a> Walker<'a> {
                 Err(Err(e)) => return Err(e),
             }
             self.report.files += 1;
+            if let Some(how) = changed_while_read(&m, &file, content.size) {
+                self.report.errors += 1;
+                (self.warn)(format!(
+                    "{} changed while it was read ({how}): stored as read ({} bytes); the snapshot is marked partial",
+                    path.display(),
+                    content.size
+                ));
+            }
             NodeKind::File {
                 size: content.size,
                 content: content.ids,
@@ -351,6 +359,41 @@ impl<'a> Walker<'a> {
             kind,
         }))
     }
+}
+
+/// How a file changed between its `stat` before the read (`before`) and the
+/// end of the read of `read` bytes, if it did: what was stored may be a mix
+/// of old and new content.
+fn changed_while_read(
+    before: &std::fs::Metadata,
+    file: &std::fs::File,
+    read: u64,
+) -> Option<String> {
+    if read != before.len() {
+        return Some(format!("{} bytes when listed, {read} read", before.len()));
+    }
+    let after = file.metadata().ok()?;
+    if after.len() != before.len() {
+        return Some(format!(
+            "{} bytes when listed, {} after",
+            before.len(),
+            after.len()
+        ));
+    }
+    if (
+        after.mtime(),
+        after.mtime_nsec(),
+        after.ctime(),
+        after.ctime_nsec(),
+    ) != (
+        before.mtime(),
+        before.mtime_nsec(),
+        before.ctime(),
+        before.ctime_nsec(),
+    ) {
+        return Some("modified during the read".to_owned());
+    }
+    None
 }
 
 /// The subtree of a parent entry that is a directory.

@@ -17,8 +17,9 @@ pub struct PgConn {
     /// Database name or connection URI/string (as for pg_dump --dbname).
     #[arg(long, short = 'd')]
     pub dbname: Option<String>,
-    /// Server host or socket directory.
-    #[arg(long, short = 'H')]
+    /// Server host or socket directory (-h as in every PostgreSQL client;
+    /// --help shows this help).
+    #[arg(long, short = 'h', short_alias = 'H')]
     pub host: Option<String>,
     /// Server port.
     #[arg(long, short = 'p')]
