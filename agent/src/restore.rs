@@ -265,19 +265,29 @@ async fn pipe_into(repo: &Repository, cat: &Catalog, node: &Node, argv: &[String
     fed.map(|_| ())
 }
 
-/// Writes a file node's content into a new file at `path` and returns it;
-/// if anything fails, the file is removed.
+/// Writes a file node's content into a file at `path` (created private to
+/// the user, mode 0600: it is plaintext) and returns it; if anything fails,
+/// the file is removed.
 async fn write_new_file(
     repo: &Repository,
     cat: &Catalog,
     node: &Node,
     path: &Path,
 ) -> Result<(u64, std::fs::File)> {
-    let file = tokio::fs::File::create(path)
-        .await
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        let owned = path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(owned)
+        })
+        .await?
         .with_context(|| format!("creating {}", path.display()))?
-        .into_std()
-        .await;
+    };
     let mut out = BlockingOut::new(file);
     let what = path.display().to_string();
     let written = match write_node(repo, cat, node, &mut out, &what).await {
@@ -352,11 +362,16 @@ pub async fn to_postgres(
     match jobs.filter(|j| *j > 1) {
         None => pipe_into(repo, cat, &dump, &argv).await,
         Some(j) => {
-            // pg_restore runs parallel jobs only from a file.
-            let path = std::env::temp_dir().join(format!(
-                "cairn-restore-{}.dump",
-                hex::encode(rand::random::<[u8; 8]>())
-            ));
+            // pg_restore runs parallel jobs only from a file: staged in a
+            // directory of our own (0700) as a 0600 file, removed when
+            // pg_restore ends, fails or cairn is stopped (the directory goes
+            // when `staging` is dropped).
+            let staging = tempfile::Builder::new()
+                .prefix("cairn-restore-")
+                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .tempdir()
+                .context("creating a private staging directory in TMPDIR")?;
+            let path = staging.path().join("database.dump");
             let result = async {
                 let (_, file) = write_new_file(repo, cat, &dump, &path).await?;
                 drop(file);
@@ -364,6 +379,7 @@ pub async fn to_postgres(
                 argv.push(path.display().to_string());
                 let status = tokio::process::Command::new(&argv[0])
                     .args(&argv[1..])
+                    .kill_on_drop(true)
                     .status()
                     .await
                     .with_context(|| format!("cannot start {}", argv[0]))?;
@@ -374,7 +390,7 @@ pub async fn to_postgres(
             }
             .await;
             // Also when pg_restore could not start: the staged dump never stays.
-            let _ = tokio::fs::remove_file(&path).await;
+            drop(staging);
             result
         }
     }

@@ -573,3 +573,61 @@ fn mysqldump_through_command() {
     assert!(stderr(&o).contains("no_such_db"), "{}", stderr(&o));
     assert_eq!(r.snapshots().len(), 1);
 }
+
+/// Issue 16: `restore --pg --jobs` staged the plaintext dump in TMPDIR at
+/// mode 0644. It is now a 0600 file in a 0700 directory of its own, gone once
+/// pg_restore is done. A shim in front of the real pg_restore records what
+/// it is given.
+#[test]
+fn restore_jobs_stages_the_dump_privately() {
+    let pg = PgServer::start();
+    make_database(&pg, "staged");
+    let before = table_sums(&pg, "staged");
+    let mut r = repo_for(&pg);
+    let conn = pg.args();
+    r.backup_json(&args(&["pg", "--dbname", "staged"], &conn)[..], b"");
+    let real = String::from_utf8(
+        Command::new("which")
+            .arg("pg_restore")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let bin = r.tmp("shim");
+    std::fs::create_dir(&bin).unwrap();
+    let record = r.tmp("staged.modes");
+    std::fs::write(
+        bin.join("pg_restore"),
+        format!(
+            "#!/bin/sh\nfor a; do last=$a; done\nstat -c %a \"$last\" \"$(dirname \"$last\")\" > {}\nexec {} \"$@\"\n",
+            record.display(),
+            real.trim()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        bin.join("pg_restore"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let tmpdir = r.tmp("tmpdir");
+    std::fs::create_dir(&tmpdir).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    r.env.push(("PATH".into(), path));
+    r.env.push(("TMPDIR".into(), tmpdir.display().to_string()));
+    let o = r.run(&args(
+        &[
+            "restore", "latest", "--pg", "--clean", "--dbname", "staged", "--jobs", "2",
+        ],
+        &conn,
+    ));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(table_sums(&pg, "staged"), before);
+    assert_eq!(std::fs::read_to_string(&record).unwrap(), "600\n700\n");
+    assert_eq!(
+        std::fs::read_dir(&tmpdir).unwrap().count(),
+        0,
+        "the staged dump stayed"
+    );
+}
