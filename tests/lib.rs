@@ -558,14 +558,32 @@ pub struct RedisServer {
     pub port: u16,
     /// Its data directory.
     pub dir: PathBuf,
+    /// The CA certificate of a server that speaks only TLS.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl RedisServer {
-    /// Starts a server with `extra` arguments (e.g. `--dbfilename x.rdb`).
+    /// Starts a server as Debian ships it (the built-in defaults: diskless
+    /// replication with a 5 s delay, RDB saves on) on 127.0.0.1, with
+    /// `extra` arguments (e.g. `--dbfilename x.rdb`; a later `--bind`
+    /// replaces ours).
     ///
     /// # Panics
     /// If redis-server is not installed or does not start.
     pub fn start(extra: &str) -> RedisServer {
+        Self::launch(extra, false)
+    }
+
+    /// A server that speaks only TLS, with a certificate for 127.0.0.1 and
+    /// localhost from a throwaway CA ([`RedisServer::tls_ca`]).
+    ///
+    /// # Panics
+    /// If openssl or redis-server is missing or the server does not start.
+    pub fn start_tls(extra: &str) -> RedisServer {
+        Self::launch(extra, true)
+    }
+
+    fn launch(extra: &str, tls: bool) -> RedisServer {
         let found = Command::new("redis-server")
             .arg("--version")
             .output()
@@ -582,11 +600,20 @@ impl RedisServer {
             .keep();
         let port = free_port();
         let d = dir.display();
-        let run = format!(
-            "redis-server --bind 127.0.0.1 --port {port} --dir {d} --save '' --appendonly no --repl-diskless-sync-delay 0 {extra}"
-        );
+        let (listen, tls_ca) = if tls {
+            make_certificates(&dir);
+            (
+                format!(
+                    "--port 0 --tls-port {port} --tls-cert-file {d}/server.crt --tls-key-file {d}/server.key --tls-ca-cert-file {d}/ca.crt --tls-auth-clients no"
+                ),
+                Some(dir.join("ca.crt")),
+            )
+        } else {
+            (format!("--port {port}"), None)
+        };
+        let run = format!("redis-server --bind 127.0.0.1 {listen} --dir {d} {extra}");
         with_watchdog(&run, "true", &dir);
-        let r = RedisServer { port, dir };
+        let r = RedisServer { port, dir, tls_ca };
         // A server with a password answers NOAUTH: it is up all the same.
         wait_for("Redis", &r.dir, || {
             r.cli(&["PING"])
@@ -595,22 +622,54 @@ impl RedisServer {
         r
     }
 
+    /// `redis-cli` for this server (TLS options included).
+    pub fn cli_command(&self) -> Command {
+        let mut c = Command::new("redis-cli");
+        c.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        if let Some(ca) = &self.tls_ca {
+            c.arg("--tls").arg("--cacert").arg(ca);
+        }
+        c
+    }
+
     /// Runs redis-cli with `args`; its output, trimmed.
     pub fn cli(&self, args: &[&str]) -> Option<String> {
-        let out = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .ok()?;
+        let out = self.cli_command().args(args).output().ok()?;
         out.status
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls_ca.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
+}
+
+/// A throwaway CA and a server certificate for 127.0.0.1 and localhost, in
+/// `dir` (`ca.crt`, `server.crt`, `server.key`).
+fn make_certificates(dir: &Path) {
+    let d = dir.display();
+    let script = format!(
+        "set -e; cd {d}; \
+         openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=cairn-test-ca; \
+         openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost; \
+         printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > san.ext; \
+         openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile san.ext"
+    );
+    let out = Command::new("sh").arg("-c").arg(script).output().expect(
+        "openssl is needed for the TLS tests: run `bash .ci/run`, or apt-get install openssl",
+    );
+    assert!(
+        out.status.success(),
+        "making test certificates: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The test process's S3 server, started on first use.

@@ -336,8 +336,8 @@ fn redis_state(r: &RedisServer) -> Vec<String> {
 
 /// Runs `commands` (each answered by one line) in one redis-cli session.
 fn cli_lines(r: &RedisServer, commands: &[String]) -> Vec<String> {
-    let mut child = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &r.port.to_string()])
+    let mut child = r
+        .cli_command()
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -417,6 +417,147 @@ fn redis_round_trip_diskless_and_disk_based() {
     r.backup_json(&["redis", "--url", &server.url()], b"");
     let restored = restore_into_new_server(&r);
     assert_eq!(redis_state(&restored), redis_state(&server));
+}
+
+/// Loads `keys` keys of 200 random bytes each through redis-cli's mass
+/// insertion, so that the server's snapshot takes a while.
+fn fill_redis_large(r: &RedisServer, keys: usize) {
+    use rand::{RngCore, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(keys as u64);
+    let mut resp = Vec::with_capacity(keys * 240);
+    let mut value = [0u8; 200];
+    for i in 0..keys {
+        rng.fill_bytes(&mut value);
+        let key = format!("big:{i}");
+        resp.extend_from_slice(
+            format!("*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n$200\r\n", key.len()).as_bytes(),
+        );
+        resp.extend_from_slice(&value);
+        resp.extend_from_slice(b"\r\n");
+    }
+    let mut child = r
+        .cli_command()
+        .arg("--pipe")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&resp));
+    assert!(child.wait().unwrap().success());
+    writer.join().unwrap().unwrap();
+    assert_eq!(r.cli(&["DBSIZE"]).unwrap(), keys.to_string());
+}
+
+/// The same keys hold the same values in both servers (a sample of them).
+fn assert_same_sample(a: &RedisServer, b: &RedisServer, keys: usize) {
+    assert_eq!(a.cli(&["DBSIZE"]), b.cli(&["DBSIZE"]));
+    let script: Vec<String> = (0..keys)
+        .step_by(keys / 500)
+        .map(|i| format!("STRLEN big:{i}"))
+        .collect();
+    assert_eq!(cli_lines(a, &script), cli_lines(b, &script));
+    let hashes = |r: &RedisServer| -> Vec<String> {
+        (0..keys)
+            .step_by(keys / 50)
+            .map(|i| {
+                let out = r
+                    .cli_command()
+                    .args(["--no-raw", "GET", &format!("big:{i}")])
+                    .output()
+                    .unwrap();
+                blake3::hash(&out.stdout).to_hex().to_string()
+            })
+            .collect()
+    };
+    assert_eq!(hashes(a), hashes(b));
+}
+
+/// Issue 16: a server with Debian's defaults (diskless replication after a
+/// 5 s delay) refused cairn ("the server refused a full resynchronisation").
+/// Both transfer forms, with a dataset whose snapshot takes a while.
+#[test]
+fn redis_with_its_default_settings_and_a_large_dataset() {
+    let server = RedisServer::start("");
+    let keys = 600_000;
+    fill_redis_large(&server, keys);
+    assert_eq!(
+        server
+            .cli(&["CONFIG", "GET", "repl-diskless-sync"])
+            .unwrap(),
+        "repl-diskless-sync\nyes"
+    );
+    let r = Repo::init();
+    for mode in ["yes", "no"] {
+        server
+            .cli(&["CONFIG", "SET", "repl-diskless-sync", mode])
+            .unwrap();
+        let s = r.backup_json(&["redis", "--url", &server.url()], b"");
+        assert!(s["bytes_read"].as_u64().unwrap() > 100 << 20, "{mode}: {s}");
+        let restored = restore_into_new_server(&r);
+        assert_same_sample(&server, &restored, keys);
+    }
+}
+
+/// Issue 16: IPv6 literals, TLS (`rediss://`, as managed services require)
+/// and passwords with any characters, in the URL or in REDISCLI_AUTH.
+#[test]
+fn redis_over_ipv6_tls_and_odd_passwords() {
+    let pass = "p@ss:w/rd%é#?&x";
+    let encoded = "p%40ss%3Aw%2Frd%25%C3%A9%23%3F%26x";
+    let server = RedisServer::start(&format!("--bind '127.0.0.1 ::1' --requirepass '{pass}'"));
+    let r = Repo::init();
+    let url = format!("redis://:{encoded}@[::1]:{}", server.port);
+    r.backup_json(&["redis", "--url", &url], b"");
+    let o = r
+        .cairn()
+        .env("REDISCLI_AUTH", pass)
+        .args([
+            "backup",
+            "redis",
+            "--url",
+            &format!("redis://[::1]:{}", server.port),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        r.snapshots()[0]["source"]["address"],
+        format!("[::1]:{}", server.port)
+    );
+    assert!(!serde_json::to_string(&r.snapshots())
+        .unwrap()
+        .contains("p@ss"));
+
+    let tls = RedisServer::start_tls("");
+    fill_redis(&tls);
+    let before = tls.cli(&["DBSIZE"]).unwrap();
+    let ca = tls.tls_ca.clone().unwrap();
+    let s = r.backup_json(
+        &[
+            "redis",
+            "--url",
+            &tls.url(),
+            "--tls-ca-file",
+            ca.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(s["bytes_read"].as_u64().unwrap() > 50_000, "{s}");
+    let restored = restore_into_new_server(&r);
+    assert_eq!(restored.cli(&["DBSIZE"]).unwrap(), before);
+    // Without the CA the server is not trusted; plain text to a TLS port fails.
+    let o = r.run(&["backup", "redis", "--url", &tls.url()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("TLS"), "{}", stderr(&o));
+    let o = r.run(&[
+        "backup",
+        "redis",
+        "--url",
+        &format!("redis://127.0.0.1:{}", tls.port),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(r.snapshots().len(), 3);
 }
 
 #[test]

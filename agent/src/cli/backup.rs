@@ -85,9 +85,16 @@ struct PgArgs {
 
 #[derive(Debug, clap::Args)]
 struct RedisArgs {
-    /// `redis://[user:password@]host:port` (a password can also come from REDISCLI_AUTH).
+    /// `redis://[user:password@]host:port`, or `rediss://` for TLS; an IPv6
+    /// host in brackets (`redis://[::1]:6379`); special characters in the
+    /// user or password percent-encoded. A password can also come from
+    /// REDISCLI_AUTH, as is.
     #[arg(long)]
     url: String,
+    /// With rediss://: trust the CA certificates in this PEM file instead
+    /// of the system's.
+    #[arg(long, value_name = "PEM")]
+    tls_ca_file: Option<PathBuf>,
 }
 
 fn what(args: &Args) -> Result<What> {
@@ -101,11 +108,13 @@ fn what(args: &Args) -> Result<What> {
             }));
         }
         Some(Kind::Redis(r)) => {
-            let mut url = r.url.clone();
-            if let (Ok(pass), false) = (std::env::var("REDISCLI_AUTH"), url.contains('@')) {
-                url = url.replacen("redis://", &format!("redis://:{pass}@"), 1);
-            }
-            return Ok(What::Redis(RedisTarget::parse(&url)?));
+            let auth = std::env::var_os("REDISCLI_AUTH")
+                .filter(|p| !p.is_empty())
+                .map(std::os::unix::ffi::OsStringExt::into_vec);
+            let target = RedisTarget::parse(&r.url)?
+                .with_default_password(auth)
+                .with_ca_file(r.tls_ca_file.clone());
+            return Ok(What::Redis(target));
         }
         None => {}
     }

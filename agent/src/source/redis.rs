@@ -12,6 +12,7 @@
 use super::{ReadReport, SourceError};
 use crate::pipeline::Stats;
 use bytes::Bytes;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -25,10 +26,15 @@ const READ_BUF: usize = 1 << 20;
 /// Where and how to connect.
 #[derive(Clone)]
 pub struct RedisTarget {
+    /// A name or an IP address (an IPv6 one without brackets).
     host: String,
     port: u16,
     user: Option<String>,
-    password: Option<Zeroizing<String>>,
+    password: Option<Zeroizing<Vec<u8>>>,
+    /// `rediss://`: TLS, as managed Redis services require.
+    tls: bool,
+    /// PEM certificates to trust instead of the system's roots.
+    ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for RedisTarget {
@@ -36,6 +42,7 @@ impl std::fmt::Debug for RedisTarget {
         f.debug_struct("RedisTarget")
             .field("address", &self.address())
             .field("user", &self.user)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -49,70 +56,128 @@ pub struct RedisMeta {
     pub rdb_version: u32,
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+/// Any byte stream to the server: TCP, or TLS over TCP.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+type Conn = BufReader<Box<dyn Io>>;
 
 impl RedisTarget {
-    /// Parses `redis://[user:password@]host[:port]` (port 6379 by default).
+    /// Parses `redis://[[user]:password@]host[:port][/db]` or `rediss://…`
+    /// (TLS); the host may be an IPv6 literal in brackets, and the user and
+    /// password are percent-decoded (any bytes). The port defaults to 6379.
     ///
     /// # Errors
     /// If the URL is not of that form.
     pub fn parse(url: &str) -> anyhow::Result<Self> {
-        let rest = url.strip_prefix("redis://").ok_or_else(|| {
-            anyhow::anyhow!("a Redis URL starts with redis:// (got something else)")
+        let parsed = url::Url::parse(url).map_err(|e| {
+            anyhow::anyhow!("the Redis URL cannot be parsed ({e}): give redis://[user:password@]host:port, with special characters in the password percent-encoded, or the password in REDISCLI_AUTH")
         })?;
-        let rest = rest.split('/').next().unwrap_or(rest);
-        let (auth, hostport) = match rest.rsplit_once('@') {
-            Some((a, h)) => (Some(a), h),
-            None => (None, rest),
+        let tls = match parsed.scheme() {
+            "redis" => false,
+            "rediss" => true,
+            other => {
+                anyhow::bail!("a Redis URL starts with redis:// or rediss:// (TLS), not {other}://")
+            }
         };
-        let (user, password) = match auth {
-            None => (None, None),
-            Some(a) => match a.split_once(':') {
-                Some((u, p)) => (
-                    (!u.is_empty()).then(|| percent_decode(u)),
-                    Some(Zeroizing::new(percent_decode(p))),
-                ),
-                None => (None, Some(Zeroizing::new(percent_decode(a)))),
-            },
+        let host = match parsed.host() {
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            Some(url::Host::Ipv4(a)) => a.to_string(),
+            Some(url::Host::Domain(d)) if !d.is_empty() => d.to_owned(),
+            _ => anyhow::bail!("the Redis URL has no host: redis://[user:password@]host:port"),
         };
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) => (
-                h.to_owned(),
-                p.parse()
-                    .map_err(|_| anyhow::anyhow!("bad port in the Redis URL"))?,
-            ),
-            None => (hostport.to_owned(), 6379),
-        };
-        if host.is_empty() {
-            anyhow::bail!("the Redis URL has no host: redis://[user:password@]host:port");
-        }
+        let decode = |s: &str| percent_encoding::percent_decode_str(s).collect::<Vec<u8>>();
+        let user = Some(parsed.username())
+            .filter(|u| !u.is_empty())
+            .map(|u| String::from_utf8_lossy(&decode(u)).into_owned());
+        let password = parsed.password().map(|p| Zeroizing::new(decode(p)));
         Ok(Self {
             host,
-            port,
+            port: parsed.port().unwrap_or(6379),
             user,
             password,
+            tls,
+            ca_file: None,
         })
     }
 
-    /// `host:port`, never credentials.
+    /// Uses `password` if the URL gave none (from `REDISCLI_AUTH`, as
+    /// redis-cli does: taken as is, not percent-decoded).
+    #[must_use]
+    pub fn with_default_password(mut self, password: Option<Vec<u8>>) -> Self {
+        if self.password.is_none() {
+            self.password = password.map(Zeroizing::new);
+        }
+        self
+    }
+
+    /// Trusts the PEM certificates in `path` (for `rediss://`).
+    #[must_use]
+    pub fn with_ca_file(mut self, path: Option<PathBuf>) -> Self {
+        self.ca_file = path;
+        self
+    }
+
+    /// `host:port` (`[::1]:6379`), never credentials.
     pub fn address(&self) -> String {
-        format!("{}:{}", self.host, self.port)
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The TLS settings: the CA file's certificates, or the system's roots.
+    fn tls_config(&self) -> Result<rustls::ClientConfig, SourceError> {
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.ca_file {
+            Some(path) => {
+                let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+                    .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| {
+                        self.err(format!("reading the CA file {}: {e}", path.display()))
+                    })?;
+                for c in certs {
+                    roots.add(c).map_err(|e| {
+                        self.err(format!("a certificate in {}: {e}", path.display()))
+                    })?;
+                }
+            }
+            None => {
+                let found = rustls_native_certs::load_native_certs();
+                roots.add_parsable_certificates(found.certs);
+            }
+        }
+        if roots.is_empty() {
+            return Err(self.err(
+                "no trusted certificates for TLS: install the system's CA certificates, or give --tls-ca-file",
+            ));
+        }
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| self.err(format!("TLS settings: {e}")))
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+    }
+
+    async fn open(&self) -> Result<Conn, SourceError> {
+        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| self.err(format!("cannot connect: {e}")))?;
+        let io: Box<dyn Io> = if self.tls {
+            let config = self.tls_config()?;
+            let name = rustls_pki_types::ServerName::try_from(self.host.clone())
+                .map_err(|e| self.err(format!("not a TLS server name: {e}")))?;
+            let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+                .connect(name, tcp)
+                .await
+                .map_err(|e| self.err(format!("TLS handshake failed (check the certificate, the CA and that the port speaks TLS): {e}")))?;
+            Box::new(tls)
+        } else {
+            Box::new(tcp)
+        };
+        Ok(BufReader::with_capacity(READ_BUF, io))
     }
 
     fn err(&self, detail: impl Into<String>) -> SourceError {
@@ -128,16 +193,13 @@ impl RedisTarget {
     /// # Errors
     /// [`SourceError::Redis`] naming the step that failed.
     pub async fn connect(&self) -> Result<Replica, SourceError> {
-        let stream = TcpStream::connect((self.host.as_str(), self.port))
-            .await
-            .map_err(|e| self.err(format!("cannot connect: {e}")))?;
-        let mut conn = BufReader::with_capacity(READ_BUF, stream);
+        let mut conn = self.open().await?;
         if let Some(pass) = &self.password {
             let mut args: Vec<&[u8]> = vec![b"AUTH"];
             if let Some(u) = &self.user {
                 args.push(u.as_bytes());
             }
-            args.push(pass.as_bytes());
+            args.push(pass.as_slice());
             send(&mut conn, &args)
                 .await
                 .map_err(|e| self.err(format!("sending AUTH: {e}")))?;
@@ -181,7 +243,20 @@ impl RedisTarget {
         if !r.starts_with("+OK") {
             return Err(self.err(format!("REPLCONF refused: {r}")));
         }
-        let r = self.command(&mut conn, &[b"PSYNC", b"?", b"-1"]).await?;
+        send(&mut conn, &[b"PSYNC", b"?", b"-1"])
+            .await
+            .map_err(|e| self.err(format!("sending PSYNC: {e}")))?;
+        // A diskless server (the default) answers only once its transfer
+        // starts, after repl-diskless-sync-delay (5 s), sending bare
+        // newlines as keep-alives until then.
+        let r = loop {
+            let line = read_line(&mut conn)
+                .await
+                .map_err(|e| self.err(format!("reading the PSYNC reply: {e}")))?;
+            if !line.is_empty() {
+                break line;
+            }
+        };
         if !r.starts_with("+FULLRESYNC") {
             return Err(self.err(format!(
                 "the server refused a full resynchronisation: {}",
@@ -219,11 +294,7 @@ impl RedisTarget {
         })
     }
 
-    async fn command(
-        &self,
-        conn: &mut BufReader<TcpStream>,
-        args: &[&[u8]],
-    ) -> Result<String, SourceError> {
+    async fn command(&self, conn: &mut Conn, args: &[&[u8]]) -> Result<String, SourceError> {
         let name = String::from_utf8_lossy(args[0]).into_owned();
         send(conn, args)
             .await
@@ -234,18 +305,20 @@ impl RedisTarget {
     }
 }
 
-async fn send(conn: &mut BufReader<TcpStream>, args: &[&[u8]]) -> std::io::Result<()> {
+async fn send(conn: &mut Conn, args: &[&[u8]]) -> std::io::Result<()> {
     let mut out = format!("*{}\r\n", args.len()).into_bytes();
     for a in args {
         out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
         out.extend_from_slice(a);
         out.extend_from_slice(b"\r\n");
     }
-    conn.get_mut().write_all(&out).await
+    let io = conn.get_mut();
+    io.write_all(&out).await?;
+    io.flush().await
 }
 
 /// One protocol line without its line ending.
-async fn read_line(conn: &mut BufReader<TcpStream>) -> std::io::Result<String> {
+async fn read_line(conn: &mut Conn) -> std::io::Result<String> {
     let mut line = Vec::new();
     let n = (&mut *conn)
         .take(MAX_LINE as u64)
@@ -273,7 +346,7 @@ enum Transfer {
 
 /// A connection that is about to deliver an RDB payload.
 pub struct Replica {
-    conn: BufReader<TcpStream>,
+    conn: Conn,
     address: String,
     redis_version: String,
     transfer: Transfer,
@@ -442,7 +515,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(t.address(), "db.local:7000");
         assert_eq!(t.user.as_deref(), Some("alice"));
-        assert_eq!(t.password.as_deref().map(String::as_str), Some("p@ss"));
+        assert_eq!(t.password.as_deref().map(Vec::as_slice), Some(&b"p@ss"[..]));
         assert!(!format!("{t:?}").contains("p@ss"));
         let t = RedisTarget::parse("redis://:secret@127.0.0.1").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
@@ -451,6 +524,25 @@ mod tests {
         );
         assert!(RedisTarget::parse("http://x").is_err());
         assert!(RedisTarget::parse("redis://").is_err());
+        // IPv6 literals, TLS, and any bytes in a password (this panicked:
+        // `%` followed by a non-ASCII character).
+        let t = RedisTarget::parse("rediss://u:%E9%ff%25x%C3%A9@[::1]:6380/0")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.address(), "[::1]:6380");
+        assert!(t.tls);
+        assert_eq!(t.host, "::1");
+        assert_eq!(
+            t.password.as_deref().map(Vec::as_slice),
+            Some(&b"\xe9\xff%x\xc3\xa9"[..])
+        );
+        assert!(RedisTarget::parse("redis://:p%é@h").is_ok());
+        let t = RedisTarget::parse("redis://h")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_default_password(Some(b"a@b:c/d%".to_vec()));
+        assert_eq!(
+            t.password.as_deref().map(Vec::as_slice),
+            Some(&b"a@b:c/d%"[..])
+        );
     }
 
     #[test]
