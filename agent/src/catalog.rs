@@ -10,11 +10,18 @@
 //!
 //! Lookups go to SQLite, never to a map of the whole index: memory stays
 //! flat however many chunks the repository holds.
+//!
+//! What the catalog gives back is checked before it is used ([`Auth`]): a
+//! tree's plaintext must hash to its id under the repository's id key, and
+//! a snapshot row must carry a MAC under a key derived from the master key.
+//! A row edited by someone without the keys is reported, and the catalog is
+//! rebuilt from the repository by the next command.
 
 use anyhow::{anyhow, bail, Context, Result};
+use cairn_chunker::IdKey;
 use cairn_repo_format::{
-    BlobEntry, BlobKind, ChunkId, Commit, Compression, IndexPack, PackId, SessionId, Snapshot,
-    SnapshotId, Tree,
+    BlobEntry, BlobKind, CatalogKey, ChunkId, Commit, Compression, IndexPack, PackId, RepoKeys,
+    SessionId, Snapshot, SnapshotId, Tree,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -23,8 +30,8 @@ use std::sync::{Mutex, MutexGuard};
 pub mod load;
 pub mod sync;
 
-/// The schema this cairn writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema this cairn writes and reads (2: snapshot rows carry a MAC).
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -58,6 +65,7 @@ CREATE TABLE snapshots (
     time_ns INTEGER NOT NULL,
     tree BLOB NOT NULL,
     json TEXT NOT NULL,
+    mac BLOB NOT NULL,
     trees_complete INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE trees (id BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
@@ -87,11 +95,34 @@ pub struct PackRef {
     pub length: u64,
 }
 
+/// What the catalog checks the rows it gives back with.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    /// Trees are blobs: their plaintext hashes to their id under `K_id`.
+    pub ids: IdKey,
+    /// Snapshot rows carry a MAC under `K_cat`.
+    pub mac: CatalogKey,
+}
+
+impl Auth {
+    /// The repository's keys for its catalog.
+    pub fn of(keys: &RepoKeys) -> Self {
+        Self {
+            ids: keys.id.clone(),
+            mac: keys.catalog.clone(),
+        }
+    }
+}
+
+/// What a snapshot row's MAC covers: its id and its JSON.
+const SNAPSHOT_ROW: &[u8] = b"snapshot";
+
 /// The catalog of one repository.
 #[derive(Debug)]
 pub struct Catalog {
     conn: Mutex<Connection>,
     path: PathBuf,
+    auth: Auth,
 }
 
 /// Where the catalog of the repository `repository_id` lives by default:
@@ -196,6 +227,9 @@ fn try_open(path: &Path, repo_hex: &str) -> Result<Connection, Unusable> {
         return Err(Unusable::Reason(
             "it belongs to another repository".to_owned(),
         ));
+    }
+    if let Some(why) = get("altered")? {
+        return Err(Unusable::Reason(format!("it was found altered ({why})")));
     }
     // Touch every table's root page, so a damaged file is found now.
     for table in ["sessions", "packs", "blobs", "snapshots", "trees"] {
@@ -328,23 +362,26 @@ impl BlobRow {
 /// and blobs must already be in the same transaction).
 fn insert_session(
     tx: &rusqlite::Transaction<'_>,
+    mac: &CatalogKey,
     commit: &Commit,
     snapshots: &[Listed],
     trees_complete: bool,
 ) -> rusqlite::Result<()> {
     let mut st = tx.prepare_cached(
-        "INSERT OR REPLACE INTO snapshots (id, session, time_ns, tree, json, trees_complete)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT OR REPLACE INTO snapshots (id, session, time_ns, tree, json, mac, trees_complete)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     for (id, s) in snapshots {
         let json = serde_json::to_string(s)
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        let tag = mac.mac(SNAPSHOT_ROW, id.as_bytes(), json.as_bytes());
         st.execute(params![
             id.as_bytes(),
             s.session.as_bytes(),
             s.time_ns,
             s.tree.as_bytes(),
             json,
+            &tag[..],
             trees_complete
         ])?;
     }
@@ -362,11 +399,11 @@ fn insert_session(
 impl Catalog {
     /// Opens the catalog at `path` for the repository `repository_id`,
     /// creating it if missing and rebuilding it (with a message) if it
-    /// cannot be used.
+    /// cannot be used. Rows are checked with `auth`.
     ///
     /// # Errors
     /// If the file cannot be created or opened at all.
-    pub fn open(path: &Path, repository_id: &[u8; 16]) -> Result<Self> {
+    pub fn open(path: &Path, repository_id: &[u8; 16], auth: Auth) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| {
                 format!(
@@ -401,7 +438,25 @@ impl Catalog {
         Ok(Self {
             conn: Mutex::new(conn),
             path: path.to_owned(),
+            auth,
         })
+    }
+
+    /// A row that fails its check: the catalog is marked so that the next
+    /// command rebuilds it, and the error says so.
+    fn altered(&self, what: String) -> anyhow::Error {
+        let marked = self.conn().execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('altered', ?1)",
+            [&what],
+        );
+        let next = match marked {
+            Ok(_) => "the next command rebuilds it from the repository",
+            Err(_) => "run `cairn catalog rebuild`",
+        };
+        anyhow!(
+            "{what}: the catalog {} was altered or damaged, so nothing from it was used; {next}",
+            self.path.display()
+        )
     }
 
     /// Its file.
@@ -425,6 +480,7 @@ impl Catalog {
         for table in ["sessions", "packs", "blobs", "snapshots", "trees"] {
             tx.execute(&format!("DELETE FROM {table}"), [])?;
         }
+        tx.execute("DELETE FROM meta WHERE key = 'altered'", [])?;
         tx.commit()?;
         conn.execute_batch("VACUUM")
     }
@@ -469,24 +525,35 @@ impl Catalog {
                 row.insert(&mut blob_st)?;
             }
         }
-        insert_session(&tx, commit, snapshots, trees_complete)?;
+        insert_session(&tx, &self.auth.mac, commit, snapshots, trees_complete)?;
         tx.commit()
     }
 
     /// Every snapshot, oldest first.
     ///
     /// # Errors
-    /// SQLite errors, or a row that does not decode (corruption).
+    /// SQLite errors, or a row that does not decode or fails its MAC.
     pub fn snapshots(&self) -> Result<Vec<Listed>> {
-        let conn = self.conn();
-        let mut st = conn.prepare("SELECT id, json FROM snapshots ORDER BY time_ns, id")?;
-        let rows = st.query_map([], |r| {
-            Ok((r.get::<_, [u8; 32]>(0)?, r.get::<_, String>(1)?))
-        })?;
+        let rows: Vec<([u8; 32], String, Vec<u8>)> = {
+            let conn = self.conn();
+            let mut st =
+                conn.prepare("SELECT id, json, mac FROM snapshots ORDER BY time_ns, id")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
         let mut out = Vec::new();
-        for row in rows {
-            let (id, json) = row?;
+        for (id, json, tag) in rows {
             let id = SnapshotId::from_bytes(id);
+            if !self
+                .auth
+                .mac
+                .verify(SNAPSHOT_ROW, id.as_bytes(), json.as_bytes(), &tag)
+            {
+                return Err(self.altered(format!(
+                    "the catalog's copy of snapshot {} fails its authentication",
+                    id.short()
+                )));
+            }
             let s = Snapshot::decode_payload(json.as_bytes()).with_context(|| {
                 format!(
                     "the catalog's copy of snapshot {} is damaged; run `cairn catalog rebuild`",
@@ -574,6 +641,19 @@ impl Catalog {
         Ok(())
     }
 
+    /// Records that a pack found missing is in the repository again: its
+    /// blobs are used again.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn mark_found(&self, pack: &PackRef) -> rusqlite::Result<()> {
+        self.conn().execute(
+            "UPDATE packs SET missing = 0 WHERE session = ?1 AND id = ?2",
+            params![pack.session.as_bytes(), pack.id.as_bytes()],
+        )?;
+        Ok(())
+    }
+
     /// Packs recorded as missing.
     ///
     /// # Errors
@@ -649,6 +729,12 @@ impl Catalog {
         let data = data.ok_or_else(|| {
             anyhow!("tree {id} is not in the catalog {}: the repository could not give it when the catalog was synced (see the warnings above), or the catalog was damaged (`cairn catalog rebuild` starts it again)", self.path.display())
         })?;
+        // A tree is a blob: only its own plaintext hashes to its id.
+        if self.auth.ids.chunk_id(&data) != *id {
+            return Err(self.altered(format!(
+                "the catalog's copy of tree {id} does not match its id"
+            )));
+        }
         Tree::decode(&data).with_context(|| format!("tree {id} in the catalog"))
     }
 
@@ -680,6 +766,12 @@ fn restrict_mode(path: &Path) {
     }
 }
 
+/// Keys for catalogs in unit tests.
+#[cfg(test)]
+pub fn test_auth() -> Auth {
+    Auth::of(&cairn_repo_format::MasterKey::generate().derive())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -689,8 +781,8 @@ mod tests {
     #[test]
     fn per_chunk_lookups_are_not_replanned() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let cat =
-            Catalog::open(&dir.path().join("catalog"), &[7; 16]).unwrap_or_else(|e| panic!("{e}"));
+        let cat = Catalog::open(&dir.path().join("catalog"), &[7; 16], test_auth())
+            .unwrap_or_else(|e| panic!("{e}"));
         for i in 0..50u8 {
             let id = ChunkId::from_bytes([i; 32]);
             assert!(!cat.contains(&id).unwrap_or_else(|e| panic!("{e}")));

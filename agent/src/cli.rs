@@ -189,7 +189,11 @@ fn open_catalog(repo: &Repository, path: Option<&std::path::Path>) -> Result<Arc
         Some(p) => p.to_owned(),
         None => catalog::default_path(&repo.config.repository_id)?,
     };
-    Ok(Arc::new(Catalog::open(&path, &repo.config.repository_id)?))
+    Ok(Arc::new(Catalog::open(
+        &path,
+        &repo.config.repository_id,
+        catalog::Auth::of(&repo.keys),
+    )?))
 }
 
 async fn open(backend: backend::DynBackend) -> Result<Repository> {

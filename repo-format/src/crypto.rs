@@ -18,6 +18,7 @@ pub const TAG_LEN: usize = 16;
 const CTX_ID: &str = "cairn 2026-11 v1 chunk id";
 const CTX_GEAR: &str = "cairn 2026-11 v1 chunker gear";
 const CTX_ENC: &str = "cairn 2026-11 v1 object encryption";
+const CTX_CATALOG: &str = "cairn 2026-12 v1 local catalog authentication";
 pub(crate) const CTX_PACK: &str = "cairn 2026-11 v1 pack subkey";
 pub(crate) const CTX_SEALED: &str = "cairn 2026-11 v1 sealed object subkey";
 
@@ -44,6 +45,7 @@ impl MasterKey {
             id: IdKey::from_bytes(blake3::derive_key(CTX_ID, &self.0)),
             gear: GearKey::from_bytes(blake3::derive_key(CTX_GEAR, &self.0)),
             enc: EncKey(blake3::derive_key(CTX_ENC, &self.0)),
+            catalog: CatalogKey(blake3::derive_key(CTX_CATALOG, &self.0)),
         }
     }
 }
@@ -87,6 +89,41 @@ pub struct RepoKeys {
     pub gear: GearKey,
     /// `K_enc`: encryption.
     pub enc: EncKey,
+    /// `K_cat`: authenticates what the local catalog caches (never used
+    /// for anything stored in the repository).
+    pub catalog: CatalogKey,
+}
+
+/// `K_cat` (format §2, §13): a MAC over rows of the local catalog, so that
+/// a row edited by someone without the key is detected when it is used.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct CatalogKey([u8; 32]);
+
+impl std::fmt::Debug for CatalogKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CatalogKey(<redacted>)")
+    }
+}
+
+impl CatalogKey {
+    /// `BLAKE3-keyed(K_cat, u64le(len(what)) || what || u64le(len(id)) || id
+    /// || data)`: `what` names the kind of row, `id` the row.
+    pub fn mac(&self, what: &[u8], id: &[u8], data: &[u8]) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_keyed(&self.0);
+        h.update(&(what.len() as u64).to_le_bytes());
+        h.update(what);
+        h.update(&(id.len() as u64).to_le_bytes());
+        h.update(id);
+        h.update(data);
+        *h.finalize().as_bytes()
+    }
+
+    /// Whether `tag` is [`CatalogKey::mac`] of the row (in constant time).
+    pub fn verify(&self, what: &[u8], id: &[u8], data: &[u8], tag: &[u8]) -> bool {
+        // blake3::Hash compares in constant time.
+        <[u8; 32]>::try_from(tag)
+            .is_ok_and(|t| blake3::Hash::from(t) == blake3::Hash::from(self.mac(what, id, data)))
+    }
 }
 
 /// Nonce domains (format §2.3).

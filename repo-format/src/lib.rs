@@ -56,7 +56,7 @@ mod tree;
 mod wire;
 
 pub use config::{Config, CHUNKER_ALGORITHM, DEFAULT_PACK_SIZE, DEFAULT_ZSTD_LEVEL};
-pub use crypto::{EncKey, MasterKey, RepoKeys, TAG_LEN};
+pub use crypto::{CatalogKey, EncKey, MasterKey, RepoKeys, TAG_LEN};
 pub use error::{BlobError, FormatError, KeyError};
 pub use ids::{ChunkId, IndexId, KeyId, PackId, ParseIdError, SessionId, SnapshotId};
 pub use index::{IndexFile, IndexPack};

@@ -572,3 +572,149 @@ fn usage_through_a_pipe_and_exit_codes_are_documented() {
         "{help}"
     );
 }
+
+/// Rewrites the catalog's copy of the tree holding `name`: `edit` changes
+/// its nodes, and the row is saved back, still a valid tree (as another
+/// local user with write access to the catalog could).
+fn tamper_tree(catalog: &Path, name: &str, edit: impl Fn(&mut Vec<cairn_repo_format::Node>)) {
+    use cairn_repo_format::Tree;
+    let db = rusqlite::Connection::open(catalog).unwrap();
+    let rows: Vec<(Vec<u8>, Vec<u8>)> = db
+        .prepare("SELECT id, data FROM trees")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let (id, data) = rows
+        .into_iter()
+        .find(|(_, d)| Tree::decode(d).unwrap().get(name.as_bytes()).is_some())
+        .expect("a tree holding the file");
+    let mut nodes = Tree::decode(&data).unwrap().nodes().to_vec();
+    edit(&mut nodes);
+    let forged = Tree::new(nodes).unwrap().encode();
+    db.execute(
+        "UPDATE trees SET data = ?1 WHERE id = ?2",
+        rusqlite::params![forged, id],
+    )
+    .unwrap();
+}
+
+#[test]
+fn an_altered_catalog_never_puts_wrong_data_or_metadata_anywhere() {
+    let r = Repo::init();
+    let src = r.tmp("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("a.txt"), b"the content of a").unwrap();
+    std::fs::write(src.join("b.txt"), b"the content of b, which differs").unwrap();
+    std::fs::set_permissions(src.join("a.txt"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    r.ok(&["backup", src.to_str().unwrap()]);
+
+    // Wrong mode and owner for a restore.
+    tamper_tree(&r.catalog, "a.txt", |nodes| {
+        for n in nodes.iter_mut().filter(|n| n.name == b"a.txt") {
+            n.meta.mode = 0o4777;
+            n.meta.uid = 4242;
+        }
+    });
+    let target = r.tmp("target");
+    let o = r.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("altered"), "{}", stderr(&o));
+    let restored = target.join(src.strip_prefix("/").unwrap());
+    assert!(
+        !restored.join("a.txt").exists(),
+        "a restore used an altered row"
+    );
+    // The next command rebuilds the catalog, and the restore is right.
+    let o = r.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("altered"),
+        "the rebuild says why: {}",
+        stderr(&o)
+    );
+    let m = std::fs::metadata(restored.join("a.txt")).unwrap();
+    assert_eq!(m.mode() & 0o7777, 0o640);
+
+    // Swapped content ids: the next backup must not carry them into a new
+    // snapshot (its files are read again instead).
+    tamper_tree(&r.catalog, "a.txt", |nodes| {
+        let b = nodes
+            .iter()
+            .find(|n| n.name == b"b.txt")
+            .unwrap()
+            .kind
+            .clone();
+        for n in nodes.iter_mut().filter(|n| n.name == b"a.txt") {
+            n.kind = b.clone();
+        }
+    });
+    let _ = r.run(&["backup", src.to_str().unwrap()]);
+    r.ok(&["backup", src.to_str().unwrap()]);
+    let a = format!("{}/a.txt", src.display());
+    assert_eq!(
+        r.ok(&["restore", "latest", "--stdout", "--include", &a]),
+        b"the content of a"
+    );
+
+    // A snapshot row that says something else.
+    {
+        let db = rusqlite::Connection::open(&r.catalog).unwrap();
+        db.execute(
+            "UPDATE snapshots SET json = replace(json, 'a.txt', 'x.txt')",
+            [],
+        )
+        .unwrap();
+        db.execute(
+            "UPDATE snapshots SET json = replace(json, '\"hostname\":\"', '\"hostname\":\"evil-')",
+            [],
+        )
+        .unwrap();
+    }
+    let o = r.run(&["snapshots"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("fails its authentication"),
+        "{}",
+        stderr(&o)
+    );
+    let o = r.run(&["snapshots"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("evil-"));
+}
+
+#[test]
+fn catalog_check_rechecks_missing_packs_and_reads_every_object() {
+    let r = Repo::init();
+    r.ok_with(&["backup", "--stdin"], &random_bytes(3 << 20, 8));
+    let pack = r.packs().pop().unwrap();
+    let aside = r.tmp("aside");
+    std::fs::rename(&pack, &aside).unwrap();
+    let o = r.run(&["catalog", "check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("missing"), "{}", stderr(&o));
+    // Still missing: reported again, not forgotten.
+    let o = r.run(&["catalog", "check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    // Back: used again.
+    std::fs::rename(&aside, &pack).unwrap();
+    let o = r.run(&["catalog", "check"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("again"), "{}", stderr(&o));
+    assert_eq!(
+        r.ok(&["restore", "latest", "--stdout"]),
+        random_bytes(3 << 20, 8)
+    );
+    // A damaged snapshot object is reported although the catalog holds it.
+    let snap = cairn_e2e::files_under(&r.path.join("snapshots"))
+        .pop()
+        .unwrap();
+    let mut b = std::fs::read(&snap).unwrap();
+    let n = b.len();
+    b[n - 5] ^= 1;
+    std::fs::write(&snap, b).unwrap();
+    let o = r.run(&["catalog", "check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("damaged: session"), "{}", stderr(&o));
+}

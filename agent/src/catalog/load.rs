@@ -162,7 +162,7 @@ impl BulkLoad {
             }
         }
         for (commit, snapshots) in &self.sessions {
-            insert_session(&tx, commit, snapshots, false)?;
+            insert_session(&tx, &cat.auth.mac, commit, snapshots, false)?;
         }
         tx.commit()?;
         Ok(())
@@ -291,7 +291,8 @@ mod tests {
     }
 
     fn open(dir: &Path, name: &str) -> Catalog {
-        Catalog::open(&dir.join(name), &[3; 16]).unwrap_or_else(|e| panic!("{e}"))
+        Catalog::open(&dir.join(name), &[3; 16], crate::catalog::test_auth())
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// A `blobs` row with its pack's session and id instead of its number.

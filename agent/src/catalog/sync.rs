@@ -37,13 +37,18 @@ pub struct SyncReport {
 }
 
 /// One committed session as read from the repository.
-struct SessionObjects {
+pub struct SessionObjects {
     commit: Commit,
     packs: Vec<IndexPack>,
     snapshots: Vec<(SnapshotId, Snapshot)>,
 }
 
-async fn read_session(repo: &Repository, sid: SessionId) -> Result<SessionObjects> {
+/// Reads and authenticates a committed session's commit, index files and
+/// snapshots.
+///
+/// # Errors
+/// If one is missing, cannot be read, or fails authentication.
+pub async fn read_session(repo: &Repository, sid: SessionId) -> Result<SessionObjects> {
     let name = ObjectName::Commit(sid);
     let data = repo.backend.get(&name).await?;
     let commit =
