@@ -71,7 +71,13 @@ pub struct Cli {
     #[arg(long, global = true, default_value_t = crate::backend::s3::DEFAULT_MULTIPART_THRESHOLD >> 20)]
     s3_multipart_threshold_mib: usize,
 
-    /// Retries per storage operation after throttling, 5xx, timeouts or resets.
+    /// Seconds without a byte from S3 before a request is abandoned and
+    /// tried again (a stalled connection).
+    #[arg(long, env = "CAIRN_S3_READ_TIMEOUT", global = true, default_value_t = crate::backend::s3::DEFAULT_READ_TIMEOUT.as_secs())]
+    s3_read_timeout: u64,
+
+    /// Retries per storage operation after throttling, 5xx, timeouts,
+    /// connections cut or reset.
     #[arg(long, env = "CAIRN_RETRIES", global = true, default_value_t = crate::backend::retry::DEFAULT_RETRIES)]
     retries: u32,
 
@@ -129,6 +135,7 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<Status> {
             virtual_hosted: cli.s3_virtual_hosted,
             multipart_threshold: cli.s3_multipart_threshold_mib.saturating_mul(1 << 20),
             part_size: 0,
+            read_timeout: std::time::Duration::from_secs(cli.s3_read_timeout.max(1)),
         },
         retries: cli.retries,
         log_requests: cli.log_requests,

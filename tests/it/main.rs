@@ -15,4 +15,5 @@ mod dedup;
 mod files;
 mod hardening;
 mod s3;
+mod s3_network;
 mod streams;

@@ -35,7 +35,14 @@ pub struct S3Options {
     pub multipart_threshold: usize,
     /// Size of each part.
     pub part_size: usize,
+    /// A response that sends nothing for this long is abandoned and the
+    /// request tried again (0: the default, [`DEFAULT_READ_TIMEOUT`]).
+    pub read_timeout: Duration,
 }
+
+/// Default read timeout: long enough for a store that is slow to start a
+/// large ranged read, short enough that a stalled connection is retried.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Default multipart threshold: a full default pack goes up in parts.
 pub const DEFAULT_MULTIPART_THRESHOLD: usize = 24 << 20;
@@ -62,6 +69,8 @@ pub struct S3Backend {
     prefix: String,
     threshold: usize,
     part_size: usize,
+    /// The endpoint, for messages (`AWS` when the SDK chooses it).
+    endpoint: String,
 }
 
 /// Splits `BUCKET/PREFIX` (after `s3:` or `s3://`).
@@ -94,12 +103,21 @@ impl S3Backend {
             .ok()
             .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
         let custom_endpoint = opts.endpoint.is_some() || env_endpoint.is_some();
+        let endpoint = opts
+            .endpoint
+            .clone()
+            .or(env_endpoint)
+            .unwrap_or_else(|| "AWS S3".to_owned());
         let mut conf = aws_sdk_s3::config::Builder::from(&shared)
             .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
             .timeout_config(
                 aws_sdk_s3::config::timeout::TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(10))
-                    .read_timeout(Duration::from_secs(120))
+                    .read_timeout(if opts.read_timeout.is_zero() {
+                        DEFAULT_READ_TIMEOUT
+                    } else {
+                        opts.read_timeout
+                    })
                     .build(),
             )
             .force_path_style(custom_endpoint && !opts.virtual_hosted);
@@ -125,6 +143,7 @@ impl S3Backend {
             prefix,
             threshold,
             part_size,
+            endpoint,
         }
     }
 
@@ -153,6 +172,7 @@ impl S3Backend {
             prefix: prefix.into(),
             threshold,
             part_size,
+            endpoint: endpoint.into(),
         }
     }
 
@@ -204,7 +224,7 @@ impl S3Backend {
         object: String,
         e: SdkError<E, HttpResponse>,
     ) -> BackendError {
-        let (kind, hint) = classify(&e, &self.bucket);
+        let (kind, hint) = classify(&e, &self.bucket, &self.endpoint);
         let what = match &e {
             SdkError::ServiceError(se) => format!(
                 "{} (HTTP {}): {}",
@@ -212,17 +232,8 @@ impl S3Backend {
                 se.raw().status().as_u16(),
                 se.err().message().unwrap_or("no message")
             ),
-            other => {
-                // The causes, without the SDK's debug dump.
-                let mut text = other.to_string();
-                let mut source = std::error::Error::source(other);
-                while let Some(s) = source {
-                    text.push_str(": ");
-                    text.push_str(&s.to_string());
-                    source = s.source();
-                }
-                text
-            }
+            // The causes, without the SDK's debug dump.
+            other => chain_text(other),
         };
         BackendError {
             kind,
@@ -378,9 +389,10 @@ impl S3Backend {
 }
 
 /// Our classification of an SDK error, and a hint for a person.
-fn classify<E: ProvideErrorMetadata>(
+fn classify<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
     e: &SdkError<E, HttpResponse>,
     bucket: &str,
+    endpoint: &str,
 ) -> (ErrorKind, String) {
     match e {
         SdkError::ServiceError(se) => {
@@ -400,20 +412,68 @@ fn classify<E: ProvideErrorMetadata>(
                 _ => (ErrorKind::Other, String::new()),
             }
         }
+        // The request was sent or its answer was being read when the
+        // connection failed: try again.
         SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
             (ErrorKind::Transient, String::new())
         }
         SdkError::DispatchFailure(d) => {
-            if d.is_io() || d.is_timeout() {
-                (ErrorKind::Transient, String::new())
-            } else {
+            let chain = error_chain(e);
+            if d.is_user() {
                 (
                     ErrorKind::Other,
-                    " (check the endpoint URL and the credentials configuration)".into(),
+                    format!(
+                        " (the request to {endpoint} could not be made: check the endpoint URL)"
+                    ),
                 )
+            } else if is_tls_failure(&chain) {
+                (ErrorKind::Other, format!(" (the TLS handshake with {endpoint} failed: check its certificate and the CA the client trusts, AWS_CA_BUNDLE)"))
+            } else {
+                // Connections cut, reset, refused or timed out, a name not
+                // resolved: anything that may pass on another try.
+                (ErrorKind::Transient, connection_hint(&chain, endpoint))
             }
         }
         _ => (ErrorKind::Other, String::new()),
+    }
+}
+
+/// An error and its causes, as one text.
+fn chain_text(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// [`chain_text`] in lowercase, to look for words in.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    chain_text(e).to_lowercase()
+}
+
+fn is_tls_failure(chain: &str) -> bool {
+    [
+        "certificate",
+        "invalidcertificate",
+        "unknownissuer",
+        "handshake",
+    ]
+    .iter()
+    .any(|w| chain.contains(w))
+}
+
+/// What a person should look at when the connection itself failed.
+fn connection_hint(chain: &str, endpoint: &str) -> String {
+    if chain.contains("connection refused") {
+        format!(" (nothing accepts connections at {endpoint}: check the endpoint URL and that the store is up)")
+    } else if chain.contains("dns") || chain.contains("lookup") || chain.contains("resolve") {
+        format!(" (the host name of {endpoint} does not resolve: check the endpoint URL)")
+    } else {
+        format!(" (the connection to {endpoint} failed)")
     }
 }
 
