@@ -337,7 +337,8 @@ pub struct S3Server {
     pub bucket: String,
     /// Access key.
     pub access_key: String,
-    /// Secret key.
+    /// Secret key. A second identity may only read and list: its keys are
+    /// these two with `-ro` appended.
     pub secret_key: String,
 }
 
@@ -690,7 +691,7 @@ pub fn s3_server() -> &'static S3Server {
         std::fs::create_dir_all(dir.join("logs")).expect("logs dir");
         let (ak, sk) = ("cairn-test-access", "cairn-test-secret-key");
         let creds = format!(
-            r#"{{"identities":[{{"name":"ci","credentials":[{{"accessKey":"{ak}","secretKey":"{sk}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
+            r#"{{"identities":[{{"name":"ci","credentials":[{{"accessKey":"{ak}","secretKey":"{sk}"}}],"actions":["Admin","Read","Write","List","Tagging"]}},{{"name":"reader","credentials":[{{"accessKey":"{ak}-ro","secretKey":"{sk}-ro"}}],"actions":["Read","List"]}}]}}"#
         );
         std::fs::write(dir.join("s3.json"), creds).expect("s3.json");
         // Ten consecutive free ports on loopback.

@@ -8,6 +8,9 @@ use cairn_repo_format::{ObjectKind, ObjectName};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Test-only fault injection: not compiled into the binary, so no
+/// environment variable can make a release inject faults.
+#[cfg(test)]
 pub mod faulty;
 pub mod local;
 pub mod logged;
@@ -230,11 +233,10 @@ pub struct Options {
 
 /// Opens the backend a repository address names: `s3:BUCKET/PREFIX`,
 /// `s3://BUCKET/PREFIX`, or a local path (optionally `local:PATH`). Every
-/// backend is wrapped in [`retry::Retry`] (and, for tests only, in
-/// [`faulty::Faulty`] when `CAIRN_TEST_FAULTS` is set).
+/// backend is wrapped in [`retry::Retry`].
 ///
 /// # Errors
-/// If the address is malformed, or `CAIRN_TEST_FAULTS` is.
+/// If the address is malformed.
 pub async fn open(address: &str, opts: &Options) -> anyhow::Result<DynBackend> {
     let base: DynBackend = if let Some(rest) = address.strip_prefix("s3:") {
         let (bucket, prefix) = s3::parse_address(rest)?;
@@ -242,10 +244,6 @@ pub async fn open(address: &str, opts: &Options) -> anyhow::Result<DynBackend> {
     } else {
         let path = address.strip_prefix("local:").unwrap_or(address);
         Arc::new(local::LocalBackend::new(path.into()))
-    };
-    let base: DynBackend = match std::env::var("CAIRN_TEST_FAULTS") {
-        Ok(spec) if !spec.is_empty() => Arc::new(faulty::Faulty::parse(base, &spec)?),
-        _ => base,
     };
     let retried: DynBackend = Arc::new(retry::Retry::new(base, opts.retries));
     Ok(if opts.log_requests {

@@ -1,5 +1,7 @@
-//! Fault injection for tests: a backend that fails some operations of
-//! another. Enabled only by the `CAIRN_TEST_FAULTS` environment variable:
+//! Fault injection for unit tests: a backend that fails some operations of
+//! another, configured by a specification (compiled only under `cfg(test)`;
+//! the binary has no hook for it, and end-to-end tests damage the network
+//! instead, with a proxy):
 //!
 //! - `transient=P`: each operation fails with a transient error with
 //!   probability P; for writes, half of those fail *after* the write took
@@ -35,18 +37,18 @@ enum Strike {
 }
 
 impl Faulty {
-    /// Parses a `CAIRN_TEST_FAULTS` specification.
+    /// Parses a specification.
     pub fn parse(inner: DynBackend, spec: &str) -> anyhow::Result<Self> {
         let (mut transient, mut permanent_after, mut seed) = (0.0, None, 1u64);
         for item in spec.split(',').filter(|s| !s.is_empty()) {
             let (k, v) = item
                 .split_once('=')
-                .ok_or_else(|| anyhow::anyhow!("CAIRN_TEST_FAULTS: {item:?} is not key=value"))?;
+                .ok_or_else(|| anyhow::anyhow!("fault specification: {item:?} is not key=value"))?;
             match k {
                 "transient" => transient = v.parse()?,
                 "permanent-after" => permanent_after = Some(v.parse()?),
                 "seed" => seed = v.parse()?,
-                _ => anyhow::bail!("CAIRN_TEST_FAULTS: unknown key {k:?}"),
+                _ => anyhow::bail!("fault specification: unknown key {k:?}"),
             }
         }
         Ok(Self {
@@ -79,7 +81,7 @@ impl Faulty {
             op,
             object,
             location: self.inner.location(),
-            detail: "injected fault (CAIRN_TEST_FAULTS)".into(),
+            detail: "injected fault".into(),
         }
     }
 
