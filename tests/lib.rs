@@ -864,6 +864,7 @@ pub struct FaultyProxy {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     live: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
     damaged: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stalls: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The bytes of one direction of a connection for which [`NetFaults`]
@@ -894,7 +895,9 @@ impl FaultyProxy {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let live = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let damaged = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let (stop2, live2, damaged2) = (stop.clone(), live.clone(), damaged.clone());
+        let stalls = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (stop2, live2, damaged2, stalls2) =
+            (stop.clone(), live.clone(), damaged.clone(), stalls.clone());
         std::thread::spawn(move || {
             let mut rng = rand::rngs::StdRng::seed_from_u64(faults.seed);
             while !stop2.load(Ordering::Relaxed) {
@@ -940,6 +943,7 @@ impl FaultyProxy {
                     stall_for: faults.stall_for,
                     seed: rng.gen(),
                     damaged: damaged2.clone(),
+                    stalls: stalls2.clone(),
                 };
                 let down = Pump {
                     stall: faults.stall,
@@ -955,6 +959,7 @@ impl FaultyProxy {
             stop,
             live,
             damaged,
+            stalls,
         }
     }
 
@@ -963,9 +968,14 @@ impl FaultyProxy {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Connections damaged so far.
+    /// Connections damaged so far (stalls included).
     pub fn damaged(&self) -> u64 {
         self.damaged.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Connections stalled so far.
+    pub fn stalled(&self) -> u64 {
+        self.stalls.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -992,6 +1002,7 @@ struct Pump {
     stall_for: std::time::Duration,
     seed: u64,
     damaged: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stalls: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Pump {
@@ -1030,6 +1041,8 @@ impl Pump {
                 self.damaged
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if stall {
+                    self.stalls
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     std::thread::sleep(self.stall_for);
                 }
                 if reset {

@@ -57,13 +57,16 @@ fn everything_completes_through_a_network_that_cuts_one_connection_in_ten() {
     let proxy = FaultyProxy::start(
         s3_port(),
         NetFaults {
-            cut: 0.07,
+            cut: 0.05,
             reset_on_connect: 0.02,
-            stall: 0.01,
-            stall_for: Duration::from_secs(4),
+            stall: 0.03,
+            // Longer than the read timeout (2 s): only cairn giving up on
+            // the stalled connection keeps the test short.
+            stall_for: Duration::from_secs(60),
             seed: 24,
         },
     );
+    let started = Instant::now();
     let r = through(&proxy);
     let mut retries = Vec::new();
     let (o, n) = run(&r, &["init", "--pack-size-mib", "8"], b"");
@@ -119,14 +122,22 @@ fn everything_completes_through_a_network_that_cuts_one_connection_in_ten() {
 
     let total: usize = retries.iter().map(|(_, n)| n).sum();
     eprintln!(
-        "{} connections damaged; retries: {retries:?}",
-        proxy.damaged()
+        "{} connections damaged ({} stalled); retries: {retries:?}",
+        proxy.damaged(),
+        proxy.stalled()
     );
     assert!(
         proxy.damaged() > 5,
         "the proxy damaged too little to mean anything"
     );
     assert!(total > 0, "no retry: the faults did not reach cairn");
+    // Every stall lasts a minute: only cairn giving up on it after its read
+    // timeout lets the whole test finish sooner.
+    assert!(proxy.stalled() > 0, "no stall happened");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "a stall was waited out"
+    );
 }
 
 #[test]

@@ -40,6 +40,10 @@ pub struct S3Options {
     pub read_timeout: Duration,
 }
 
+/// The longest one attempt of one request may take: a part of 16 MiB
+/// at 100 KiB/s.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(180);
+
 /// Default read timeout: long enough for a store that is slow to start a
 /// large ranged read, short enough that a stalled connection is retried.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -71,6 +75,8 @@ pub struct S3Backend {
     part_size: usize,
     /// The endpoint, for messages (`AWS` when the SDK chooses it).
     endpoint: String,
+    /// How long a response may send nothing.
+    read_timeout: Duration,
 }
 
 /// Splits `BUCKET/PREFIX` (after `s3:` or `s3://`).
@@ -108,16 +114,20 @@ impl S3Backend {
             .clone()
             .or(env_endpoint)
             .unwrap_or_else(|| "AWS S3".to_owned());
+        let read_timeout = if opts.read_timeout.is_zero() {
+            DEFAULT_READ_TIMEOUT
+        } else {
+            opts.read_timeout
+        };
         let mut conf = aws_sdk_s3::config::Builder::from(&shared)
             .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
             .timeout_config(
                 aws_sdk_s3::config::timeout::TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(10))
-                    .read_timeout(if opts.read_timeout.is_zero() {
-                        DEFAULT_READ_TIMEOUT
-                    } else {
-                        opts.read_timeout
-                    })
+                    .read_timeout(read_timeout)
+                    // A request whose body cannot be sent (a connection
+                    // that stalls while we write) is given up too.
+                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
                     .build(),
             )
             .force_path_style(custom_endpoint && !opts.virtual_hosted);
@@ -144,6 +154,7 @@ impl S3Backend {
             threshold,
             part_size,
             endpoint,
+            read_timeout,
         }
     }
 
@@ -173,6 +184,7 @@ impl S3Backend {
             threshold,
             part_size,
             endpoint: endpoint.into(),
+            read_timeout: DEFAULT_READ_TIMEOUT,
         }
     }
 
@@ -188,14 +200,37 @@ impl S3Backend {
             .send()
             .await
             .map_err(|e| self.err("get", key.clone(), e))?;
-        let body = resp.body.collect().await.map_err(|e| BackendError {
+        // The SDK's read timeout covers only the wait for the first byte: a
+        // connection that stalls in the middle of a body is given up here,
+        // after as long without a byte, and the read tried again.
+        let fail = |detail: String| BackendError {
             kind: ErrorKind::Transient,
             op: "get",
-            object: key,
+            object: key.clone(),
             location: self.location(),
-            detail: format!("reading the body: {e}"),
-        })?;
-        Ok(body.into_bytes())
+            detail,
+        };
+        let mut body = resp.body;
+        let mut out = bytes::BytesMut::with_capacity(
+            usize::try_from(resp.content_length.unwrap_or(0)).unwrap_or(0),
+        );
+        loop {
+            match tokio::time::timeout(self.read_timeout, body.next()).await {
+                Err(_) => {
+                    return Err(fail(format!(
+                        "no data for {} s in the middle of the body (a stalled connection to {})",
+                        self.read_timeout.as_secs(),
+                        self.endpoint
+                    )))
+                }
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    return Err(fail(format!("reading the body: {}", chain_text(&e))))
+                }
+                Ok(Some(Ok(chunk))) => out.extend_from_slice(&chunk),
+            }
+        }
+        Ok(out.freeze())
     }
 
     /// Multipart uploads not completed or aborted under our prefix (tests).
