@@ -130,6 +130,8 @@ pub struct BlobSink {
     seen: HashSet<ChunkId>,
     tx: crossbeam_channel::Sender<RawBlob>,
     stats: Arc<Stats>,
+    /// The chunk of zeros holes are stored as, once hashed.
+    zeros: Option<(ChunkId, Bytes)>,
 }
 
 impl std::fmt::Debug for BlobSink {
@@ -171,6 +173,44 @@ impl BlobSink {
             self.store(BlobKind::Data, id, data)?;
             ids.push(id);
         }
+        Ok(())
+    }
+
+    /// Stores `len` bytes of zeros (a file's hole) as chunks of `max` bytes
+    /// and a shorter last one, without reading or cutting them: the chunk
+    /// of `max` zeros is hashed once per sink. Appends their ids to `ids`.
+    ///
+    /// # Errors
+    /// [`PipelineError::Aborted`] if a later stage has stopped.
+    pub fn submit_zeros(
+        &mut self,
+        len: u64,
+        max: usize,
+        ids: &mut Vec<ChunkId>,
+    ) -> Result<(), PipelineError> {
+        let (id, data) = match &self.zeros {
+            Some((id, data)) if data.len() == max => (*id, data.clone()),
+            _ => {
+                let data = Bytes::from(vec![0u8; max]);
+                let id = self.ids.chunk_id(&data);
+                self.zeros = Some((id, data.clone()));
+                (id, data)
+            }
+        };
+        let whole = len / max as u64;
+        let rest = usize::try_from(len % max as u64).unwrap_or(0);
+        for _ in 0..whole {
+            self.store(BlobKind::Data, id, data.clone())?;
+            ids.push(id);
+        }
+        if rest > 0 {
+            let part = data.slice(..rest);
+            let id = self.ids.chunk_id(&part);
+            self.store(BlobKind::Data, id, part)?;
+            ids.push(id);
+        }
+        Stats::add(&self.stats.total_chunks, whole + u64::from(rest > 0));
+        Stats::add(&self.stats.bytes_read, len);
         Ok(())
     }
 
@@ -283,6 +323,7 @@ pub async fn run<T: Send + 'static>(
         seen: HashSet::new(),
         tx: raw_tx,
         stats: stats.clone(),
+        zeros: None,
     };
     let producer = tokio::task::spawn_blocking(move || producer(&mut sink));
 

@@ -718,3 +718,49 @@ fn catalog_check_rechecks_missing_packs_and_reads_every_object() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("damaged: session"), "{}", stderr(&o));
 }
+
+#[test]
+fn sparse_files_are_read_by_their_data_and_back_up_the_same_way_twice() {
+    let r = Repo::init();
+    let src = r.tmp("src");
+    std::fs::create_dir(&src).unwrap();
+    let path = src.join("disk.img");
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_len(2 << 30).unwrap();
+    let islands = [
+        (1u64 << 20, random_bytes(100_000, 1)),
+        // A small hole (below a megabyte) between two islands is read.
+        (1 << 20 | 300_000, random_bytes(50_000, 2)),
+        (1536 << 20, random_bytes(3 << 20, 3)),
+        ((2 << 30) - 10, vec![9u8; 10]),
+    ];
+    for (at, data) in &islands {
+        std::os::unix::fs::FileExt::write_all_at(&f, data, *at).unwrap();
+    }
+    drop(f);
+    let first = r.backup_json(&[src.to_str().unwrap()], b"");
+    assert_eq!(first["bytes_read"], 2u64 << 30);
+    assert!(first["stored_bytes"].as_u64().unwrap() < 8 << 20, "{first}");
+    let second = r.backup_json(&["--force", src.to_str().unwrap()], b"");
+    // Read again, the file gives the same chunks: only the trees of the
+    // directories above it (whose times changed) are new.
+    assert!(second["new_bytes"].as_u64().unwrap() < 100_000, "{second}");
+
+    let target = r.tmp("target");
+    r.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    let back = target.join(path.strip_prefix("/").unwrap());
+    let b = std::fs::File::open(&back).unwrap();
+    assert_eq!(b.metadata().unwrap().len(), 2 << 30);
+    for (at, data) in &islands {
+        let mut got = vec![0u8; data.len()];
+        std::os::unix::fs::FileExt::read_exact_at(&b, &mut got, *at).unwrap();
+        assert_eq!(&got, data, "island at {at}");
+    }
+    let mut gap = vec![1u8; 1 << 20];
+    std::os::unix::fs::FileExt::read_exact_at(&b, &mut gap, 1 << 30).unwrap();
+    assert!(gap.iter().all(|x| *x == 0));
+    assert!(
+        b.metadata().unwrap().blocks() * 512 < 16 << 20,
+        "holes were filled"
+    );
+}

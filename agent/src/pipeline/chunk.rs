@@ -9,6 +9,46 @@ use std::io::Read;
 /// Bytes read from a file at a time.
 pub const READ_SIZE: usize = 4 << 20;
 
+/// Holes shorter than this are read as data (zeros), so that a file with
+/// many small holes is not cut into many small chunks.
+pub const HOLE_MIN: u64 = 1 << 20;
+
+/// A file's data and holes as (start, end, is a hole), holes of at least
+/// [`HOLE_MIN`] only, in order, covering `0..len`.
+fn segments(file: &std::fs::File, len: u64) -> std::io::Result<Vec<(u64, u64, bool)>> {
+    use rustix::fs::SeekFrom;
+    let mut out: Vec<(u64, u64, bool)> = Vec::new();
+    let mut push = |start: u64, end: u64, hole: bool| {
+        if start >= end {
+            return;
+        }
+        let hole = hole && end - start >= HOLE_MIN;
+        match out.last_mut() {
+            Some(last) if !last.2 && !hole => last.1 = end,
+            _ => out.push((start, end, hole)),
+        }
+    };
+    let mut pos = 0u64;
+    while pos < len {
+        let data = match rustix::fs::seek(file, SeekFrom::Data(pos)) {
+            Ok(d) => d.min(len),
+            // No data after `pos`: a hole to the end.
+            Err(rustix::io::Errno::NXIO) => len,
+            Err(e) => return Err(e.into()),
+        };
+        push(pos, data, true);
+        if data >= len {
+            break;
+        }
+        let hole = rustix::fs::seek(file, SeekFrom::Hole(data))
+            .map_err(std::io::Error::from)?
+            .min(len);
+        push(data, hole, false);
+        pos = hole;
+    }
+    Ok(out)
+}
+
 /// Chunks one file or stream at a time; reuses its buffer across files.
 #[derive(Debug)]
 pub struct StreamChunker {
@@ -117,6 +157,38 @@ impl StreamChunker {
     /// [`PipelineError::Aborted`] if a later stage stopped.
     pub fn finish(&mut self, sink: &mut BlobSink, out: &mut Content) -> Result<(), PipelineError> {
         self.cut(sink, true, out)
+    }
+
+    /// Reads a sparse file: its data through the chunker, and each hole of
+    /// at least [`HOLE_MIN`] bytes (found with `SEEK_DATA`/`SEEK_HOLE`, so
+    /// never read) as chunks of zeros of the largest chunk size, with a cut
+    /// where the hole starts. The chunks depend only on the file's data and
+    /// where its holes are. Counts bytes read (holes included).
+    ///
+    /// # Errors
+    /// As [`StreamChunker::read_all`].
+    pub fn read_sparse(
+        &mut self,
+        sink: &mut BlobSink,
+        file: &std::fs::File,
+        len: u64,
+        out: &mut Content,
+    ) -> Result<(), Result<std::io::Error, PipelineError>> {
+        use std::io::{Seek, SeekFrom};
+        let max = self.chunker.params().max_size() as usize;
+        for (start, end, hole) in segments(file, len).map_err(Ok)? {
+            if hole {
+                self.cut(sink, true, out).map_err(Err)?;
+                sink.submit_zeros(end - start, max, &mut out.ids)
+                    .map_err(Err)?;
+                out.size += end - start;
+            } else {
+                let mut f = file;
+                f.seek(SeekFrom::Start(start)).map_err(Ok)?;
+                self.read_all(sink, &mut f.take(end - start), end - start, out)?;
+            }
+        }
+        Ok(())
     }
 
     /// Drops buffered data of a file that could not be read to its end.

@@ -310,10 +310,16 @@ impl<'a> Walker<'a> {
                 }
             };
             let mut content = Content::default();
-            match self
-                .chunker
-                .read_all(self.sink, &mut file, m.len(), &mut content)
-            {
+            // Fewer blocks than the length needs: it has holes, which are
+            // not read.
+            let read = if m.blocks().saturating_mul(512) < m.len() {
+                self.chunker
+                    .read_sparse(self.sink, &file, m.len(), &mut content)
+            } else {
+                self.chunker
+                    .read_all(self.sink, &mut file, m.len(), &mut content)
+            };
+            match read {
                 Ok(()) => self.chunker.finish(self.sink, &mut content)?,
                 Err(Ok(e)) => {
                     self.chunker.discard();
