@@ -441,7 +441,11 @@ fn a_file_changing_while_it_is_read_makes_a_partial_snapshot() {
                 .open(growing)
                 .unwrap();
             let block = random_bytes(64 << 10, 2);
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            // At most 256 MiB, whatever happens to the backup.
+            for _ in 0..4096 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
                 f.write_all(&block).unwrap();
                 std::thread::sleep(Duration::from_micros(200));
             }
@@ -458,7 +462,8 @@ fn a_file_changing_while_it_is_read_makes_a_partial_snapshot() {
     );
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(summary["partial"], true);
-    // What was stored is what was read: a prefix of the file as it is now.
+    // What was stored is what was read, up to the length it was listed
+    // with: a prefix of the file as it is now.
     let stored = r.ok(&[
         "restore",
         "latest",
@@ -468,6 +473,7 @@ fn a_file_changing_while_it_is_read_makes_a_partial_snapshot() {
     ]);
     let now = std::fs::read(&growing).unwrap();
     assert!(stored.len() >= 8 << 20 && now.starts_with(&stored));
+    assert!(stored.len() < now.len());
 }
 
 fn assert_modes(root: &Path, file: u32, dir: u32) {
@@ -763,4 +769,46 @@ fn sparse_files_are_read_by_their_data_and_back_up_the_same_way_twice() {
         b.metadata().unwrap().blocks() * 512 < 16 << 20,
         "holes were filled"
     );
+}
+
+#[test]
+fn a_restore_stopped_by_a_signal_leaves_no_partial_file() {
+    let r = Repo::init();
+    let src = r.tmp("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("big"), random_bytes(400 << 20, 7)).unwrap();
+    r.ok(&["backup", src.to_str().unwrap()]);
+    let target = r.tmp("target");
+    let inner = target.join(src.strip_prefix("/").unwrap());
+    let child = r
+        .cairn()
+        .args(["restore", "latest", "--target", target.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let partial = || {
+        std::fs::read_dir(&inner)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".cairn-partial")
+            })
+    };
+    while !partial() {
+        assert!(Instant::now() < deadline, "no partial file showed up");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    assert!(!partial(), "a partial file was left behind");
+    assert!(!inner.join("big").exists());
 }

@@ -94,14 +94,31 @@ struct Pending {
     meta: NodeMeta,
 }
 
-/// Files created but not yet filled.
+/// Files created under temporary names but not yet filled. Those not yet
+/// moved into place (from `placed` on) are removed when the batch is
+/// dropped: after an error, and when the restore itself is dropped (stopped
+/// by a signal).
 #[derive(Default)]
 struct Batch {
     files: Vec<Pending>,
     chunks: usize,
     /// Directories its files are in (each held open).
     dirs: usize,
+    /// Files dealt with: moved into place, or removed as damaged.
+    placed: usize,
 }
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        for f in self.files.iter().skip(self.placed) {
+            let _ = dirfd::remove(&f.dir, &f.tmp);
+        }
+    }
+}
+
+/// Where the writer threads put a file's content: its directory and the
+/// temporary name, and its path for messages.
+type Target = (Dir, OsString, PathBuf);
 
 impl Batch {
     fn push(&mut self, f: Pending) {
@@ -166,9 +183,10 @@ pub async fn to_dir(
     let mut dirs: Vec<(PathBuf, NodeMeta)> = Vec::new();
     let mut links: Vec<Link> = Vec::new();
     let mut linked: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    // A subtree, its path, and its directory's handle (opened when it is
-    // taken from the stack, so only the directories on the way down are
-    // held open, not every pending sibling).
+    // A subtree, its path, and its directory's metadata (none for the
+    // target). Its directory is opened when it is taken from the stack, so
+    // only the directories on the way down are held open, not every
+    // pending sibling.
     let mut stack: Vec<(ChunkId, PathBuf, Option<NodeMeta>)> =
         vec![(snap.tree, PathBuf::new(), None)];
     let mut matched = filter.0.is_empty();
@@ -242,7 +260,8 @@ pub async fn to_dir(
                         meta: node.meta,
                     });
                     if batch.full() {
-                        fill(repo, cat, std::mem::take(&mut batch), &mut report).await?;
+                        let mut full = std::mem::take(&mut batch);
+                        fill(repo, cat, &mut full, &mut report).await?;
                     }
                 }
                 NodeKind::Symlink { target: link } => {
@@ -257,7 +276,7 @@ pub async fn to_dir(
         }
     }
     drop(open_dirs);
-    fill(repo, cat, batch, &mut report).await?;
+    fill(repo, cat, &mut batch, &mut report).await?;
     if !matched {
         bail!(
             "nothing in the snapshot matches {}; `cairn ls` lists what is there",
@@ -313,55 +332,57 @@ struct Progress {
 }
 
 /// Fills a batch of created files and moves the complete ones into place;
-/// files with damaged content are removed and reported. On an error, every
-/// file of the batch not yet in place is removed.
-async fn fill(repo: &Repository, cat: &Catalog, batch: Batch, report: &mut Report) -> Result<()> {
+/// files with damaged content are removed and reported. On an error, the
+/// batch's files not yet in place are removed when it is dropped.
+async fn fill(
+    repo: &Repository,
+    cat: &Catalog,
+    batch: &mut Batch,
+    report: &mut Report,
+) -> Result<()> {
     if batch.files.is_empty() {
         return Ok(());
     }
-    let files = Arc::new(batch.files);
-    let mut progress: Vec<Progress> = files
+    let targets: Arc<Vec<Target>> = Arc::new(
+        batch
+            .files
+            .iter()
+            .map(|f| (f.dir.clone(), f.tmp.clone(), f.dest.clone()))
+            .collect(),
+    );
+    let mut progress: Vec<Progress> = batch
+        .files
         .iter()
         .map(|f| Progress {
             left: f.size,
             damaged: None,
         })
         .collect();
-    let mut done = 0;
-    let result = async {
-        fill_content(repo, cat, &files, &mut progress).await?;
-        for (f, p) in files.iter().zip(&progress) {
-            let why = p
-                .damaged
-                .clone()
-                .or_else(|| (p.left != 0).then(|| "it was not completely written".to_owned()));
-            let dest = || f.dest.display();
-            if let Some(why) = why {
-                dirfd::remove(&f.dir, &f.tmp)
-                    .with_context(|| format!("removing the unfinished {}", dest()))?;
-                report.damaged.push((f.dest.clone(), why));
-                report.files -= 1;
-                report.bytes -= f.size;
-            } else {
-                let file = dirfd::open_file(&f.dir, &f.tmp)
-                    .with_context(|| format!("reopening {}", dest()))?;
-                dirfd::apply_meta(&file, &f.meta)
-                    .with_context(|| format!("setting the mode and times of {}", dest()))?;
-                drop(file);
-                dirfd::rename(&f.dir, &f.tmp, &f.name)
-                    .with_context(|| format!("moving {} into place", dest()))?;
-            }
-            done += 1;
+    fill_content(repo, cat, &batch.files, targets, &mut progress).await?;
+    for (f, p) in batch.files.iter().zip(&progress) {
+        let why = p
+            .damaged
+            .clone()
+            .or_else(|| (p.left != 0).then(|| "it was not completely written".to_owned()));
+        let dest = || f.dest.display();
+        if let Some(why) = why {
+            dirfd::remove(&f.dir, &f.tmp)
+                .with_context(|| format!("removing the unfinished {}", dest()))?;
+            report.damaged.push((f.dest.clone(), why));
+            report.files -= 1;
+            report.bytes -= f.size;
+        } else {
+            let file = dirfd::open_file(&f.dir, &f.tmp)
+                .with_context(|| format!("reopening {}", dest()))?;
+            dirfd::apply_meta(&file, &f.meta)
+                .with_context(|| format!("setting the mode and times of {}", dest()))?;
+            drop(file);
+            dirfd::rename(&f.dir, &f.tmp, &f.name)
+                .with_context(|| format!("moving {} into place", dest()))?;
         }
-        Ok(())
+        batch.placed += 1;
     }
-    .await;
-    if result.is_err() {
-        for f in &files[done..] {
-            let _ = dirfd::remove(&f.dir, &f.tmp);
-        }
-    }
-    result
+    Ok(())
 }
 
 /// Where one distinct chunk goes: (file, offset) pairs.
@@ -370,7 +391,8 @@ type Destinations = Vec<Vec<(usize, u64)>>;
 async fn fill_content(
     repo: &Repository,
     cat: &Catalog,
-    files: &Arc<Vec<Pending>>,
+    files: &[Pending],
+    targets: Arc<Vec<Target>>,
     progress: &mut [Progress],
 ) -> Result<()> {
     let (ids, slot_of) = distinct(files.iter().flat_map(|f| &f.content));
@@ -419,9 +441,9 @@ async fn fill_content(
                 }
             }
         }
-        let (dests, files) = (dests.clone(), files.clone());
+        let (dests, targets) = (dests.clone(), targets.clone());
         let written =
-            tokio::task::spawn_blocking(move || write_blobs(&intact, &dests, &files)).await??;
+            tokio::task::spawn_blocking(move || write_blobs(&intact, &dests, &targets)).await??;
         for (file, n) in written {
             progress[file].left = progress[file].left.saturating_sub(n);
         }
@@ -464,7 +486,7 @@ fn write_sparse(f: &std::fs::File, data: &[u8], offset: u64) -> std::io::Result<
 fn write_blobs(
     blobs: &[(usize, Bytes)],
     dests: &Destinations,
-    files: &[Pending],
+    files: &[Target],
 ) -> Result<Vec<(usize, u64)>> {
     let mut open: HashMap<usize, std::fs::File> = HashMap::new();
     let mut written = Vec::new();
@@ -473,15 +495,15 @@ fn write_blobs(
             let f = match open.entry(file) {
                 std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                 std::collections::hash_map::Entry::Vacant(v) => {
-                    let p = &files[file];
+                    let (dir, tmp, dest) = &files[file];
                     v.insert(
-                        dirfd::open_file(&p.dir, &p.tmp)
-                            .with_context(|| format!("opening {}", p.dest.display()))?,
+                        dirfd::open_file(dir, tmp)
+                            .with_context(|| format!("opening {}", dest.display()))?,
                     )
                 }
             };
             write_sparse(f, data, offset)
-                .with_context(|| format!("writing {}", files[file].dest.display()))?;
+                .with_context(|| format!("writing {}", files[file].2.display()))?;
             written.push((file, data.len() as u64));
         }
     }

@@ -302,7 +302,7 @@ impl<'a> Walker<'a> {
                     },
                 }));
             }
-            let mut file = match std::fs::File::open(path) {
+            let file = match std::fs::File::open(path) {
                 Ok(f) => f,
                 Err(e) => {
                     self.failed(path, "read", &e);
@@ -316,8 +316,15 @@ impl<'a> Walker<'a> {
                 self.chunker
                     .read_sparse(self.sink, &file, m.len(), &mut content)
             } else {
-                self.chunker
-                    .read_all(self.sink, &mut file, m.len(), &mut content)
+                // No further than the length it was listed with: a file
+                // that keeps growing (a busy log) would otherwise be read
+                // for ever. Growth is reported below.
+                self.chunker.read_all(
+                    self.sink,
+                    &mut std::io::Read::take(&file, m.len()),
+                    m.len(),
+                    &mut content,
+                )
             };
             match read {
                 Ok(()) => self.chunker.finish(self.sink, &mut content)?,
