@@ -35,6 +35,19 @@ pub struct Interrupt(watch::Receiver<Option<Signal>>);
 
 const SIGNALS: [(i32, &str); 3] = [(15, "SIGTERM"), (2, "SIGINT"), (1, "SIGHUP")];
 
+/// The signals this process was started ignoring (bit n - 1 for signal n),
+/// from `/proc/self/status`; none where it cannot be read.
+fn ignored_signals() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("SigIgn:"))
+                .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        })
+        .unwrap_or(0)
+}
+
 impl Interrupt {
     /// Starts listening for the signals (inside the runtime). The first one
     /// is passed on; a second one ends the process at once.
@@ -43,13 +56,21 @@ impl Interrupt {
     /// If a signal handler cannot be installed.
     pub fn listen() -> std::io::Result<Self> {
         let mut streams = Vec::new();
+        let ignored = ignored_signals();
         for (number, name) in SIGNALS {
+            // `nohup cairn …` ignores SIGHUP: it stays ignored.
+            if ignored & (1 << (number - 1)) != 0 {
+                continue;
+            }
             streams.push((
                 signal(SignalKind::from_raw(number))?,
                 Signal { number, name },
             ));
         }
         let (tx, rx) = watch::channel(None);
+        if streams.is_empty() {
+            return Ok(Self(rx));
+        }
         tokio::spawn(async move {
             let mut first = true;
             loop {

@@ -812,3 +812,43 @@ fn a_restore_stopped_by_a_signal_leaves_no_partial_file() {
     assert!(!partial(), "a partial file was left behind");
     assert!(!inner.join("big").exists());
 }
+
+#[test]
+fn a_signal_cairn_was_started_ignoring_stays_ignored() {
+    // `nohup cairn backup …`: a hangup must not stop the backup.
+    let r = Repo::init();
+    let like = r.cairn();
+    let mut c = Command::new("sh");
+    for (k, v) in like.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    let child = c
+        .args(["-c", "trap '' HUP; exec \"$0\" \"$@\""])
+        .arg(cairn_e2e::cairn_bin())
+        .args([
+            "backup",
+            "--name",
+            "slow",
+            "--command",
+            "--",
+            "sh",
+            "-c",
+            "sleep 2; echo done",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let kill = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}: {}", out.status, stderr(&out));
+    assert_eq!(r.snapshots().len(), 1);
+}
