@@ -285,6 +285,17 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Every regular file below `dir` with its bytes, by path relative to `dir`.
+pub fn listing(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    files_under(dir)
+        .into_iter()
+        .map(|p| {
+            let data = std::fs::read(&p).expect("read a listed file");
+            (p.strip_prefix(dir).unwrap_or(&p).to_path_buf(), data)
+        })
+        .collect()
+}
+
 /// Deterministic pseudo-random bytes.
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     use rand::{RngCore, SeedableRng};

@@ -2,7 +2,7 @@
 //! rebuilds itself, answers `ls`/`find`/`diff` without packs, and makes
 //! file backups incremental.
 
-use cairn_e2e::{files_under, random_bytes, Repo};
+use cairn_e2e::{files_under, listing, random_bytes, Repo};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -56,16 +56,6 @@ fn make_tree(root: &Path, n: usize, seed: u64) -> Vec<PathBuf> {
     }
     std::fs::write(root.join("d0/app.conf"), b"listen 8080\n").unwrap();
     files
-}
-
-fn listing(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    files_under(dir)
-        .into_iter()
-        .map(|p| {
-            let data = std::fs::read(&p).unwrap();
-            (p.strip_prefix(dir).unwrap().to_path_buf(), data)
-        })
-        .collect()
 }
 
 /// Restores the latest snapshot into `out` and compares it with `src`.

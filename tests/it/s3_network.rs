@@ -3,8 +3,7 @@
 //! completes byte-exact, with retries, and a vanished endpoint fails a
 //! backup in bounded time without losing anything.
 
-use cairn_e2e::{files_under, random_bytes, s3_server, FaultyProxy, NetFaults, Repo};
-use std::path::Path;
+use cairn_e2e::{listing, random_bytes, s3_server, FaultyProxy, NetFaults, Repo};
 use std::time::{Duration, Instant};
 
 fn stderr(o: &std::process::Output) -> String {
@@ -40,16 +39,6 @@ fn run(r: &Repo, args: &[&str], stdin: &[u8]) -> (std::process::Output, usize) {
         .filter(|l| l.contains("retrying"))
         .count();
     (o, retries)
-}
-
-fn contents(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    files_under(dir)
-        .into_iter()
-        .map(|p| {
-            let data = std::fs::read(&p).unwrap();
-            (p.strip_prefix(dir).unwrap().to_path_buf(), data)
-        })
-        .collect()
 }
 
 #[test]
@@ -107,8 +96,8 @@ fn everything_completes_through_a_network_that_cuts_one_connection_in_ten() {
     );
     assert!(o.status.success(), "tree restore: {}", stderr(&o));
     assert_eq!(
-        contents(&src),
-        contents(&target.join(src.strip_prefix("/").unwrap()))
+        listing(&src),
+        listing(&target.join(src.strip_prefix("/").unwrap()))
     );
     retries.push(("tree restore", n));
 
