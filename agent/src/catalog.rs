@@ -634,11 +634,7 @@ impl Catalog {
     /// # Errors
     /// SQLite errors.
     pub fn mark_missing(&self, pack: &PackRef) -> rusqlite::Result<()> {
-        self.conn().execute(
-            "UPDATE packs SET missing = 1 WHERE session = ?1 AND id = ?2",
-            params![pack.session.as_bytes(), pack.id.as_bytes()],
-        )?;
-        Ok(())
+        self.set_missing(pack, true)
     }
 
     /// Records that a pack found missing is in the repository again: its
@@ -647,9 +643,13 @@ impl Catalog {
     /// # Errors
     /// SQLite errors.
     pub fn mark_found(&self, pack: &PackRef) -> rusqlite::Result<()> {
+        self.set_missing(pack, false)
+    }
+
+    fn set_missing(&self, pack: &PackRef, missing: bool) -> rusqlite::Result<()> {
         self.conn().execute(
-            "UPDATE packs SET missing = 0 WHERE session = ?1 AND id = ?2",
-            params![pack.session.as_bytes(), pack.id.as_bytes()],
+            "UPDATE packs SET missing = ?3 WHERE session = ?1 AND id = ?2",
+            params![pack.session.as_bytes(), pack.id.as_bytes(), missing],
         )?;
         Ok(())
     }

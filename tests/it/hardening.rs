@@ -28,6 +28,19 @@ fn entries(dir: &Path) -> Vec<(std::path::PathBuf, std::fs::Metadata)> {
     out
 }
 
+/// Entries below `dir` whose names start with `prefix` (temporary names
+/// that must not be left behind).
+fn leftovers(dir: &Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    entries(dir)
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+        })
+        .collect()
+}
+
 #[test]
 fn restore_never_follows_symlinks_planted_in_the_target() {
     let r = Repo::init();
@@ -142,14 +155,8 @@ fn one_damaged_blob_loses_only_the_files_that_need_it() {
     }
     assert_eq!(intact + damaged.len() as u64, files);
     // Nothing half-written is left under any name.
-    for (p, _) in entries(&target) {
-        let n = p.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(
-            !n.starts_with(".cairn-partial"),
-            "left behind: {}",
-            p.display()
-        );
-    }
+    let left = leftovers(&target, ".cairn-partial");
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 #[test]
@@ -340,14 +347,8 @@ fn a_signal_stops_a_backup_kills_its_command_and_commits_nothing() {
             "{signal}: the lease was left behind"
         );
         assert!(cairn_e2e::files_under(&r.path.join("commits")).is_empty());
-        for (p, _) in entries(&r.path) {
-            let n = p.file_name().unwrap().to_string_lossy().into_owned();
-            assert!(
-                !n.starts_with(".tmp-"),
-                "{signal}: spool left: {}",
-                p.display()
-            );
-        }
+        let left = leftovers(&r.path, ".tmp-");
+        assert!(left.is_empty(), "{signal}: spool left: {left:?}");
     }
 }
 

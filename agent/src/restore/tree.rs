@@ -323,7 +323,6 @@ fn link_all(root: &Dir, target: &Path, links: &[Link], report: &mut Report) -> R
 }
 
 /// What became of one file of a batch.
-#[derive(Clone)]
 struct Progress {
     /// Bytes not yet written.
     left: u64,
