@@ -3,14 +3,14 @@
 use crate::catalog::Catalog;
 use crate::interrupt::Interrupt;
 use crate::pipeline::chunk::{Content, StreamChunker};
-use crate::pipeline::{self, Options, PipelineError, Stats, Target};
-use crate::progress::Progress;
+use crate::pipeline::{self, Options, PipelineError, Target};
 use crate::repo::Repository;
 use crate::session::Session;
 use crate::source::files::{self, WalkReport, Walker};
 use crate::source::postgres::PgSource;
 use crate::source::redis::RedisTarget;
 use crate::source::{ReadReport, StreamSpec};
+use crate::stats::Stats;
 use crate::util;
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -147,6 +147,7 @@ pub async fn run(
     what: What,
     settings: &Settings,
     interrupt: Interrupt,
+    stats: Arc<Stats>,
 ) -> Result<Outcome> {
     let started = Instant::now();
     if let What::Files { paths, .. } = &what {
@@ -154,7 +155,6 @@ pub async fn run(
     }
     let is_stream = !matches!(what, What::Files { .. });
     let session = Session::start(repo).await?;
-    let stats = Arc::new(Stats::default());
     let produced = interrupt
         .or_stop(async {
             let produced =
@@ -244,7 +244,6 @@ async fn produce(
     let started_ns = session.started_ns;
     Ok(match what {
         What::Files { paths, parent } => {
-            let progress = Progress::start(stats.clone(), None);
             let walk_paths = paths.clone();
             let result = pipeline::run(target, opts, stats.clone(), move |sink| {
                 let mut sc = StreamChunker::new(chunker);
@@ -252,7 +251,6 @@ async fn produce(
                 Walker::new(sink, &mut sc, &warn).run(&walk_paths, parent)
             })
             .await;
-            drop(progress);
             let ((tree, report), packs) = result?;
             let paths = paths
                 .iter()
@@ -267,11 +265,11 @@ async fn produce(
         }
         streams => {
             let (source, streams, total) = open_streams(streams).await?;
-            let progress = Progress::start(stats.clone(), total);
-            let result =
-                run_streams(target, opts, stats.clone(), chunker, started_ns, streams).await;
-            drop(progress);
-            let (tree, packs, reports) = result?;
+            if let Some(total) = total {
+                Stats::add(&stats.expected_bytes, total);
+            }
+            let (tree, packs, reports) =
+                run_streams(target, opts, stats.clone(), chunker, started_ns, streams).await?;
             let report = WalkReport {
                 files: reports.len() as u64,
                 ..WalkReport::default()

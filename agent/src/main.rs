@@ -6,18 +6,11 @@
 //! not be read; the snapshot holds the rest), 141 standard output closed by
 //! its reader (`cairn restore latest --stdout | head`), quietly, as `cat`.
 
-mod backend;
-mod backup;
-mod catalog;
 mod cli;
-mod interrupt;
-mod pipeline;
 mod progress;
-mod repo;
-mod restore;
-mod session;
-mod source;
-mod util;
+
+// The library's modules, under the names the front end's code uses.
+use cairn_agent::{backend, backup, catalog, interrupt, repo, restore, source, stats, util};
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -17,7 +17,7 @@
 
 use crate::backend::{BackendError, DynBackend};
 use crate::catalog::Catalog;
-use crate::source::SourceError;
+use crate::stats::Stats;
 use bytes::Bytes;
 use cairn_chunker::IdKey;
 use cairn_repo_format::{
@@ -25,7 +25,6 @@ use cairn_repo_format::{
 };
 use futures::{StreamExt, TryStreamExt};
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub mod chunk;
@@ -40,9 +39,6 @@ pub enum PipelineError {
     /// A blob broke a format limit.
     #[error(transparent)]
     Format(#[from] FormatError),
-    /// The source failed.
-    #[error(transparent)]
-    Source(#[from] SourceError),
     /// The catalog could not be read or written.
     #[error("the catalog: {0}")]
     Catalog(#[from] rusqlite::Error),
@@ -60,34 +56,6 @@ pub enum PipelineError {
     /// A stage panicked or could not be joined.
     #[error("a backup pipeline stage failed: {0}")]
     Stage(String),
-}
-
-/// Live counters, shared with the progress display.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Bytes read from the source.
-    pub bytes_read: AtomicU64,
-    /// Plaintext bytes of new chunks.
-    pub new_bytes: AtomicU64,
-    /// Bytes of packs uploaded.
-    pub stored_bytes: AtomicU64,
-    /// New chunks.
-    pub new_chunks: AtomicU64,
-    /// All data chunks seen.
-    pub total_chunks: AtomicU64,
-    /// Packs uploaded.
-    pub packs: AtomicU64,
-}
-
-impl Stats {
-    /// Adds to a counter.
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-    /// Reads a counter.
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
 }
 
 /// Tuning of one pipeline run.

@@ -7,7 +7,7 @@
 //! child is killed if the stream is dropped early. A snapshot is written only
 //! after `finish` says success.
 
-use crate::pipeline::Stats;
+use crate::stats::Stats;
 use bytes::{Bytes, BytesMut};
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;

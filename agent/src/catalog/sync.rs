@@ -37,6 +37,7 @@ pub struct SyncReport {
 }
 
 /// One committed session as read from the repository.
+#[derive(Debug)]
 pub struct SessionObjects {
     commit: Commit,
     packs: Vec<IndexPack>,

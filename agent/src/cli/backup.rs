@@ -4,10 +4,12 @@ use super::{usage, Status};
 use crate::backup::{self, What};
 use crate::catalog::{Catalog, Listed};
 use crate::interrupt::Interrupt;
+use crate::progress::Progress;
 use crate::repo::{resolve_snapshot, Repository};
 use crate::source::files::absolute;
 use crate::source::postgres::{PgConn, PgSource};
 use crate::source::redis::RedisTarget;
+use crate::stats::Stats;
 use crate::util::human_bytes;
 use anyhow::{bail, Result};
 use cairn_repo_format::{valid_stream_name, ChunkId, Source};
@@ -224,7 +226,11 @@ pub async fn run(
         uploads: args.uploads,
         expect_min_bytes: args.expect_min_bytes,
     };
-    let out = backup::run(&repo, &cat, what, &settings, interrupt).await?;
+    let stats = Arc::new(Stats::default());
+    let progress = Progress::start(stats.clone());
+    let out = backup::run(&repo, &cat, what, &settings, interrupt, stats).await;
+    drop(progress);
+    let out = out?;
     let s = &out.snapshot.summary;
     if args.json {
         let json = serde_json::json!({

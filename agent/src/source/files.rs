@@ -11,8 +11,9 @@
 //! is not read.
 
 use crate::pipeline::chunk::{Content, StreamChunker};
-use crate::pipeline::{BlobSink, PipelineError, Stats};
+use crate::pipeline::{BlobSink, PipelineError};
 use crate::source::SourceError;
+use crate::stats::Stats;
 use bytes::Bytes;
 use cairn_repo_format::{ChunkId, Node, NodeKind, NodeMeta, Tree};
 use std::collections::BTreeMap;

@@ -10,7 +10,7 @@
 //! closed once the payload is complete.
 
 use super::{ReadReport, SourceError};
-use crate::pipeline::Stats;
+use crate::stats::Stats;
 use bytes::Bytes;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -350,6 +350,15 @@ pub struct Replica {
     address: String,
     redis_version: String,
     transfer: Transfer,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("address", &self.address)
+            .field("redis_version", &self.redis_version)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Checks an RDB payload as it streams by: magic, version, CRC-64 trailer.

@@ -1,0 +1,15 @@
+//! The Cairn agent as a library: sources, the backup pipeline, backends,
+//! the repository, the catalog, and the operations the front ends (the
+//! `cairn` command line, later the daemon) call.
+
+pub mod backend;
+pub mod backup;
+pub mod catalog;
+pub mod interrupt;
+pub mod pipeline;
+pub mod repo;
+pub mod restore;
+pub mod session;
+pub mod source;
+pub mod stats;
+pub mod util;
