@@ -18,6 +18,7 @@ pub mod logged;
 pub mod memory;
 pub mod retry;
 pub mod s3;
+pub mod spool;
 
 #[cfg(test)]
 mod conformance;

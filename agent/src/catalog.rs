@@ -28,7 +28,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 pub mod load;
-pub mod sync;
 
 /// The schema this cairn writes and reads (2: snapshot rows carry a MAC).
 pub const SCHEMA_VERSION: i64 = 2;

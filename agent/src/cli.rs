@@ -162,7 +162,7 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<Status> {
                 .or_stop(async {
                     let repo = open(backend).await?;
                     let cat = open_catalog(&repo, cat)?;
-                    catalog::sync::sync(&cat, &repo).await?;
+                    crate::sync::sync(&cat, &repo).await?;
                     Ok((repo, cat))
                 })
                 .await?;

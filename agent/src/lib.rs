@@ -12,4 +12,5 @@ pub mod restore;
 pub mod session;
 pub mod source;
 pub mod stats;
+pub mod sync;
 pub mod util;

@@ -10,7 +10,7 @@ mod cli;
 mod progress;
 
 // The library's modules, under the names the front end's code uses.
-use cairn_agent::{backend, backup, catalog, interrupt, repo, restore, source, stats, util};
+use cairn_agent::{backend, backup, catalog, interrupt, repo, restore, source, stats, sync, util};
 
 use clap::Parser;
 use std::process::ExitCode;

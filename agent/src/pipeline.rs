@@ -43,13 +43,8 @@ pub enum PipelineError {
     #[error("the catalog: {0}")]
     Catalog(#[from] rusqlite::Error),
     /// A pack could not be written to its spool file.
-    #[error("writing a pack to its spool file in {dir}: {cause} (packs are spooled in the repository's pack directory, or for S3 in TMPDIR: check its space and permissions)")]
-    Spool {
-        /// The spool directory.
-        dir: std::path::PathBuf,
-        /// What failed.
-        cause: std::io::Error,
-    },
+    #[error(transparent)]
+    Spool(#[from] crate::backend::spool::SpoolError),
     /// Another stage failed first; this one stopped because its channel closed.
     #[error("the backup pipeline stopped early")]
     Aborted,

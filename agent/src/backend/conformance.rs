@@ -1,9 +1,9 @@
 //! One conformance suite for every backend: each must behave identically.
 
+use super::spool::SpoolFile;
 use super::{
     local::LocalBackend, memory::MemoryBackend, s3::S3Backend, Backend, ErrorKind, PutMode,
 };
-use crate::pipeline::pack::SpoolFile;
 use bytes::Bytes;
 use cairn_repo_format::{KeyId, ObjectKind, ObjectName, PackId, SessionId, SnapshotId};
 use std::collections::HashSet;

@@ -1,9 +1,9 @@
 //! `cairn catalog`: the local cache of the repository.
 
 use super::Status;
-use crate::catalog::sync::{read_session, sync};
 use crate::catalog::{Catalog, PackRef};
 use crate::repo::Repository;
+use crate::sync::{read_session, sync};
 use anyhow::{bail, Result};
 use cairn_repo_format::{ObjectKind, ObjectName, SessionId};
 use futures::StreamExt;

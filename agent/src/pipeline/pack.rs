@@ -4,127 +4,11 @@
 //! place; S3 reads it back part by part).
 
 use super::{PipelineError, Stats, StoredBlob};
+use crate::backend::spool::SpoolFile;
 use crate::backend::{DynBackend, PutMode};
 use cairn_repo_format::{EncKey, FinishedPack, IndexPack, ObjectName, PackWriter, SessionId};
 use rand::Rng;
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// A file a pack is spooled to.
-///
-/// On Linux it is created with `O_TMPFILE`: it has no name until a local
-/// repository links it into place, so a backup killed mid-way (SIGKILL, the
-/// OOM killer, a node drained) leaves nothing behind, in the repository or
-/// in `TMPDIR`. Backends open it by `/proc/self/fd/N`. Where the filesystem
-/// or system cannot do that, it is a `.tmp-…` file that is removed when
-/// dropped: after its upload, or when the backup fails.
-#[derive(Debug)]
-pub struct SpoolFile {
-    dir: PathBuf,
-    /// The path backends read or link it by.
-    path: PathBuf,
-    /// Whether `path` is a name in `dir` to remove when dropped.
-    named: bool,
-    file: fs::File,
-}
-
-impl SpoolFile {
-    /// A new, empty spool file in `dir` (created if missing).
-    ///
-    /// # Errors
-    /// [`PipelineError::Spool`], naming `dir`.
-    pub fn create(dir: &Path) -> Result<Self, PipelineError> {
-        Self::open(dir).map_err(|cause| PipelineError::Spool {
-            dir: dir.to_owned(),
-            cause,
-        })
-    }
-
-    fn open(dir: &Path) -> std::io::Result<Self> {
-        use std::os::fd::AsRawFd;
-        fs::create_dir_all(dir)?;
-        let (file, path, named) = match unnamed_file(dir)? {
-            Some(file) => {
-                let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
-                (file, path, false)
-            }
-            None => {
-                use std::os::unix::fs::OpenOptionsExt;
-                let path = crate::util::temp_path(dir);
-                let file = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)?;
-                (file, path, true)
-            }
-        };
-        Ok(Self {
-            dir: dir.to_owned(),
-            path,
-            named,
-            file,
-        })
-    }
-
-    /// The path to hand to [`crate::backend::Backend::put_file`].
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Appends `data`.
-    ///
-    /// # Errors
-    /// [`PipelineError::Spool`], naming the directory.
-    pub fn write_all(&mut self, data: &[u8]) -> Result<(), PipelineError> {
-        self.file.write_all(data).map_err(|e| self.write_err(e))
-    }
-
-    fn write_err(&self, cause: std::io::Error) -> PipelineError {
-        PipelineError::Spool {
-            dir: self.dir.clone(),
-            cause,
-        }
-    }
-}
-
-/// An `O_TMPFILE` file in `dir`, or `None` where that is not supported: not
-/// Linux, no `/proc` to reopen it by, or a filesystem that refuses it.
-#[cfg(target_os = "linux")]
-fn unnamed_file(dir: &Path) -> std::io::Result<Option<fs::File>> {
-    use rustix::fs::{Mode, OFlags, CWD};
-    use rustix::io::Errno;
-    static PROC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if !*PROC.get_or_init(|| Path::new("/proc/self/fd").is_dir()) {
-        return Ok(None);
-    }
-    let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
-    // Private: it holds a pack (encrypted) until the backend publishes it
-    // with the repository's mode.
-    match rustix::fs::openat(CWD, dir, flags, Mode::from_raw_mode(0o600)) {
-        Ok(fd) => Ok(Some(fs::File::from(fd))),
-        // EOPNOTSUPP: the filesystem cannot; EISDIR or EINVAL: the kernel
-        // does not know the flag.
-        Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn unnamed_file(_dir: &Path) -> std::io::Result<Option<fs::File>> {
-    Ok(None)
-}
-
-impl Drop for SpoolFile {
-    fn drop(&mut self) {
-        if self.named {
-            // Unlinking an open file is fine; its descriptor closes right after.
-            let _ = fs::remove_file(&self.path);
-        }
-    }
-}
 
 /// A pack being filled.
 struct OpenPack {
@@ -158,10 +42,8 @@ impl OpenPack {
             blob.compression,
             &blob.stored,
         )?;
-        let spool = &mut self.spool;
-        self.writer
-            .drain_to(&mut spool.file)
-            .map_err(|e| spool.write_err(e))
+        let writer = &mut self.writer;
+        Ok(self.spool.write_with(|file| writer.drain_to(file))?)
     }
 
     fn finish(mut self) -> Result<SpooledPack, PipelineError> {

@@ -2,8 +2,8 @@
 //! seen, and for each the index files and snapshots that commit lists; then
 //! the trees of new snapshots, from packs, through the catalog's own index.
 
-use super::load::{self, BulkLoad};
-use super::Catalog;
+use crate::catalog::load::{self, BulkLoad};
+use crate::catalog::Catalog;
 use crate::repo::{read::read_blobs, Repository};
 use anyhow::{bail, Context, Result};
 use cairn_repo_format::{
