@@ -33,7 +33,9 @@ tools = []
 for tool, _, _ in rows:
     if tool not in tools:
         tools.append(tool)
-peers = [t for t in tools if t != "cairn"]
+# cairn-base is an earlier build of cairn (CAIRN_BASELINE): compared with
+# cairn in its own section, not a peer.
+peers = [t for t in tools if t not in ("cairn", "cairn-base")]
 reps = max((len(v) for v in rows.values()), default=0)
 GB = 1e9
 MiB = 1 << 20
@@ -178,6 +180,24 @@ if "restic" in tools:
             if mine > theirs:
                 worst.append(f"{ds} {op} {mine / 1024:.0f} vs {theirs / 1024:.0f} MiB")
     check("peak RSS ≤ restic's in every case", not worst, "; ".join(worst) or "all cases")
+
+if "cairn-base" in tools and "cairn" in tools:
+    print("## cairn against its baseline build")
+    print()
+    print("Ratios of medians, this build / the baseline (below 1: this build is faster or smaller).")
+    print()
+    print("| dataset | operation | wall | CPU | peak RSS |")
+    print("|---|---|---|---|---|")
+    for ds, ops in OPS.items():
+        for op in ops:
+            if ("cairn", ds, op) not in rows or ("cairn-base", ds, op) not in rows:
+                continue
+            cells = []
+            for i in range(3):
+                a, b = med("cairn", ds, op, i), med("cairn-base", ds, op, i)
+                cells.append(f"{a / b:.2f}" if b else "–")
+            print(f"| {ds} | {op} | " + " | ".join(cells) + " |")
+    print()
 
 print("## Targets (issue 6)")
 print()

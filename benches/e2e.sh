@@ -6,6 +6,8 @@
 #       defaults: 3 repetitions, 1G streams, a tree of 20000 files / 500M
 #   TOOLS="cairn restic" bash benches/e2e.sh 1     only some tools
 #   CASES="sql tree" bash benches/e2e.sh           only some datasets (sql random tree)
+#   CAIRN_BASELINE=/path/to/old/cairn TOOLS="cairn cairn-base restic" bash benches/e2e.sh
+#       also an earlier build of cairn, as the tool `cairn-base` (a regression check)
 #
 # Datasets are generated deterministically by cairn-gen: a SQL dump of COPY
 # rows, the same dump after 1,000 scattered edits of 10 KiB (about 1 % of
@@ -40,7 +42,10 @@ fi
 active=()
 notes=()
 for t in $tools; do
-  if [ "$t" = cairn ] || command -v "$t" >/dev/null; then
+  if [ "$t" = cairn-base ]; then
+    [ -x "${CAIRN_BASELINE:-}" ] || { echo "cairn-base needs CAIRN_BASELINE, a cairn binary" >&2; exit 2; }
+    active+=("$t")
+  elif [ "$t" = cairn ] || command -v "$t" >/dev/null; then
     active+=("$t")
   else
     notes+=("$t is not installed here, so it was not measured (\`cargo install rustic-rs\` builds it from crates.io).")
@@ -125,12 +130,15 @@ change_tree() {
   done < "$work/tree-changed.list"
 }
 
+# The binary of cairn or of the baseline build.
+cairn_of() { if [ "$1" = cairn-base ]; then echo "$CAIRN_BASELINE"; else echo "$bin/cairn"; fi; }
+
 # Per tool: init, backup from stdin, restore to stdout, backup a tree, restore a tree.
 init() {
   local r=$2
   rm -rf "$r" "$work/catalog" "$BORG_BASE_DIR" "$RESTIC_CACHE_DIR"
   case $1 in
-    cairn) "$bin/cairn" --repo "$r" init > /dev/null ;;
+    cairn|cairn-base) "$(cairn_of "$1")" --repo "$r" init > /dev/null ;;
     restic) restic -r "$r" init -q > /dev/null ;;
     rustic) rustic -r "$r" init > /dev/null 2>&1 ;;
     borg) borg init -e repokey "$r" > /dev/null 2>&1 ;;
@@ -144,7 +152,7 @@ arch="'{now:%Y-%m-%dT%H:%M:%S.%f}'"
 # restore check here caught it on the edited dump).
 backup_stdin() { # tool repo file
   case $1 in
-    cairn) echo "$bin/cairn --repo $2 --catalog $work/catalog backup --stdin --name dump < $3 > /dev/null" ;;
+    cairn|cairn-base) echo "$(cairn_of "$1") --repo $2 --catalog $work/catalog backup --stdin --name dump < $3 > /dev/null" ;;
     restic) echo "restic -r $2 backup -q --stdin --stdin-filename dump < $3" ;;
     rustic) echo "rustic -r $2 backup --force --stdin-filename dump - < $3 > /dev/null 2>&1" ;;
     borg) echo "borg create $2::$arch - < $3" ;;
@@ -152,7 +160,7 @@ backup_stdin() { # tool repo file
 }
 dump_stdout() { # tool repo: the stream to standard output
   case $1 in
-    cairn) echo "$bin/cairn --repo $2 --catalog $work/catalog restore latest --stdout" ;;
+    cairn|cairn-base) echo "$(cairn_of "$1") --repo $2 --catalog $work/catalog restore latest --stdout" ;;
     restic) echo "restic -r $2 dump -q latest dump" ;;
     rustic) echo "rustic -r $2 dump latest:dump 2> /dev/null" ;;
     borg) echo "borg extract --stdout $2::$(borg list --last 1 --short "$2")" ;;
@@ -168,7 +176,7 @@ restore_pipe() { # tool repo original
 }
 backup_tree() { # tool repo dir
   case $1 in
-    cairn) echo "$bin/cairn --repo $2 --catalog $work/catalog backup $3 > /dev/null" ;;
+    cairn|cairn-base) echo "$(cairn_of "$1") --repo $2 --catalog $work/catalog backup $3 > /dev/null" ;;
     restic) echo "restic -r $2 backup -q $3" ;;
     rustic) echo "rustic -r $2 backup $3 > /dev/null 2>&1" ;;
     borg) echo "cd / && borg create $2::$arch ${3#/}" ;;
@@ -177,7 +185,7 @@ backup_tree() { # tool repo dir
 restore_tree() { # tool repo target
   mkdir -p "$3"
   case $1 in
-    cairn) echo "$bin/cairn --repo $2 --catalog $work/catalog restore latest --target $3 > /dev/null" ;;
+    cairn|cairn-base) echo "$(cairn_of "$1") --repo $2 --catalog $work/catalog restore latest --target $3 > /dev/null" ;;
     restic) echo "restic -r $2 restore -q latest --target $3" ;;
     rustic) echo "rustic -r $2 restore latest $3 > /dev/null 2>&1" ;;
     borg) echo "cd $3 && borg extract $2::$(borg list --last 1 --short "$2")" ;;
@@ -228,6 +236,7 @@ done
 versions="cairn $(git rev-parse --short HEAD)"
 for t in "${active[@]}"; do
   case $t in
+    cairn-base) versions+=", cairn-base $("$CAIRN_BASELINE" --version | awk '{print $2}') ($CAIRN_BASELINE)" ;;
     restic) versions+=", restic $(restic version | awk '{print $2}')" ;;
     borg) versions+=", borg $(borg --version | awk '{print $2}')" ;;
     rustic) versions+=", rustic $(rustic --version | awk '{print $2}')" ;;

@@ -5,9 +5,11 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use cairn_repo_format::{ObjectKind, ObjectName};
+use delete::Deletion;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod delete;
 /// Test-only fault injection: not compiled into the binary, so no
 /// environment variable can make a release inject faults.
 #[cfg(test)]
@@ -140,8 +142,9 @@ impl ReadProfile {
 ///   bytes that exist.
 /// - `list` returns the names of one kind that parse as format names (stray
 ///   files are ignored); it may miss objects created while it runs.
-/// - `delete` of a missing object is [`ErrorKind::NotFound`]. Only `key remove`
-///   (and later, prune) deletes.
+/// - `delete` of a missing object is [`ErrorKind::NotFound`]. It takes a
+///   [`Deletion`], which only [`delete`] can make: that module
+///   is the one place objects are deleted from.
 /// - `put_file` is `put` with the bytes in a local file (a pack spooled to
 ///   disk as it filled, so it never sits in memory whole).
 /// - All methods may be called concurrently from many tasks.
@@ -189,7 +192,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// All objects of a kind.
     async fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectName>, BackendError>;
     /// Removes an object.
-    async fn delete(&self, name: &ObjectName) -> Result<(), BackendError>;
+    async fn delete(&self, name: &ObjectName, gate: &Deletion) -> Result<(), BackendError>;
     /// Whether anything at all is stored at the location: objects of a
     /// repository, or anything else (`init` refuses such a place). This
     /// default sees only names of the format.
@@ -222,13 +225,17 @@ pub async fn read_spooled(
 }
 
 /// How to open a repository's backend.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Options {
     /// S3 settings (for `s3:` addresses).
+    #[serde(default)]
     pub s3: s3::S3Options,
     /// Retries per operation for retryable errors.
+    #[serde(default = "retry::default_retries")]
     pub retries: u32,
-    /// Log every request (after retries) on standard error.
+    /// Log every request (after retries).
+    #[serde(default)]
     pub log_requests: bool,
 }
 
@@ -238,7 +245,7 @@ pub struct Options {
 ///
 /// # Errors
 /// If the address is malformed.
-pub async fn open(address: &str, opts: &Options) -> anyhow::Result<DynBackend> {
+pub(crate) async fn open(address: &str, opts: &Options) -> Result<DynBackend, BackendError> {
     let base: DynBackend = if let Some(rest) = address.strip_prefix("s3:") {
         let (bucket, prefix) = s3::parse_address(rest)?;
         Arc::new(s3::S3Backend::new(bucket, prefix, &opts.s3).await)

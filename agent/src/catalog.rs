@@ -17,7 +17,7 @@
 //! A row edited by someone without the keys is reported, and the catalog is
 //! rebuilt from the repository by the next command.
 
-use anyhow::{anyhow, bail, Context, Result};
+use crate::error::{Context, Error, Result};
 use cairn_chunker::IdKey;
 use cairn_repo_format::{
     BlobEntry, BlobKind, CatalogKey, ChunkId, Commit, Compression, IndexPack, PackId, RepoKeys,
@@ -139,7 +139,7 @@ pub fn default_path(repository_id: &[u8; 16]) -> Result<PathBuf> {
                 .map(|h| PathBuf::from(h).join(".cache"))
         })
         .ok_or_else(|| {
-            anyhow!("no cache directory for the catalog: set HOME or XDG_CACHE_HOME, or pass --catalog PATH (or CAIRN_CATALOG)")
+            Error::Input("no cache directory for the catalog: set HOME or XDG_CACHE_HOME, or pass --catalog PATH (or CAIRN_CATALOG)".into())
         })?;
     Ok(base
         .join("cairn")
@@ -415,20 +415,26 @@ impl Catalog {
         let conn = match try_open(path, &repo_hex) {
             Ok(c) => c,
             Err(Unusable::Error(e)) => {
-                return Err(anyhow!(e).context(format!("opening the catalog {}", path.display())))
+                return Err(
+                    Error::from(e).context(format!("opening the catalog {}", path.display()))
+                )
             }
             Err(Unusable::Reason(why)) => {
-                eprintln!(
-                    "cairn: the catalog {} cannot be used: {why}; rebuilding it from the repository",
+                tracing::warn!(
+                    catalog = %path.display(),
+                    "the catalog {} cannot be used: {why}; rebuilding it from the repository",
                     path.display()
                 );
                 remove_files(path)
                     .with_context(|| format!("removing the catalog {}", path.display()))?;
                 match try_open(path, &repo_hex) {
                     Ok(c) => c,
-                    Err(Unusable::Error(e)) => return Err(anyhow!(e)),
+                    Err(Unusable::Error(e)) => return Err(e.into()),
                     Err(Unusable::Reason(why)) => {
-                        bail!("a new catalog at {} {why}", path.display())
+                        return Err(Error::Internal(format!(
+                            "a new catalog at {} {why}",
+                            path.display()
+                        )))
                     }
                 }
             }
@@ -443,7 +449,7 @@ impl Catalog {
 
     /// A row that fails its check: the catalog is marked so that the next
     /// command rebuilds it, and the error says so.
-    fn altered(&self, what: String) -> anyhow::Error {
+    fn altered(&self, what: String) -> Error {
         let marked = self.conn().execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('altered', ?1)",
             [&what],
@@ -452,10 +458,10 @@ impl Catalog {
             Ok(_) => "the next command rebuilds it from the repository",
             Err(_) => "run `cairn catalog rebuild`",
         };
-        anyhow!(
+        Error::Corrupt(format!(
             "{what}: the catalog {} was altered or damaged, so nothing from it was used; {next}",
             self.path.display()
-        )
+        ))
     }
 
     /// Its file.
@@ -726,7 +732,7 @@ impl Catalog {
             st.query_row([id.as_bytes()], |r| r.get(0)).optional()?
         };
         let data = data.ok_or_else(|| {
-            anyhow!("tree {id} is not in the catalog {}: the repository could not give it when the catalog was synced (see the warnings above), or the catalog was damaged (`cairn catalog rebuild` starts it again)", self.path.display())
+            Error::Corrupt(format!("tree {id} is not in the catalog {}: the repository could not give it when the catalog was synced (see the warnings above), or the catalog was damaged (`cairn catalog rebuild` starts it again)", self.path.display()))
         })?;
         // A tree is a blob: only its own plaintext hashes to its id.
         if self.auth.ids.chunk_id(&data) != *id {

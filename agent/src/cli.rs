@@ -2,10 +2,10 @@
 //! subcommand.
 
 use crate::backend;
-use crate::catalog::{self, Catalog};
-use crate::interrupt::Interrupt;
-use crate::repo::Repository;
-use crate::util;
+use crate::cancel::Cancel;
+use crate::catalog::Catalog;
+use crate::ops::{self, Trees};
+use crate::repo::{resolve_snapshot, Repository};
 use anyhow::{bail, Context, Result};
 use cairn_repo_format::Passphrase;
 use clap::{Parser, Subcommand};
@@ -90,6 +90,20 @@ pub struct Cli {
     #[arg(long, env = "CAIRN_LOG_REQUESTS", global = true)]
     log_requests: bool,
 
+    /// More detail on standard error (-v debug, -vv trace). RUST_LOG, if
+    /// set, chooses instead (e.g. RUST_LOG=cairn_agent=debug).
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    /// Only warnings and errors on standard error.
+    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    quiet: bool,
+
+    /// How log lines look: human, or json (one object per line, for log
+    /// collectors).
+    #[arg(long, env = "CAIRN_LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -122,8 +136,99 @@ enum Command {
     },
 }
 
-/// Runs the parsed command; a signal stops it (see [`Interrupt`]).
-pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<Status> {
+/// Connection options shared by every PostgreSQL client.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PgConnArgs {
+    /// Database name or connection URI/string (as for pg_dump --dbname).
+    #[arg(long, short = 'd')]
+    dbname: Option<String>,
+    /// Server host or socket directory (-h as in every PostgreSQL client;
+    /// --help shows this help).
+    #[arg(long, short = 'h', short_alias = 'H')]
+    host: Option<String>,
+    /// Server port.
+    #[arg(long, short = 'p')]
+    port: Option<u16>,
+    /// User name.
+    #[arg(long, short = 'U')]
+    username: Option<String>,
+}
+
+impl PgConnArgs {
+    fn settings(&self) -> crate::source::postgres::PgConn {
+        crate::source::postgres::PgConn {
+            dbname: self.dbname.clone(),
+            host: self.host.clone(),
+            port: self.port,
+            username: self.username.clone(),
+        }
+    }
+}
+
+/// Where log lines go and how they look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people: `warning: …`.
+    Human,
+    /// One JSON object per line, with the fields of each event and its spans.
+    Json,
+}
+
+/// Logging settings, read before anything else.
+#[derive(Debug, Clone, Copy)]
+pub struct Logging {
+    /// -v (debug), -vv (trace); -q (warnings and errors only).
+    pub verbosity: i8,
+    /// The format.
+    pub format: LogFormat,
+}
+
+impl Cli {
+    /// How to log, from -v/-q and --log-format.
+    pub fn logging(&self) -> Logging {
+        Logging {
+            verbosity: i8::try_from(self.verbose).unwrap_or(i8::MAX) - i8::from(self.quiet),
+            format: self.log_format,
+        }
+    }
+}
+
+/// What every command that opens the repository needs.
+struct Ctx {
+    place: ops::Place,
+    catalog: Option<PathBuf>,
+    cancel: Cancel,
+}
+
+impl Ctx {
+    async fn open(&self) -> Result<Repository> {
+        let pass = passphrase(
+            "CAIRN_PASSWORD",
+            "CAIRN_PASSWORD_FILE",
+            "Repository passphrase: ",
+            false,
+        )?;
+        Ok(self
+            .cancel
+            .or_cancel(ops::open_repository(self.place.clone(), &pass))
+            .await?)
+    }
+
+    async fn open_with_catalog(&self) -> Result<(Repository, Arc<Catalog>)> {
+        let repo = self.open().await?;
+        let cat = ops::open_catalog(&repo, self.catalog.as_deref())?;
+        Ok((repo, cat))
+    }
+
+    /// Syncs the catalog with the trees `which` names.
+    async fn sync(&self, repo: &Repository, cat: &Arc<Catalog>, which: Trees<'_>) -> Result<()> {
+        ops::sync(repo, cat, which, &self.cancel).await?;
+        Ok(())
+    }
+}
+
+/// Runs the parsed command; `cancel` (fired by a signal) stops it.
+pub async fn run(cli: Cli, cancel: Cancel) -> Result<Status> {
     let repo = cli.repo.filter(|r| !r.is_empty());
     let Some(address) = repo else {
         usage!("no repository given: pass --repo PATH or set CAIRN_REPOSITORY");
@@ -140,77 +245,85 @@ pub async fn run(cli: Cli, interrupt: Interrupt) -> Result<Status> {
         retries: cli.retries,
         log_requests: cli.log_requests,
     };
-    let backend = backend::open(&address, &opts).await?;
-    let cat = cli.catalog.as_deref();
-    let stop = &interrupt;
+    let ctx = Ctx {
+        place: ops::Place::connect(&address, &opts).await?,
+        catalog: cli.catalog,
+        cancel,
+    };
     match cli.command {
-        Command::Init(args) => stop.or_stop(init::run(backend, args)).await,
-        Command::Key { command } => {
-            stop.or_stop(async { key::run(open(backend).await?, command).await })
-                .await
+        Command::Init(args) => init::run(&ctx, args).await,
+        Command::Key { command } => key::run(&ctx.open().await?, &ctx.cancel, command).await,
+        Command::Catalog { command } => catalog_cmd::run(&ctx, command).await,
+        Command::Backup(args) => backup::run(&ctx, args).await,
+        Command::Restore(args) => restore::run(&ctx, args).await,
+        Command::Snapshots(args) => {
+            let (repo, cat) = ctx.open_with_catalog().await?;
+            ctx.sync(&repo, &cat, Trees::Of(&[])).await?;
+            stdout_closed(snapshots::run(&cat, args))
         }
-        Command::Catalog { command } => {
-            stop.or_stop(async {
-                let repo = open(backend).await?;
-                let cat = open_catalog(&repo, cat)?;
-                catalog_cmd::run(repo, cat, command).await
-            })
-            .await
+        Command::Ls(args) => {
+            let (repo, cat) = ctx.open_with_catalog().await?;
+            ctx.sync(&repo, &cat, Trees::Of(&[])).await?;
+            let id = resolve_snapshot(&cat.snapshots()?, &args.snapshot)?.0;
+            ctx.sync(&repo, &cat, Trees::Of(&[id])).await?;
+            stdout_closed(ls::run(&cat, args))
         }
-        command => {
-            let (repo, cat) = stop
-                .or_stop(async {
-                    let repo = open(backend).await?;
-                    let cat = open_catalog(&repo, cat)?;
-                    crate::sync::sync(&cat, &repo).await?;
-                    Ok((repo, cat))
-                })
-                .await?;
-            if let Command::Backup(args) = command {
-                // A backup stops itself, so that it can remove its lease.
-                return backup::run(repo, cat, args, interrupt).await;
-            }
-            stop.or_stop(async move {
-                match command {
-                    Command::Snapshots(args) => util::stdout_closed(snapshots::run(&cat, args)),
-                    Command::Ls(args) => util::stdout_closed(ls::run(&cat, args)),
-                    Command::Find(args) => util::stdout_closed(find::run(&cat, args)),
-                    Command::Diff(args) => util::stdout_closed(diff::run(&cat, args)),
-                    Command::Restore(args) => restore::run(repo, cat, args).await,
-                    Command::Backup(_)
-                    | Command::Init(_)
-                    | Command::Key { .. }
-                    | Command::Catalog { .. } => {
-                        unreachable!("handled above")
-                    }
-                }
-            })
-            .await
+        Command::Find(args) => {
+            let (repo, cat) = ctx.open_with_catalog().await?;
+            ctx.sync(&repo, &cat, Trees::Of(&[])).await?;
+            let chosen = args
+                .snapshots
+                .iter()
+                .map(|s| resolve_snapshot(&cat.snapshots()?, s).map(|(id, _)| *id))
+                .collect::<Result<Vec<_>, _>>()?;
+            let which = if chosen.is_empty() {
+                Trees::All
+            } else {
+                Trees::Of(&chosen)
+            };
+            ctx.sync(&repo, &cat, which).await?;
+            stdout_closed(find::run(&cat, args))
+        }
+        Command::Diff(args) => {
+            let (repo, cat) = ctx.open_with_catalog().await?;
+            ctx.sync(&repo, &cat, Trees::Of(&[])).await?;
+            let all = cat.snapshots()?;
+            let ids = [
+                resolve_snapshot(&all, &args.from)?.0,
+                resolve_snapshot(&all, &args.to)?.0,
+            ];
+            ctx.sync(&repo, &cat, Trees::Of(&ids)).await?;
+            stdout_closed(diff::run(&cat, args))
         }
     }
 }
 
-/// Opens the repository's catalog (it is synced by the caller).
-fn open_catalog(repo: &Repository, path: Option<&std::path::Path>) -> Result<Arc<Catalog>> {
-    let path = match path {
-        Some(p) => p.to_owned(),
-        None => catalog::default_path(&repo.config.repository_id)?,
-    };
-    Ok(Arc::new(Catalog::open(
-        &path,
-        &repo.config.repository_id,
-        catalog::Auth::of(&repo.keys),
-    )?))
-}
+/// Standard output was closed by its reader (`cairn ls | head`).
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed by its reader")]
+pub struct StdoutClosed;
 
-async fn open(backend: backend::DynBackend) -> Result<Repository> {
-    let pass = passphrase(
-        "CAIRN_PASSWORD",
-        "CAIRN_PASSWORD_FILE",
-        "Repository passphrase: ",
-        false,
-    )?;
-    Repository::open(backend, &pass).await
+/// For a command whose only pipe is standard output: a broken pipe means
+/// its reader stopped reading, so the error becomes [`StdoutClosed`], which
+/// `main` turns into a quiet exit with status 141, as if killed by SIGPIPE
+/// like `cat` (a pipeline with `pipefail` still sees that output was cut).
+///
+/// # Errors
+/// `r`'s error, with a broken pipe replaced.
+pub fn stdout_closed<T>(r: Result<T>) -> Result<T> {
+    r.map_err(|e| {
+        let broken = e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                || c.downcast_ref::<cairn_agent::Error>()
+                    .is_some_and(cairn_agent::Error::is_broken_pipe)
+        });
+        if broken {
+            anyhow::Error::new(StdoutClosed)
+        } else {
+            e
+        }
+    })
 }
 
 /// Reads a passphrase from `$file_var` (a file; one trailing newline is

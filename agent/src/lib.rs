@@ -3,9 +3,10 @@
 //! `cairn` command line, later the daemon) call.
 
 pub mod backend;
-pub mod backup;
+pub mod cancel;
 pub mod catalog;
-pub mod interrupt;
+pub mod error;
+pub mod ops;
 pub mod pipeline;
 pub mod repo;
 pub mod restore;
@@ -14,3 +15,5 @@ pub mod source;
 pub mod stats;
 pub mod sync;
 pub mod util;
+
+pub use error::{Action, Context, Error, Result};

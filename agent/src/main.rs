@@ -1,17 +1,20 @@
 //! `cairn`: streaming, deduplicating, encrypted backups.
 //!
-//! `main` parses the command line, builds the one tokio runtime, runs the
-//! command and maps the outcome to an exit code: 0 success, 1 failure,
-//! 2 usage error (from clap), 3 a backup that is partial (some files could
-//! not be read; the snapshot holds the rest), 141 standard output closed by
-//! its reader (`cairn restore latest --stdout | head`), quietly, as `cat`.
+//! `main` parses the command line, sets up logging, builds the one tokio
+//! runtime, runs the command and maps the outcome to an exit code: 0
+//! success, 1 failure, 2 usage error, 3 a backup that is partial (some files
+//! could not be read; the snapshot holds the rest), 128 + n stopped by
+//! signal n, 141 standard output closed by its reader (`cairn restore
+//! latest --stdout | head`), quietly, as `cat`.
 
 mod cli;
+mod logging;
 mod progress;
 
 // The library's modules, under the names the front end's code uses.
-use cairn_agent::{backend, backup, catalog, interrupt, repo, restore, source, stats, sync, util};
+use cairn_agent::{backend, cancel, catalog, ops, repo, restore, source, stats, util};
 
+use cairn_agent::cancel::Reason;
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -25,39 +28,47 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
+    logging::init(args.logging());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("cairn: error: cannot start the async runtime: {e}");
+            tracing::error!("cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     let result = runtime.block_on(async {
-        let interrupt = interrupt::Interrupt::listen()
+        let cancel = cancel::Cancel::on_signals()
             .map_err(|e| anyhow::anyhow!("cannot install the signal handlers: {e}"))?;
-        cli::run(args, interrupt).await
+        cli::run(args, cancel).await
     });
     // Do not wait for stray blocking tasks (a stdin read) at exit.
     runtime.shutdown_background();
-    match result {
-        Ok(cli::Status::Success) => ExitCode::SUCCESS,
-        Ok(cli::Status::Partial) => ExitCode::from(3),
-        Err(e) if e.is::<util::StdoutClosed>() => ExitCode::from(141),
-        Err(e) if e.is::<interrupt::Interrupted>() => {
-            eprintln!("cairn: {e:#}");
-            e.downcast_ref::<interrupt::Interrupted>()
-                .map_or(ExitCode::FAILURE, |i| ExitCode::from(i.0.exit_status()))
-        }
-        Err(e) if e.is::<cli::UsageError>() => {
-            eprintln!("cairn: error: {e:#}\n\nFor more information, try '--help'.");
-            ExitCode::from(2)
-        }
-        Err(e) => {
-            eprintln!("cairn: error: {e:#}");
-            ExitCode::FAILURE
-        }
+    let e = match result {
+        Ok(cli::Status::Success) => return ExitCode::SUCCESS,
+        Ok(cli::Status::Partial) => return ExitCode::from(3),
+        Err(e) => e,
+    };
+    if e.is::<cli::StdoutClosed>() {
+        return ExitCode::from(141);
     }
+    let cairn = e.downcast_ref::<cairn_agent::Error>();
+    if let Some(reason) = cairn.and_then(cairn_agent::Error::cancelled) {
+        tracing::warn!("{e:#}");
+        return match reason {
+            Reason::Signal(s) => ExitCode::from(s.exit_status()),
+            Reason::Requested(_) => ExitCode::FAILURE,
+        };
+    }
+    if e.is::<cli::UsageError>() {
+        tracing::error!("{e:#}\n\nFor more information, try '--help'.");
+        return ExitCode::from(2);
+    }
+    match cairn {
+        Some(c) => tracing::error!(action = ?c.action(), "{e:#}"),
+        None => tracing::error!("{e:#}"),
+    }
+    ExitCode::FAILURE
 }

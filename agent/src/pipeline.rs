@@ -17,6 +17,7 @@
 
 use crate::backend::{BackendError, DynBackend};
 use crate::catalog::Catalog;
+use crate::error::Error;
 use crate::stats::Stats;
 use bytes::Bytes;
 use cairn_chunker::IdKey;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 
 pub mod chunk;
 pub(crate) mod pack;
+pub mod streams;
 
 /// Why a backup pipeline stopped.
 #[derive(Debug, thiserror::Error)]
@@ -321,25 +323,39 @@ pub async fn run<T: Send + 'static>(
         r.unwrap_or_else(|e| Err(PipelineError::Stage(e.to_string())))
     };
     let produced = produced.unwrap_or_else(|e| Err(PipelineError::Stage(e.to_string())));
-    let mut stage_errors: Vec<PipelineError> = workers_done
+    let stage_errors = workers_done
         .into_iter()
         .map(joined)
         .chain([joined(packed)])
-        .filter_map(Result::err)
-        .collect();
-    // Report the cause, not the stages that stopped because of it.
+        .filter_map(Result::err);
     match (uploaded, produced) {
-        (Ok(packs), Ok(value)) if stage_errors.is_empty() => Ok((value, packs)),
-        (Err(e), _) if !matches!(e, PipelineError::Aborted) => Err(e),
-        (_, Err(e)) if !matches!(e, PipelineError::Aborted) => Err(e),
-        _ => {
-            stage_errors.sort_by_key(|e| matches!(e, PipelineError::Aborted));
-            Err(stage_errors
+        (Ok(packs), Ok(value)) => match cause(stage_errors) {
+            None => Ok((value, packs)),
+            Some(e) => Err(e),
+        },
+        (uploaded, produced) => Err(cause(
+            uploaded
+                .err()
                 .into_iter()
-                .next()
-                .unwrap_or(PipelineError::Aborted))
-        }
+                .chain(produced.err())
+                .chain(stage_errors),
+        )
+        .unwrap_or(PipelineError::Aborted)),
     }
+}
+
+/// The one rule for which failure of several stages is reported: the first,
+/// in the order given, that is not [`PipelineError::Aborted`] (a stage that
+/// stopped because another failed); `Aborted` only if every one is.
+pub fn cause(errors: impl IntoIterator<Item = PipelineError>) -> Option<PipelineError> {
+    let mut first = None;
+    for e in errors {
+        if !matches!(e, PipelineError::Aborted) {
+            return Some(e);
+        }
+        first.get_or_insert(e);
+    }
+    first
 }
 
 fn compress_worker(
@@ -364,4 +380,18 @@ fn compress_worker(
         tx.send(out).map_err(|_| PipelineError::Aborted)?;
     }
     Ok(())
+}
+
+impl From<PipelineError> for Error {
+    fn from(e: PipelineError) -> Self {
+        use PipelineError as P;
+        match e {
+            P::Backend(e) => Error::Backend(e),
+            // A blob over a format limit is a bug of the writer.
+            P::Format(e) => Error::Internal(e.to_string()),
+            P::Catalog(e) => Error::Catalog(e),
+            P::Spool(e) => Error::Spool(e),
+            P::Aborted | P::Stage(_) => Error::Internal(e.to_string()),
+        }
+    }
 }

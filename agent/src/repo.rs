@@ -3,8 +3,8 @@
 
 use crate::backend::{DynBackend, ErrorKind, PutMode};
 use crate::catalog::Listed;
+use crate::error::{input, Context, Error, Result};
 use crate::util;
-use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use cairn_repo_format::{
     keyfile, sealed, Config, KdfParams, KeyError, KeyId, KeyMeta, MasterKey, ObjectKind,
@@ -17,10 +17,11 @@ pub mod read;
 /// An opened repository.
 #[derive(Debug, Clone)]
 pub struct Repository {
-    /// Where its objects are.
-    pub backend: DynBackend,
+    /// Where its objects are: reachable only inside the library, so that
+    /// no front end writes or deletes objects but through an operation.
+    pub(crate) backend: DynBackend,
     /// Its working keys.
-    pub keys: Arc<RepoKeys>,
+    pub(crate) keys: Arc<RepoKeys>,
     /// Its parameters.
     pub config: Config,
     /// The key file that opened it.
@@ -60,7 +61,7 @@ impl Repository {
     ) -> Result<Self> {
         let location = backend.location();
         match backend.head(&ObjectName::Config).await {
-            Ok(_) => bail!("a repository already exists at {location}; nothing was changed"),
+            Ok(_) => input!("a repository already exists at {location}; nothing was changed"),
             Err(e) if e.kind == ErrorKind::NotFound => {}
             Err(e) => return Err(e).context("checking for an existing repository"),
         }
@@ -69,7 +70,7 @@ impl Repository {
             .await
             .context("checking that the place for the repository is empty")?
         {
-            bail!("{location} is not empty and holds no Cairn repository (no config object): nothing was changed. Give an empty (or new) directory or prefix; if another `cairn init` is creating a repository there right now, use that one");
+            input!("{location} is not empty and holds no Cairn repository (no config object): nothing was changed. Give an empty (or new) directory or prefix; if another `cairn init` is creating a repository there right now, use that one");
         }
         let master = MasterKey::generate();
         let keys = master.derive();
@@ -84,11 +85,11 @@ impl Repository {
             .await
         {
             // Our key file would wrap a master key of no repository.
-            let _ = backend.delete(&ObjectName::Key(key_id)).await;
+            let _ = crate::backend::delete::key_file(&backend, key_id).await;
             if e.kind == ErrorKind::AlreadyExists {
-                bail!("another `cairn init` created a repository at {location} at the same time; use that one (nothing of this attempt was left)");
+                input!("another `cairn init` created a repository at {location} at the same time; use that one (nothing of this attempt was left)");
             }
-            return Err(anyhow!(e).context("writing the repository config"));
+            return Err(Error::from(e).context("writing the repository config"));
         }
         Ok(Self::with_keys(backend, master, key_id, config))
     }
@@ -101,14 +102,14 @@ impl Repository {
         let config_bytes = match backend.get(&ObjectName::Config).await {
             Ok(b) => b,
             Err(e) if e.kind == ErrorKind::NotFound => {
-                bail!("there is no repository at {location} (no config object); create one with `cairn init` or check --repo")
+                input!("there is no repository at {location} (no config object); create one with `cairn init` or check --repo")
             }
             Err(e) => return Err(e).context("reading the repository config"),
         };
         let version = sealed::peek_version(sealed::CONFIG, &config_bytes)
-            .with_context(|| format!("{location} is not a Cairn repository"))?;
+            .map_err(|e| Error::Input(format!("{location} is not a Cairn repository: {e}")))?;
         if version != sealed::CONFIG.version {
-            bail!(
+            input!(
                 "the repository at {location} has format version {version}; this cairn reads version {}. Use a matching cairn release.",
                 sealed::CONFIG.version
             );
@@ -118,7 +119,9 @@ impl Repository {
             .await
             .context("listing key files")?;
         if key_names.is_empty() {
-            bail!("the repository at {location} has no key files; it cannot be opened");
+            return Err(Error::Corrupt(format!(
+                "the repository at {location} has no key files; it cannot be opened"
+            )));
         }
         let mut opened = None;
         let mut broken = Vec::new();
@@ -140,18 +143,23 @@ impl Repository {
             }
         }
         for b in &broken {
-            eprintln!("warning: skipped unreadable key file {b}");
+            tracing::warn!("skipped unreadable key file {b}");
         }
         for id in &foreign {
-            eprintln!("warning: the passphrase opens key file {}, but its master key is not this repository's (left by an `init` that lost a race or was killed); `cairn key remove {}` removes it", ObjectName::Key(*id), id.short());
+            tracing::warn!("the passphrase opens key file {}, but its master key is not this repository's (left by an `init` that lost a race or was killed); `cairn key remove {}` removes it", ObjectName::Key(*id), id.short());
         }
         let Some((key_id, master, config)) = opened else {
-            bail!(
+            input!(
                 "wrong passphrase: it opens none of the {} key file(s) of {location}",
                 key_names.len()
             );
         };
         Ok(Self::with_keys(backend, master, key_id, config))
+    }
+
+    /// Where it is, for messages (`/srv/repo`, `s3:bucket/prefix`).
+    pub fn location(&self) -> String {
+        self.backend.location()
     }
 
     /// Adds a key file for another passphrase.
@@ -203,14 +211,16 @@ fn file_unwrap(data: &[u8], id: KeyId, pass: &Passphrase) -> Result<MasterKey, K
 /// or a unique prefix of an id.
 pub fn resolve_snapshot<'a>(snapshots: &'a [Listed], arg: &str) -> Result<&'a Listed> {
     if snapshots.is_empty() {
-        bail!("the repository has no snapshots yet");
+        input!("the repository has no snapshots yet");
     }
     if arg == "latest" {
-        return snapshots.last().ok_or_else(|| anyhow!("no snapshots"));
+        return snapshots
+            .last()
+            .ok_or_else(|| Error::Input("the repository has no snapshots yet".into()));
     }
     let prefix = arg.to_ascii_lowercase();
     if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
-        bail!("{arg:?} is not a snapshot id: give a hex id prefix or `latest`");
+        input!("{arg:?} is not a snapshot id: give a hex id prefix or `latest`");
     }
     let matches: Vec<_> = snapshots
         .iter()
@@ -218,8 +228,8 @@ pub fn resolve_snapshot<'a>(snapshots: &'a [Listed], arg: &str) -> Result<&'a Li
         .collect();
     match matches.as_slice() {
         [one] => Ok(one),
-        [] => bail!("no snapshot matches {arg:?}; `cairn snapshots` lists them"),
-        many => bail!(
+        [] => input!("no snapshot matches {arg:?}; `cairn snapshots` lists them"),
+        many => input!(
             "snapshot prefix {arg:?} is ambiguous: it matches {}; give more digits",
             many.iter()
                 .map(|(id, _)| id.short())

@@ -1,5 +1,6 @@
-//! Restores: a stream to stdout or into a database client, or a tree into
-//! a directory ([`tree`]). Trees come from the catalog.
+//! Restores: a stream to stdout, into a file or into a client's standard
+//! input (the primitives a source module's restore path uses), or a tree
+//! into a directory ([`tree`]). Trees come from the catalog.
 //!
 //! A stream is read a batch of chunks at a time through
 //! [`crate::repo::read::read_blobs`] (aligned, coalesced, verified reads),
@@ -8,12 +9,11 @@
 //! file being written is removed and the restore fails.
 
 use crate::catalog::Catalog;
+use crate::error::{corrupt, input, Context, Error, Result};
 use crate::repo::read::{locate, read_located};
 use crate::repo::Repository;
-use crate::source::postgres::PgConn;
-use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
-use cairn_repo_format::{ChunkId, Node, NodeKind, Snapshot, Source};
+use cairn_repo_format::{ChunkId, Node, NodeKind, Snapshot};
 use futures::{Stream, StreamExt, TryStreamExt};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
@@ -90,18 +90,21 @@ pub fn find(cat: &Catalog, root: ChunkId, path: &str) -> Result<Option<Node>> {
 /// The single file of a stream snapshot, or the file at `include`.
 fn stream_node(cat: &Catalog, snap: &Snapshot, include: Option<&str>) -> Result<Node> {
     let node = match include {
-        Some(p) => find(cat, snap.tree, p)?
-            .ok_or_else(|| anyhow!("{p} is not in the snapshot; `cairn ls` lists what is"))?,
+        Some(p) => find(cat, snap.tree, p)?.ok_or_else(|| {
+            Error::Input(format!(
+                "{p} is not in the snapshot; `cairn ls` lists what is"
+            ))
+        })?,
         None => {
             let root = cat.tree(&snap.tree)?;
             match root.nodes() {
                 [one] if matches!(one.kind, NodeKind::File { .. }) => one.clone(),
-                _ => bail!("this snapshot holds several files, not a single stream: choose one with --include PATH, or restore with --target DIR"),
+                _ => input!("this snapshot holds several files, not a single stream: choose one with --include PATH, or restore with --target DIR"),
             }
         }
     };
     if !matches!(node.kind, NodeKind::File { .. }) {
-        bail!(
+        input!(
             "{} is not a regular file",
             String::from_utf8_lossy(&node.name)
         );
@@ -173,7 +176,7 @@ async fn write_node(
     what: &str,
 ) -> Result<u64> {
     let NodeKind::File { size, content } = &node.kind else {
-        bail!(
+        input!(
             "{} is not a regular file",
             String::from_utf8_lossy(&node.name)
         );
@@ -190,7 +193,7 @@ async fn write_node(
         .await
         .with_context(|| format!("writing to {what}"))?;
     if written != *size {
-        bail!("the restored stream has {written} bytes but the snapshot says {size}: the snapshot is inconsistent");
+        corrupt!("the restored stream has {written} bytes but the snapshot says {size}: the snapshot is inconsistent");
     }
     Ok(written)
 }
@@ -238,12 +241,23 @@ pub async fn to_stdout(
 }
 
 /// The file of a database snapshot's root tree called `name`, if present.
-fn root_file(cat: &Catalog, snap: &Snapshot, name: &str) -> Result<Option<Node>> {
+///
+/// # Errors
+/// If the catalog lacks the tree.
+pub(crate) fn root_file(cat: &Catalog, snap: &Snapshot, name: &str) -> Result<Option<Node>> {
     Ok(cat.tree(&snap.tree)?.get(name.as_bytes()).cloned())
 }
 
 /// Feeds a file node into a client's standard input and checks its exit status.
-async fn pipe_into(repo: &Repository, cat: &Catalog, node: &Node, argv: &[String]) -> Result<()> {
+///
+/// # Errors
+/// If the client cannot start or fails, or the data cannot be read.
+pub(crate) async fn pipe_into(
+    repo: &Repository,
+    cat: &Catalog,
+    node: &Node,
+    argv: &[String],
+) -> Result<()> {
     let (reader, writer) = std::io::pipe().context("creating a pipe")?;
     widen_pipe(&writer);
     // The command, and with it our copy of the read end, is gone once
@@ -260,7 +274,7 @@ async fn pipe_into(repo: &Repository, cat: &Catalog, node: &Node, argv: &[String
     drop(out);
     let status = child.wait().await?;
     if !status.success() {
-        bail!("{} failed ({status}); its messages are above", argv[0]);
+        return Err(client_failed(&argv[0], status));
     }
     fed.map(|_| ())
 }
@@ -268,7 +282,10 @@ async fn pipe_into(repo: &Repository, cat: &Catalog, node: &Node, argv: &[String
 /// Writes a file node's content into a file at `path` (created private to
 /// the user, mode 0600: it is plaintext) and returns it; if anything fails,
 /// the file is removed.
-async fn write_new_file(
+///
+/// # Errors
+/// If the file cannot be written or the data cannot be read.
+pub(crate) async fn write_new_file(
     repo: &Repository,
     cat: &Catalog,
     node: &Node,
@@ -304,118 +321,9 @@ async fn write_new_file(
     written
 }
 
-/// Restores a PostgreSQL snapshot: globals with psql, then the dump with
-/// pg_restore (custom) or psql (plain).
-pub async fn to_postgres(
-    repo: &Repository,
-    cat: &Catalog,
-    snap: &Snapshot,
-    conn: &PgConn,
-    create: bool,
-    clean: bool,
-    jobs: Option<u32>,
-) -> Result<()> {
-    let Source::Postgres { format, dbname, .. } = &snap.source else {
-        bail!("this snapshot is not a PostgreSQL backup; use --stdout or --target");
-    };
-    let target = conn.dbname.clone().unwrap_or_else(|| {
-        if create {
-            "postgres".into()
-        } else {
-            dbname.clone()
-        }
-    });
-    let psql = |extra: &[&str]| {
-        let mut a = vec![
-            "psql".to_owned(),
-            "--no-psqlrc".to_owned(),
-            "--quiet".to_owned(),
-        ];
-        a.extend(extra.iter().map(|s| (*s).to_owned()));
-        a.extend(conn.args(Some(&target)));
-        a
-    };
-    if let Some(globals) = root_file(cat, snap, "globals.sql")? {
-        // Roles that already exist are reported by psql and skipped.
-        pipe_into(repo, cat, &globals, &psql(&[]))
-            .await
-            .context("restoring globals")?;
-    }
-    if format == "plain" {
-        if create || clean {
-            bail!("--create and --clean apply to custom-format dumps; this snapshot is plain SQL (use pg_dump's own options at backup time)");
-        }
-        let dump =
-            root_file(cat, snap, "database.sql")?.context("the snapshot has no database.sql")?;
-        return pipe_into(repo, cat, &dump, &psql(&["--set=ON_ERROR_STOP=1"])).await;
-    }
-    let dump =
-        root_file(cat, snap, "database.dump")?.context("the snapshot has no database.dump")?;
-    let mut argv = vec!["pg_restore".to_owned()];
-    if clean {
-        argv.extend(["--clean".to_owned(), "--if-exists".to_owned()]);
-    }
-    if create {
-        argv.push("--create".to_owned());
-    }
-    argv.extend(conn.args(Some(&target)));
-    match jobs.filter(|j| *j > 1) {
-        None => pipe_into(repo, cat, &dump, &argv).await,
-        Some(j) => {
-            // pg_restore runs parallel jobs only from a file: staged in a
-            // directory of our own (0700) as a 0600 file, removed when
-            // pg_restore ends, fails or cairn is stopped (the directory goes
-            // when `staging` is dropped).
-            let staging = tempfile::Builder::new()
-                .prefix("cairn-restore-")
-                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-                .tempdir()
-                .context("creating a private staging directory in TMPDIR")?;
-            let path = staging.path().join("database.dump");
-            let result = async {
-                let (_, file) = write_new_file(repo, cat, &dump, &path).await?;
-                drop(file);
-                argv.push(format!("--jobs={j}"));
-                argv.push(path.display().to_string());
-                let status = tokio::process::Command::new(&argv[0])
-                    .args(&argv[1..])
-                    .kill_on_drop(true)
-                    .status()
-                    .await
-                    .with_context(|| format!("cannot start {}", argv[0]))?;
-                if !status.success() {
-                    bail!("pg_restore failed ({status}); its messages are above");
-                }
-                Ok(())
-            }
-            .await;
-            // Also when pg_restore could not start: the staged dump never stays.
-            drop(staging);
-            result
-        }
-    }
-}
-
-/// Writes the RDB file of a Redis snapshot to `path` (atomically: a temp
-/// file in the same directory, then a rename).
-pub async fn to_redis_rdb(
-    repo: &Repository,
-    cat: &Catalog,
-    snap: &Snapshot,
-    path: &Path,
-) -> Result<u64> {
-    if !matches!(snap.source, Source::Redis { .. }) {
-        bail!("this snapshot is not a Redis backup");
-    }
-    let node = root_file(cat, snap, "dump.rdb")?.context("the snapshot has no dump.rdb")?;
-    let tmp = path.with_extension("rdb.cairn-tmp");
-    let (written, file) = write_new_file(repo, cat, &node, &tmp).await?;
-    if let Err(e) = tokio::task::spawn_blocking(move || file.sync_all()).await? {
-        let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(e).with_context(|| format!("writing {} to disk", tmp.display()));
-    }
-    tokio::fs::rename(&tmp, path)
-        .await
-        .with_context(|| format!("moving the RDB into place at {}", path.display()))?;
-    Ok(written)
+/// A restore client exited non-zero; its messages went to standard error.
+pub(crate) fn client_failed(program: &str, status: std::process::ExitStatus) -> Error {
+    Error::Input(format!(
+        "{program} failed ({status}); its messages are above"
+    ))
 }

@@ -2,9 +2,9 @@
 //! runs; then index, snapshot and, last, the create-only commit.
 
 use crate::backend::{ErrorKind, PutMode};
+use crate::error::{Context, Error, Result};
 use crate::repo::Repository;
 use crate::util;
-use anyhow::{bail, Context, Result};
 use cairn_repo_format::{
     Commit, IndexFile, IndexId, IndexPack, Lease, ObjectName, SessionId, Snapshot, SnapshotId,
 };
@@ -88,7 +88,7 @@ impl Session {
                     )
                     .await
                 {
-                    eprintln!("warning: could not renew the session lease: {e}");
+                    tracing::warn!(session = %id.short(), "could not renew the session lease: {e}");
                 }
             }
         });
@@ -110,10 +110,12 @@ impl Session {
     /// Best effort: a backup-only credential may not delete (then the lease
     /// simply stops being renewed, which means the same).
     async fn remove_lease(&self, repo: &Repository) {
-        match repo.backend.delete(&ObjectName::Lease(self.id)).await {
+        match crate::backend::delete::lease(&repo.backend, self.id).await {
             Ok(()) => {}
             Err(e) if matches!(e.kind, ErrorKind::NotFound | ErrorKind::PermissionDenied) => {}
-            Err(e) => eprintln!("warning: could not remove the session lease: {e}"),
+            Err(e) => {
+                tracing::warn!(session = %self.id.short(), "could not remove the session lease: {e}")
+            }
         }
     }
 
@@ -180,9 +182,7 @@ impl Session {
                 commit,
                 packs,
             }),
-            Err(e) if e.kind == ErrorKind::AlreadyExists => {
-                bail!("session {} was fenced (its commit object already exists, written by a pruner); the snapshot does not count, run the backup again", self.id.short())
-            }
+            Err(e) if e.kind == ErrorKind::AlreadyExists => Err(Error::Fenced(self.id)),
             Err(e) => Err(e).context("writing the session commit"),
         }
     }

@@ -1,349 +1,125 @@
-//! Sources: where backup data comes from.
+//! Sources: where backup data comes from. One module per kind owns its
+//! settings (shared by the command line and configuration files), its
+//! streams or walk, its snapshot record and its restore path; this module
+//! registers them ([`SourceSettings`], [`describe`]). Adding a kind means
+//! its module, a variant here, and its section of `docs/format.md` §7.1.
 //!
-//! A stream source ([`Stream`]: stdin or a command's stdout) yields bytes,
-//! then reports success or failure with [`Stream::finish`]. For a command,
-//! success means exit status 0 *and* its stdout read to EOF; stderr is
-//! drained concurrently and its tail kept for the error message, and the
-//! child is killed if the stream is dropped early. A snapshot is written only
-//! after `finish` says success.
+//! A kind is either a set of streams read one after the other into files
+//! of the snapshot's root tree ([`StreamPlan`]: standard input, a command,
+//! PostgreSQL, Redis) or file trees walked from disk ([`files`]).
 
-use crate::stats::Stats;
-use bytes::{Bytes, BytesMut};
-use std::os::unix::process::ExitStatusExt;
-use std::process::Stdio;
-use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::{Child, Command};
-use tokio::task::JoinHandle;
+use crate::error::Result;
+pub use crate::error::SourceError;
+use cairn_repo_format::Source;
 
+pub mod command;
 pub mod files;
 pub mod postgres;
 pub mod redis;
+pub mod stream;
 
-/// Bytes of a command's stderr kept for error messages.
-const STDERR_TAIL: usize = 4096;
-/// Size of the buffers the reader hands to the chunker.
-const STREAM_BUF: usize = 4 << 20;
-
-/// A source failed; no snapshot may be written.
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    /// The command could not be started.
-    #[error("cannot start {program:?}: {cause}")]
-    Spawn {
-        /// The program.
-        program: String,
-        /// Why.
-        cause: std::io::Error,
-    },
-    /// Reading the stream failed.
-    #[error("reading {what} failed: {cause}")]
-    Read {
-        /// stdin or the program.
-        what: String,
-        /// Why.
-        cause: std::io::Error,
-    },
-    /// The command exited non-zero.
-    #[error("{program} exited with status {code}; no snapshot was written{}", tail(.stderr))]
-    Exit {
-        /// The program.
-        program: String,
-        /// Its exit code.
-        code: i32,
-        /// The tail of its stderr.
-        stderr: String,
-    },
-    /// The command was killed by a signal.
-    #[error("{program} was killed by signal {signal}; no snapshot was written{}", tail(.stderr))]
-    Signal {
-        /// The program.
-        program: String,
-        /// The signal.
-        signal: i32,
-        /// The tail of its stderr.
-        stderr: String,
-    },
-    /// The Redis source failed (connection, authentication, protocol, or a bad RDB).
-    #[error("Redis at {address}: {detail}; no snapshot was written")]
-    Redis {
-        /// host:port.
-        address: String,
-        /// What went wrong.
-        detail: String,
-    },
-    /// PostgreSQL could not be reached or described.
-    #[error("PostgreSQL: {detail}")]
-    Postgres {
-        /// What went wrong, with the tail of the client's stderr.
-        detail: String,
-    },
-    /// A path to back up does not exist or cannot be read at all.
-    #[error("cannot back up {path}: {cause}")]
-    Path {
-        /// The path.
-        path: String,
-        /// Why.
-        cause: std::io::Error,
-    },
-}
-
-fn tail(stderr: &str) -> String {
-    if stderr.trim().is_empty() {
-        String::new()
-    } else {
-        format!("\n--- end of its stderr ---\n{}", stderr.trim_end())
-    }
-}
-
-/// What a stream source is, before it starts.
-#[derive(Debug)]
-pub enum StreamSpec {
+/// What to back up: the settings of one source kind.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SourceSettings {
     /// Standard input.
-    Stdin,
-    /// A command's stdout.
-    Command(Vec<String>),
-    /// A Redis server's RDB over the replication protocol.
-    Redis(redis::RedisTarget),
+    Stdin(command::StdinSettings),
+    /// A command's standard output.
+    Command(command::CommandSettings),
+    /// File trees.
+    Files(files::FilesSettings),
+    /// A PostgreSQL database.
+    Postgres(postgres::PgSettings),
+    /// A Redis server.
+    Redis(redis::RedisSettings),
 }
 
-impl StreamSpec {
-    /// Starts the source.
-    ///
-    /// # Errors
-    /// If the command cannot be started or the Redis handshake fails.
-    pub async fn start(self) -> Result<Stream, SourceError> {
-        match self {
-            StreamSpec::Stdin => Ok(Stream::stdin()),
-            StreamSpec::Command(argv) => Stream::command(&argv),
-            StreamSpec::Redis(target) => {
-                let replica = target.connect().await?;
-                Ok(Stream {
-                    what: target.address(),
-                    input: Some(Input::Redis(Box::new(replica))),
-                    child: None,
-                })
-            }
-        }
-    }
+/// How a backup reads its source.
+#[derive(Debug)]
+pub enum Plan {
+    /// Streams, each a file of the root tree.
+    Streams(StreamPlan),
+    /// File trees.
+    Files(files::FilesPlan),
 }
 
-/// What reading a stream found.
-#[derive(Debug, Clone, Default)]
-pub struct ReadReport {
-    /// For Redis: the versions learnt.
-    pub redis: Option<redis::RedisMeta>,
+/// How a stream source is read.
+pub struct StreamPlan {
+    /// Its streams, in order: a file name in the snapshot, how to start it.
+    pub streams: Vec<(String, stream::StreamSpec)>,
+    /// Bytes the streams will give, when known (for an estimate of the
+    /// time left).
+    pub expected_bytes: Option<u64>,
+    /// Makes the snapshot's source record once every stream has been read
+    /// (a Redis server's versions are learnt while reading).
+    pub record: Box<dyn FnOnce() -> Result<Source> + Send>,
 }
 
-enum Input {
-    Read(Box<dyn AsyncRead + Unpin + Send>),
-    /// Read on a blocking thread (standard input): no async wrapper, whose
-    /// own buffer would cost a copy of every byte.
-    Blocking(Box<dyn std::io::Read + Send>),
-    Redis(Box<redis::Replica>),
-}
-
-fn read_error(what: &str, cause: std::io::Error) -> SourceError {
-    SourceError::Read {
-        what: what.to_owned(),
-        cause,
-    }
-}
-
-/// [`read_into`] for a blocking reader, on a blocking thread. `read_to_end`
-/// reads into the vector's spare capacity without zeroing it first.
-fn read_blocking(
-    mut reader: Box<dyn std::io::Read + Send>,
-    what: &str,
-    tx: &tokio::sync::mpsc::Sender<Bytes>,
-    stats: &Stats,
-) -> Result<u64, SourceError> {
-    use std::io::Read;
-    let mut total = 0u64;
-    loop {
-        let mut buf = Vec::with_capacity(STREAM_BUF);
-        let n = (&mut reader)
-            .take(STREAM_BUF as u64)
-            .read_to_end(&mut buf)
-            .map_err(|e| read_error(what, e))?;
-        total += n as u64;
-        Stats::add(&stats.bytes_read, n as u64);
-        if n == 0 || tx.blocking_send(Bytes::from(buf)).is_err() {
-            // End of input, or the pipeline stopped (it reports why).
-            return Ok(total);
-        }
-    }
-}
-
-/// Reads `reader` to its end in buffers of [`STREAM_BUF`] bytes.
-async fn read_into(
-    reader: &mut (dyn AsyncRead + Unpin + Send),
-    what: &str,
-    tx: &tokio::sync::mpsc::Sender<Bytes>,
-    stats: &Stats,
-) -> Result<u64, SourceError> {
-    let mut total = 0u64;
-    loop {
-        let mut buf = BytesMut::with_capacity(STREAM_BUF);
-        let mut eof = false;
-        while buf.len() < STREAM_BUF {
-            match reader.read_buf(&mut buf).await {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(read_error(what, e)),
-            }
-        }
-        let n = buf.len();
-        total += n as u64;
-        Stats::add(&stats.bytes_read, n as u64);
-        if n > 0 && tx.send(buf.freeze()).await.is_err() {
-            // The pipeline stopped; it reports why.
-            return Ok(total);
-        }
-        if eof {
-            return Ok(total);
-        }
-    }
-}
-
-/// A running stream source.
-pub struct Stream {
-    what: String,
-    input: Option<Input>,
-    child: Option<(Child, JoinHandle<String>)>,
-}
-
-impl std::fmt::Debug for Stream {
+impl std::fmt::Debug for StreamPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stream")
-            .field("what", &self.what)
+        f.debug_struct("StreamPlan")
+            .field("streams", &self.streams)
+            .field("expected_bytes", &self.expected_bytes)
             .finish_non_exhaustive()
     }
 }
 
-impl Stream {
-    /// Standard input.
-    pub fn stdin() -> Self {
-        Self {
-            what: "standard input".into(),
-            input: Some(Input::Blocking(Box::new(std::io::stdin()))),
-            child: None,
+impl SourceSettings {
+    /// The kind's name, as in snapshot records.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceSettings::Stdin(_) => "stdin",
+            SourceSettings::Command(_) => "command",
+            SourceSettings::Files(_) => "files",
+            SourceSettings::Postgres(_) => "postgres",
+            SourceSettings::Redis(_) => "redis",
         }
     }
 
-    /// Starts `argv` with its stdout as the stream.
+    /// Checks the settings without touching the source.
     ///
     /// # Errors
-    /// [`SourceError::Spawn`] if it cannot be started.
-    pub fn command(argv: &[String]) -> Result<Self, SourceError> {
-        let program = argv.first().cloned().unwrap_or_default();
-        let mut child = Command::new(&program)
-            .args(&argv[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|cause| SourceError::Spawn {
-                program: program.clone(),
-                cause,
-            })?;
-        let stdout = child.stdout.take().ok_or_else(|| SourceError::Spawn {
-            program: program.clone(),
-            cause: std::io::Error::other("no stdout pipe"),
-        })?;
-        let mut stderr = child.stderr.take().ok_or_else(|| SourceError::Spawn {
-            program: program.clone(),
-            cause: std::io::Error::other("no stderr pipe"),
-        })?;
-        let drain = tokio::spawn(async move {
-            let mut tail: Vec<u8> = Vec::new();
-            let mut buf = vec![0u8; 8192];
-            while let Ok(n) = stderr.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                tail.extend_from_slice(&buf[..n]);
-                if tail.len() > 2 * STDERR_TAIL {
-                    tail.drain(..tail.len() - STDERR_TAIL);
-                }
-            }
-            let start = tail.len().saturating_sub(STDERR_TAIL);
-            String::from_utf8_lossy(&tail[start..]).into_owned()
-        });
-        Ok(Self {
-            what: program,
-            input: Some(Input::Read(Box::new(stdout))),
-            child: Some((child, drain)),
-        })
+    /// [`crate::Error::Input`] naming the setting.
+    pub fn check(&self) -> Result<()> {
+        match self {
+            SourceSettings::Stdin(s) => s.check(),
+            SourceSettings::Command(s) => s.check(),
+            SourceSettings::Files(s) => s.check(),
+            SourceSettings::Postgres(_) => Ok(()),
+            SourceSettings::Redis(s) => s.target().map(drop),
+        }
     }
 
-    /// Starts a task that reads the stream into buffers for the chunker.
-    /// It ends with what it read, or the read error.
-    pub fn spawn_reader(
-        &mut self,
-        tx: tokio::sync::mpsc::Sender<Bytes>,
-        stats: Arc<Stats>,
-    ) -> JoinHandle<Result<ReadReport, SourceError>> {
-        let input = self.input.take();
-        let what = self.what.clone();
-        tokio::spawn(async move {
-            match input {
-                None => Ok(ReadReport::default()),
-                Some(Input::Blocking(reader)) => {
-                    let name = what.clone();
-                    tokio::task::spawn_blocking(move || read_blocking(reader, &name, &tx, &stats))
-                        .await
-                        .map_err(|e| read_error(&what, std::io::Error::other(e.to_string())))??;
-                    Ok(ReadReport { redis: None })
-                }
-                Some(Input::Redis(replica)) => replica.stream(tx, stats).await,
-                Some(Input::Read(mut reader)) => {
-                    read_into(&mut reader, &what, &tx, &stats).await?;
-                    Ok(ReadReport { redis: None })
-                }
-            }
-        })
-    }
-
-    /// Waits for the source to end and says whether it succeeded.
+    /// Prepares the backup: checks the settings, probes a database server
+    /// for what the snapshot records. Nothing is read yet.
     ///
     /// # Errors
-    /// [`SourceError::Exit`] / [`SourceError::Signal`] with the tail of stderr
-    /// if the command did not exit with status 0.
-    pub async fn finish(mut self) -> Result<(), SourceError> {
-        let Some((mut child, drain)) = self.child.take() else {
-            return Ok(());
-        };
-        let status = child.wait().await.map_err(|cause| SourceError::Read {
-            what: self.what.clone(),
-            cause,
-        })?;
-        let stderr = drain.await.unwrap_or_default();
-        let program = self.what.clone();
-        if status.success() {
-            return Ok(());
-        }
-        match (status.code(), status.signal()) {
-            (Some(code), _) => Err(SourceError::Exit {
-                program,
-                code,
-                stderr,
-            }),
-            (None, Some(signal)) => Err(SourceError::Signal {
-                program,
-                signal,
-                stderr,
-            }),
-            (None, None) => Err(SourceError::Exit {
-                program,
-                code: -1,
-                stderr,
-            }),
-        }
+    /// Bad settings ([`crate::Error::Input`]) or a source that cannot be
+    /// reached ([`crate::Error::Source`]).
+    pub async fn plan(&self) -> Result<Plan> {
+        self.check()?;
+        Ok(match self {
+            SourceSettings::Stdin(s) => Plan::Streams(s.plan()),
+            SourceSettings::Command(s) => Plan::Streams(s.plan()),
+            SourceSettings::Files(s) => Plan::Files(s.plan()?),
+            SourceSettings::Postgres(s) => Plan::Streams(s.plan().await?),
+            SourceSettings::Redis(s) => Plan::Streams(s.plan()?),
+        })
     }
+}
+
+/// One line describing a snapshot's source, for listings.
+pub fn describe(record: &Source) -> String {
+    let kinds: [fn(&Source) -> Option<String>; 4] = [
+        command::describe,
+        files::describe,
+        postgres::describe,
+        redis::describe,
+    ];
+    kinds.iter().find_map(|d| d(record)).unwrap_or_else(|| {
+        format!(
+            "{} (a source kind this cairn does not know; its files restore with --target or --stdout)",
+            record.kind()
+        )
+    })
 }

@@ -1,11 +1,13 @@
-//! Bringing the catalog up to date: it reads only the commits it has not
-//! seen, and for each the index files and snapshots that commit lists; then
-//! the trees of new snapshots, from packs, through the catalog's own index.
+//! Bringing the catalog up to date: [`sync`] reads only the commits it has
+//! not seen, and for each the index files and snapshots that commit lists;
+//! [`fetch_trees`] reads the trees of the snapshots a command needs, from
+//! packs, through the catalog's own index. A stream backup needs no tree, a
+//! restore the trees of one snapshot, `find` those of every snapshot.
 
 use crate::catalog::load::{self, BulkLoad};
 use crate::catalog::Catalog;
+use crate::error::{Context, Error, Result};
 use crate::repo::{read::read_blobs, Repository};
-use anyhow::{bail, Context, Result};
 use cairn_repo_format::{
     ChunkId, Commit, IndexFile, IndexPack, NodeKind, ObjectKind, ObjectName, SessionId, Snapshot,
     SnapshotId, Tree,
@@ -76,11 +78,11 @@ pub async fn read_session(repo: &Repository, sid: SessionId) -> Result<SessionOb
         let s = Snapshot::open(&repo.keys.enc, *id, &data)
             .with_context(|| format!("reading {name}"))?;
         if s.session != sid {
-            bail!(
+            return Err(Error::Corrupt(format!(
                 "{name} names session {} but is listed by the commit of session {}: the repository is inconsistent",
                 s.session.short(),
                 sid.short()
-            );
+            )));
         }
         snapshots.push((*id, s));
     }
@@ -111,8 +113,8 @@ pub async fn sync(cat: &Arc<Catalog>, repo: &Repository) -> Result<SyncReport> {
         .collect();
     let mut known: HashSet<SessionId> = cat.sessions()?.into_iter().collect();
     if let Some(gone) = known.iter().find(|s| !listed.contains(s)) {
-        eprintln!(
-            "cairn: the catalog {} is stale (it lists session {}, which the repository no longer has); rebuilding it",
+        tracing::warn!(
+            "the catalog {} is stale (it lists session {}, which the repository no longer has); rebuilding it",
             cat.path().display(),
             gone.short()
         );
@@ -122,8 +124,8 @@ pub async fn sync(cat: &Arc<Catalog>, repo: &Repository) -> Result<SyncReport> {
     }
     let new: Vec<SessionId> = listed.difference(&known).copied().collect();
     if known.is_empty() && !new.is_empty() {
-        eprintln!(
-            "cairn: reading {} session(s) of the repository into the catalog {}",
+        tracing::info!(
+            "reading {} session(s) of the repository into the catalog {}",
             new.len(),
             cat.path().display()
         );
@@ -141,10 +143,7 @@ pub async fn sync(cat: &Arc<Catalog>, repo: &Repository) -> Result<SyncReport> {
         let s = match read {
             Ok(s) => s,
             Err(e) => {
-                eprintln!(
-                    "warning: session {} is left out of the catalog: {e:#}",
-                    sid.short()
-                );
+                tracing::warn!("session {} is left out of the catalog: {e}", sid.short());
                 report.unreadable += 1;
                 continue;
             }
@@ -170,25 +169,37 @@ pub async fn sync(cat: &Arc<Catalog>, repo: &Repository) -> Result<SyncReport> {
             .await?
             .context("loading the repository's sessions into the catalog")?;
     }
-    report.snapshots = fetch_trees(cat, repo).await?;
     Ok(report)
 }
 
-/// Reads the trees of every snapshot not yet complete in the catalog. A
-/// snapshot whose trees cannot be read is reported and left incomplete
-/// (commands that need it fail, naming the tree).
-async fn fetch_trees(cat: &Arc<Catalog>, repo: &Repository) -> Result<usize> {
-    let incomplete = cat.incomplete()?;
+/// Which snapshots' trees a command needs in the catalog.
+#[derive(Debug, Clone, Copy)]
+pub enum Trees<'a> {
+    /// Every snapshot's (`find`, `diff`, `catalog rebuild`).
+    All,
+    /// These snapshots' (a restore, `ls`, a backup's parent).
+    Of(&'a [SnapshotId]),
+}
+
+/// Reads the trees of the snapshots `which` names that the catalog does not
+/// hold complete yet; returns how many snapshots that was. A snapshot whose
+/// trees cannot be read is reported and left incomplete (commands that need
+/// it fail, naming the tree).
+///
+/// # Errors
+/// If the catalog cannot be read or written.
+pub async fn fetch_trees(cat: &Arc<Catalog>, repo: &Repository, which: Trees<'_>) -> Result<usize> {
+    let mut incomplete = cat.incomplete()?;
+    if let Trees::Of(ids) = which {
+        incomplete.retain(|(sid, _)| ids.contains(sid));
+    }
     let n = incomplete.len();
     futures::stream::iter(incomplete)
         .map(|(sid, root)| async move {
             match snapshot_trees(cat, repo, root).await {
-                Ok(()) => cat.set_complete(sid).map_err(anyhow::Error::from),
+                Ok(()) => cat.set_complete(sid).map_err(Error::from),
                 Err(e) => {
-                    eprintln!(
-                        "warning: cannot read the trees of snapshot {}: {e:#}",
-                        sid.short()
-                    );
+                    tracing::warn!("cannot read the trees of snapshot {}: {e}", sid.short());
                     Ok(())
                 }
             }

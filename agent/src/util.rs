@@ -112,29 +112,3 @@ mod tests {
         assert_eq!(human_bytes(3 << 30), "3.0 GiB");
     }
 }
-
-/// Standard output was closed by its reader (`cairn ls | head`).
-#[derive(Debug, thiserror::Error)]
-#[error("standard output was closed by its reader")]
-pub struct StdoutClosed;
-
-/// For a command whose only pipe is standard output: a broken pipe means
-/// its reader stopped reading, so the error becomes [`StdoutClosed`], which
-/// `main` turns into a quiet exit with status 141, as if killed by SIGPIPE
-/// like `cat` (a pipeline with `pipefail` still sees that output was cut).
-///
-/// # Errors
-/// `r`'s error, with a broken pipe replaced.
-pub fn stdout_closed<T>(r: anyhow::Result<T>) -> anyhow::Result<T> {
-    r.map_err(|e| {
-        let broken = e.chain().any(|c| {
-            c.downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-        });
-        if broken {
-            anyhow::Error::new(StdoutClosed)
-        } else {
-            e
-        }
-    })
-}

@@ -7,7 +7,16 @@ use crate::names::ObjectName;
 use crate::sealed::{open_json, seal_json, COMMIT, LEASE, SNAPSHOT};
 
 /// What was backed up.
+///
+/// A source record whose `type` this reader does not know (written by a
+/// newer release, with a source kind added since) decodes as
+/// [`Source::Other`], kept whole, so the snapshot stays listed and its tree
+/// restorable (format §7.1). A known type with a field this reader does not
+/// know is invalid: a writer that changes a kind's record gives it a new type.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+// The derives become `Source::serialize` and `Source::deserialize`; the
+// trait impls below wrap them to let unknown types through.
+#[serde(remote = "Self")]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Source {
     /// Standard input, stored as one file called `name`.
@@ -49,6 +58,57 @@ pub enum Source {
         /// The RDB format version.
         rdb_version: u32,
     },
+    /// A source kind this reader does not know: its `type` and the whole
+    /// record as written, `type` included.
+    #[serde(skip)]
+    Other {
+        /// The record's `type`.
+        kind: String,
+        /// The record.
+        record: serde_json::Map<String, serde_json::Value>,
+    },
+}
+
+impl Source {
+    /// The `type` of every source record this reader knows.
+    pub const KNOWN_TYPES: [&'static str; 5] = ["stdin", "command", "files", "postgres", "redis"];
+
+    /// The record's `type`.
+    pub fn kind(&self) -> &str {
+        match self {
+            Source::Stdin { .. } => "stdin",
+            Source::Command { .. } => "command",
+            Source::Files { .. } => "files",
+            Source::Postgres { .. } => "postgres",
+            Source::Redis { .. } => "redis",
+            Source::Other { kind, .. } => kind,
+        }
+    }
+}
+
+impl serde::Serialize for Source {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Source::Other { record, .. } => record.serialize(s),
+            known => Source::serialize(known, s),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Source {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let record = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        let kind = match record.get("type") {
+            Some(serde_json::Value::String(k)) => k.clone(),
+            _ => return Err(D::Error::custom("a source record needs a string \"type\"")),
+        };
+        if Source::KNOWN_TYPES.contains(&kind.as_str()) {
+            Source::deserialize(serde_json::Value::Object(record)).map_err(D::Error::custom)
+        } else {
+            Ok(Source::Other { kind, record })
+        }
+    }
 }
 
 /// Counters of a backup.
@@ -140,6 +200,8 @@ impl Snapshot {
                 !dbname.is_empty() && (format == "custom" || format == "plain")
             }
             Source::Redis { address, .. } => !address.is_empty() && !address.contains('@'),
+            // Only its writer knows what is valid; its tree is checked as any.
+            Source::Other { kind, .. } => !kind.is_empty(),
         };
         if !ok {
             return Err(FormatError::invalid("snapshot", "invalid source"));
@@ -324,10 +386,45 @@ mod tests {
             good.replace("\"partial\"", "\"extra\":0,\"partial\""),
             good.replace("\"version\":1", "\"version\":9"),
             good.replace("\"name\":\"x\"", "\"name\":\"a/b\""),
-            good.replace("\"stdin\"", "\"tape\""),
+            good.replace(
+                "\"stdin\",\"name\":\"x\"",
+                "\"stdin\",\"name\":\"x\",\"new\":1",
+            ),
+            good.replace("\"type\":\"stdin\"", "\"type\":7"),
+            good.replace("\"type\":\"stdin\",", ""),
+            good.replace("\"type\":\"stdin\"", "\"type\":\"\""),
         ] {
             assert!(Snapshot::decode_payload(bad.as_bytes()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_unknown_source_type_is_kept_whole() -> Result<(), FormatError> {
+        let good =
+            serde_json::to_string(&snap(Source::Stdin { name: "x".into() })).unwrap_or_default();
+        let newer = good.replace(
+            "{\"type\":\"stdin\",\"name\":\"x\"}",
+            "{\"type\":\"mysql\",\"database\":\"shop\",\"gtid\":[1,2]}",
+        );
+        assert_ne!(newer, good);
+        let s = Snapshot::decode_payload(newer.as_bytes())?;
+        assert_eq!(s.source.kind(), "mysql");
+        let Source::Other { record, .. } = &s.source else {
+            panic!("{:?}", s.source);
+        };
+        assert_eq!(record["database"], "shop");
+        // Written again (a copy to another repository), it is the same record.
+        let again = serde_json::to_string(&s).unwrap_or_default();
+        assert_eq!(Snapshot::decode_payload(again.as_bytes())?, s);
+        assert!(again.contains("\"gtid\":[1,2]"), "{again}");
+        for t in Source::KNOWN_TYPES {
+            assert!(
+                Snapshot::decode_payload(good.replace("\"stdin\"", &format!("\"{t}\"")).as_bytes())
+                    .map_or(true, |s| s.source.kind() == t),
+                "{t}"
+            );
+        }
+        Ok(())
     }
 
     proptest! {

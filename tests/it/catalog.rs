@@ -154,37 +154,57 @@ fn commands_read_only_objects_the_catalog_has_not_seen() {
     assert!(reqs.iter().any(|l| l.starts_with("LIST Commit")));
 
     // Another node backs up; this node then reads only that session's
-    // commit, index and snapshot, plus the pack range holding its tree.
+    // commit, index and snapshot: listing needs no tree.
     let mine = r.catalog.clone();
     r.catalog = r.tmp("node-b.catalog");
     r.ok_with(&["backup", "--stdin"], &random_bytes(200_000, 3));
     r.catalog = mine;
-    let (_, reqs) = logged(&r, &["snapshots"]);
-    let read: Vec<_> = reqs
-        .iter()
-        .filter(|l| {
-            l.starts_with("GET") && !l.starts_with("GET config") && !l.starts_with("GET keys/")
-        })
-        .collect();
-    let count = |p: &str| read.iter().filter(|l| l.starts_with(p)).count();
-    assert_eq!(count("GET commits/"), 1, "{read:?}");
-    assert_eq!(count("GET index/"), 1, "{read:?}");
-    assert_eq!(count("GET snapshots/"), 1, "{read:?}");
-    assert_eq!(count("GET packs/"), 1, "{read:?}");
-    assert!(read
-        .iter()
-        .all(|l| !l.starts_with("GET packs/") || l.contains("bytes=")));
-    // And then nothing more.
-    let (_, reqs) = logged(&r, &["snapshots"]);
-    assert_eq!(
-        reqs.iter()
-            .filter(|l| l.starts_with("GET")
-                && !l.starts_with("GET config")
-                && !l.starts_with("GET keys/"))
-            .count(),
-        0,
-        "{reqs:?}"
+    let reads = |args: &[&str]| -> Vec<String> {
+        let (_, reqs) = logged(&r, args);
+        reqs.into_iter()
+            .filter(|l| {
+                l.starts_with("GET") && !l.starts_with("GET config") && !l.starts_with("GET keys/")
+            })
+            .collect()
+    };
+    let read = reads(&["snapshots"]);
+    let count = |read: &[String], p: &str| read.iter().filter(|l| l.starts_with(p)).count();
+    assert_eq!(count(&read, "GET commits/"), 1, "{read:?}");
+    assert_eq!(count(&read, "GET index/"), 1, "{read:?}");
+    assert_eq!(count(&read, "GET snapshots/"), 1, "{read:?}");
+    assert_eq!(count(&read, "GET packs/"), 0, "{read:?}");
+    // Listing its files needs its tree: one ranged read of a pack.
+    let read = reads(&["ls", "latest"]);
+    assert_eq!(read.len(), 1, "{read:?}");
+    assert!(
+        read[0].starts_with("GET packs/") && read[0].contains("bytes="),
+        "{read:?}"
     );
+    // And then nothing more.
+    assert_eq!(reads(&["snapshots"]), Vec::<String>::new());
+    assert_eq!(reads(&["ls", "latest"]), Vec::<String>::new());
+}
+
+#[test]
+fn a_stream_backup_on_a_new_machine_reads_no_tree() {
+    let mut r = Repo::init();
+    let src = r.tmp("src");
+    make_tree(&src, 10, 20);
+    r.ok(&["backup", src.to_str().unwrap()]);
+    r.ok_with(&["backup", "--stdin"], &random_bytes(300_000, 5));
+    // A new machine: an empty catalog. Deduplication needs the blob index,
+    // not the snapshots' trees, so no pack is read.
+    r.catalog = r.tmp("new-node.catalog");
+    let (_, reqs) = logged(&r, &["backup", "--stdin"]);
+    let packs: Vec<_> = reqs
+        .iter()
+        .filter(|l| l.starts_with("GET packs/"))
+        .collect();
+    assert!(packs.is_empty(), "{packs:?}");
+    assert!(reqs.iter().any(|l| l.starts_with("GET index/")), "{reqs:?}");
+    // A files backup there reads the trees of its parent only.
+    let (_, reqs) = logged(&r, &["backup", src.to_str().unwrap()]);
+    assert!(reqs.iter().any(|l| l.starts_with("GET packs/")), "{reqs:?}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! One conformance suite for every backend: each must behave identically.
 
+use super::delete::Deletion;
 use super::spool::SpoolFile;
 use super::{
     local::LocalBackend, memory::MemoryBackend, s3::S3Backend, Backend, ErrorKind, PutMode,
@@ -33,7 +34,10 @@ async fn suite(b: Arc<dyn Backend>) {
         Some(ErrorKind::NotFound)
     );
     assert_eq!(
-        b.delete(&pack).await.err().map(|e| e.kind),
+        b.delete(&pack, &Deletion::for_tests())
+            .await
+            .err()
+            .map(|e| e.kind),
         Some(ErrorKind::NotFound)
     );
 
@@ -80,7 +84,7 @@ async fn suite(b: Arc<dyn Backend>) {
     assert_eq!(e.map(|e| e.kind), Some(ErrorKind::AlreadyExists));
     assert_eq!(b.get(&spooled_pack).await.ok(), Some(data.clone()));
     drop((file, other));
-    b.delete(&spooled_pack)
+    b.delete(&spooled_pack, &Deletion::for_tests())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 
@@ -155,7 +159,9 @@ async fn suite(b: Arc<dyn Backend>) {
     b.put(&key, Bytes::from_static(b"k"), PutMode::Create)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    b.delete(&key).await.unwrap_or_else(|e| panic!("{e}"));
+    b.delete(&key, &Deletion::for_tests())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         b.get(&key).await.err().map(|e| e.kind),
         Some(ErrorKind::NotFound)

@@ -10,6 +10,7 @@
 //!   permission denied (a revoked credential mid-backup).
 //! - `seed=S`: the random seed (default 1).
 
+use super::delete::Deletion;
 use super::{Backend, BackendError, DynBackend, ErrorKind, PutMode, ReadProfile};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -38,17 +39,18 @@ enum Strike {
 
 impl Faulty {
     /// Parses a specification.
-    pub fn parse(inner: DynBackend, spec: &str) -> anyhow::Result<Self> {
+    pub fn parse(inner: DynBackend, spec: &str) -> Result<Self, String> {
         let (mut transient, mut permanent_after, mut seed) = (0.0, None, 1u64);
+        let bad = |e: &dyn std::fmt::Display| format!("fault specification: {e}");
         for item in spec.split(',').filter(|s| !s.is_empty()) {
             let (k, v) = item
                 .split_once('=')
-                .ok_or_else(|| anyhow::anyhow!("fault specification: {item:?} is not key=value"))?;
+                .ok_or_else(|| format!("fault specification: {item:?} is not key=value"))?;
             match k {
-                "transient" => transient = v.parse()?,
-                "permanent-after" => permanent_after = Some(v.parse()?),
-                "seed" => seed = v.parse()?,
-                _ => anyhow::bail!("fault specification: unknown key {k:?}"),
+                "transient" => transient = v.parse().map_err(|e| bad(&e))?,
+                "permanent-after" => permanent_after = Some(v.parse().map_err(|e| bad(&e))?),
+                "seed" => seed = v.parse().map_err(|e| bad(&e))?,
+                _ => return Err(format!("fault specification: unknown key {k:?}")),
             }
         }
         Ok(Self {
@@ -172,8 +174,8 @@ impl Backend for Faulty {
             .await
     }
 
-    async fn delete(&self, name: &ObjectName) -> Result<(), BackendError> {
-        self.read("delete", name.path(), self.inner.delete(name))
+    async fn delete(&self, name: &ObjectName, gate: &Deletion) -> Result<(), BackendError> {
+        self.read("delete", name.path(), self.inner.delete(name, gate))
             .await
     }
 

@@ -6,6 +6,7 @@
 //! nobody ever sees a partial object; overwrites use `rename(2)`. The
 //! directory is fsynced after publishing.
 
+use super::delete::Deletion;
 use super::{Backend, BackendError, ErrorKind, PutMode};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -299,7 +300,7 @@ impl Backend for LocalBackend {
         .await
     }
 
-    async fn delete(&self, name: &ObjectName) -> Result<(), BackendError> {
+    async fn delete(&self, name: &ObjectName, _: &Deletion) -> Result<(), BackendError> {
         let path = self.path(name);
         self.blocking("delete", name.path(), move || {
             fs::remove_file(&path)?;

@@ -2,6 +2,7 @@
 //! (`cairn: GET packs/… bytes=0-1048575 -> ok`), so an operator can see
 //! what a command reads and writes (and what it would cost on S3).
 
+use super::delete::Deletion;
 use super::{Backend, BackendError, DynBackend, PutMode, ReadProfile};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -23,8 +24,8 @@ impl Logged {
 
 fn log<T>(what: std::fmt::Arguments<'_>, r: &Result<T, BackendError>) {
     match r {
-        Ok(_) => eprintln!("cairn: {what} -> ok"),
-        Err(e) => eprintln!("cairn: {what} -> {:?}", e.kind),
+        Ok(_) => tracing::info!(target: "cairn::requests", "{what} -> ok"),
+        Err(e) => tracing::info!(target: "cairn::requests", "{what} -> {:?}", e.kind),
     }
 }
 
@@ -91,8 +92,8 @@ impl Backend for Logged {
         r
     }
 
-    async fn delete(&self, name: &ObjectName) -> Result<(), BackendError> {
-        let r = self.inner.delete(name).await;
+    async fn delete(&self, name: &ObjectName, gate: &Deletion) -> Result<(), BackendError> {
+        let r = self.inner.delete(name, gate).await;
         log(format_args!("DELETE {name}"), &r);
         r
     }

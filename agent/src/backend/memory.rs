@@ -1,5 +1,6 @@
 //! An in-memory backend for unit tests of code above the backend layer.
 
+use super::delete::Deletion;
 use super::{Backend, BackendError, ErrorKind, PutMode};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -74,7 +75,7 @@ impl Backend for MemoryBackend {
             .filter(|n| n.kind() == kind)
             .collect())
     }
-    async fn delete(&self, name: &ObjectName) -> Result<(), BackendError> {
+    async fn delete(&self, name: &ObjectName, _: &Deletion) -> Result<(), BackendError> {
         self.map()
             .remove(&name.path())
             .map(|_| ())

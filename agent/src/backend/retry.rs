@@ -2,6 +2,7 @@
 //! backend classifies as retryable (throttling, 5xx, timeouts, resets).
 //! Permanent errors pass through at once.
 
+use super::delete::Deletion;
 use super::{read_spooled, Backend, BackendError, DynBackend, ErrorKind, PutMode, ReadProfile};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -13,6 +14,11 @@ use std::time::Duration;
 
 /// Default number of retries after the first attempt.
 pub const DEFAULT_RETRIES: u32 = 8;
+
+/// [`DEFAULT_RETRIES`], for settings that leave it out.
+pub fn default_retries() -> u32 {
+    DEFAULT_RETRIES
+}
 
 /// A backend that retries another.
 #[derive(Debug)]
@@ -50,8 +56,8 @@ impl Retry {
                 Err(e) if e.is_retryable() && attempt < self.retries => {
                     let wait = self.delay(attempt);
                     attempt += 1;
-                    eprintln!(
-                        "cairn: retrying {} {} in {:.1} s ({:?}, retry {attempt} of {})",
+                    tracing::warn!(
+                        "retrying {} {} in {:.1} s ({:?}, retry {attempt} of {})",
                         e.op,
                         e.object,
                         wait.as_secs_f64(),
@@ -159,8 +165,8 @@ impl Backend for Retry {
         self.run(|_| self.inner.list(kind)).await
     }
 
-    async fn delete(&self, name: &ObjectName) -> Result<(), BackendError> {
-        self.run(|_| self.inner.delete(name)).await
+    async fn delete(&self, name: &ObjectName, gate: &Deletion) -> Result<(), BackendError> {
+        self.run(|_| self.inner.delete(name, gate)).await
     }
 
     async fn holds_anything(&self) -> Result<bool, BackendError> {

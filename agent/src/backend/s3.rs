@@ -11,6 +11,7 @@
 //! - The SDK's own retries are off: [`super::retry::Retry`] retries by our
 //!   classification, with backoff and jitter.
 
+use super::delete::Deletion;
 use super::{Backend, BackendError, ErrorKind, PutMode, ReadProfile};
 use async_trait::async_trait;
 use aws_sdk_s3::config::http::HttpResponse;
@@ -23,7 +24,8 @@ use std::path::Path;
 use std::time::Duration;
 
 /// How to reach the bucket.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct S3Options {
     /// Endpoint URL of an S3-compatible store (default: AWS, or `AWS_ENDPOINT_URL_S3`).
     pub endpoint: Option<String>,
@@ -80,11 +82,17 @@ pub struct S3Backend {
 }
 
 /// Splits `BUCKET/PREFIX` (after `s3:` or `s3://`).
-pub fn parse_address(rest: &str) -> anyhow::Result<(String, String)> {
+pub fn parse_address(rest: &str) -> Result<(String, String), BackendError> {
     let rest = rest.trim_start_matches("//");
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
-        anyhow::bail!("an S3 repository address is s3:BUCKET/PREFIX (or s3://BUCKET/PREFIX); the bucket is missing");
+        return Err(BackendError {
+            kind: ErrorKind::Other,
+            op: "open",
+            object: String::new(),
+            location: format!("s3:{rest}"),
+            detail: "an S3 repository address is s3:BUCKET/PREFIX (or s3://BUCKET/PREFIX); the bucket is missing".into(),
+        });
     }
     let prefix = prefix.trim_matches('/');
     Ok((
@@ -609,7 +617,7 @@ impl Backend for S3Backend {
         Ok(page.key_count().unwrap_or(0) > 0 || !page.contents().is_empty())
     }
 
-    async fn delete(&self, name: &ObjectName) -> Result<(), BackendError> {
+    async fn delete(&self, name: &ObjectName, _: &Deletion) -> Result<(), BackendError> {
         // S3 deletes of missing objects succeed; the contract says NotFound.
         self.head(name).await?;
         let key = self.key(name);

@@ -19,7 +19,7 @@
 //! machine's byte order, never read by another program or version.
 
 use super::{insert_pack, insert_session, BlobRow, Catalog, Listed, INSERT_BLOB, INSERT_PACK};
-use anyhow::{Context, Result};
+use crate::error::{Context, Error, Result};
 use cairn_repo_format::{Commit, IndexPack, PackId, SessionId};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -139,10 +139,13 @@ impl BulkLoad {
             let mut blob_st = tx.prepare_cached(INSERT_BLOB)?;
             let mut written = 0u64;
             let mut put = |mut row: BlobRow| -> Result<()> {
-                let at = usize::try_from(row.pack)?;
-                row.pack = *numbers
-                    .get(at)
-                    .context("a catalog load run names a pack it does not have")?;
+                row.pack = usize::try_from(row.pack)
+                    .ok()
+                    .and_then(|at| numbers.get(at))
+                    .copied()
+                    .ok_or_else(|| {
+                        Error::Internal("a catalog load run names a pack it does not have".into())
+                    })?;
                 row.insert(&mut blob_st)?;
                 written += 1;
                 Ok(())
@@ -154,11 +157,12 @@ impl BulkLoad {
             } else {
                 self.spill()?;
                 merge(std::mem::take(&mut self.runs), put)?;
-                anyhow::ensure!(
-                    written == self.rows,
-                    "the catalog load read back {written} rows of {}",
-                    self.rows
-                );
+                if written != self.rows {
+                    return Err(Error::Internal(format!(
+                        "the catalog load read back {written} rows of {}",
+                        self.rows
+                    )));
+                }
             }
         }
         for (commit, snapshots) in &self.sessions {

@@ -1,18 +1,16 @@
 //! `cairn backup`
 
-use super::{usage, Status};
-use crate::backup::{self, What};
-use crate::catalog::{Catalog, Listed};
-use crate::interrupt::Interrupt;
+use super::{usage, Ctx, PgConnArgs, Status};
+use crate::ops::{self, BackupOptions, Parent};
 use crate::progress::Progress;
-use crate::repo::{resolve_snapshot, Repository};
-use crate::source::files::absolute;
-use crate::source::postgres::{PgConn, PgSource};
-use crate::source::redis::RedisTarget;
+use crate::source::command::{CommandSettings, StdinSettings};
+use crate::source::files::FilesSettings;
+use crate::source::postgres::PgSettings;
+use crate::source::redis::RedisSettings;
+use crate::source::SourceSettings;
 use crate::stats::Stats;
 use crate::util::human_bytes;
-use anyhow::{bail, Result};
-use cairn_repo_format::{valid_stream_name, ChunkId, Source};
+use anyhow::Result;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -73,7 +71,7 @@ struct PgArgs {
     #[arg(long, action = clap::ArgAction::Help)]
     help: Option<bool>,
     #[command(flatten)]
-    conn: PgConn,
+    conn: PgConnArgs,
     /// Plain SQL instead of the custom format.
     #[arg(long)]
     plain: bool,
@@ -99,136 +97,80 @@ struct RedisArgs {
     tls_ca_file: Option<PathBuf>,
 }
 
-fn what(args: &Args) -> Result<What> {
-    match &args.source {
-        Some(Kind::Pg(pg)) => {
-            return Ok(What::Postgres(PgSource {
-                conn: pg.conn.clone(),
-                plain: pg.plain,
-                globals: pg.globals,
-                extra: pg.extra.clone(),
-            }));
+/// The source the arguments name. Settings the library would refuse are
+/// usage errors here (exit status 2).
+fn source(args: &Args) -> Result<SourceSettings> {
+    let settings = match &args.source {
+        Some(Kind::Pg(pg)) => SourceSettings::Postgres(PgSettings {
+            conn: pg.conn.settings(),
+            plain: pg.plain,
+            globals: pg.globals,
+            extra: pg.extra.clone(),
+        }),
+        Some(Kind::Redis(r)) => SourceSettings::Redis(RedisSettings {
+            url: r.url.clone(),
+            // As redis-cli: taken as is.
+            password: std::env::var("REDISCLI_AUTH")
+                .ok()
+                .filter(|p| !p.is_empty()),
+            tls_ca_file: r.tls_ca_file.clone(),
+        }),
+        None if args.stdin || args.command => {
+            if !args.paths.is_empty() {
+                usage!("give either paths or --stdin/--command, not both");
+            }
+            if args.stdin {
+                if !args.argv.is_empty() {
+                    usage!("--stdin takes no command; did you mean --command?");
+                }
+                SourceSettings::Stdin(StdinSettings {
+                    name: args.name.clone().unwrap_or_else(|| "stdin".into()),
+                })
+            } else {
+                SourceSettings::Command(CommandSettings {
+                    argv: args.argv.clone(),
+                    name: args.name.clone(),
+                })
+            }
         }
-        Some(Kind::Redis(r)) => {
-            let auth = std::env::var_os("REDISCLI_AUTH")
-                .filter(|p| !p.is_empty())
-                .map(std::os::unix::ffi::OsStringExt::into_vec);
-            let target = RedisTarget::parse(&r.url)?
-                .with_default_password(auth)
-                .with_ca_file(r.tls_ca_file.clone());
-            return Ok(What::Redis(target));
-        }
-        None => {}
-    }
-    let check_name = |n: &str| {
-        if valid_stream_name(n) {
-            Ok(n.to_owned())
-        } else {
-            usage!("--name {n:?} is not a valid file name (no '/', not empty)")
+        None => {
+            if !args.argv.is_empty() {
+                usage!("arguments after `--` need --command");
+            }
+            if args.name.is_some() {
+                usage!("--name is for --stdin and --command");
+            }
+            SourceSettings::Files(FilesSettings {
+                paths: args.paths.clone(),
+            })
         }
     };
-    if args.stdin || args.command {
-        if !args.paths.is_empty() {
-            usage!("give either paths or --stdin/--command, not both");
-        }
-        if args.stdin {
-            if !args.argv.is_empty() {
-                usage!("--stdin takes no command; did you mean --command?");
-            }
-            return Ok(What::Stdin {
-                name: check_name(args.name.as_deref().unwrap_or("stdin"))?,
-            });
-        }
-        let Some(program) = args.argv.first() else {
-            usage!("--command needs the command after `--`, e.g. cairn backup --name db.dump --command -- pg_dump -Fc app");
-        };
-        let default = std::path::Path::new(program)
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "output".into());
-        return Ok(What::Command {
-            name: check_name(args.name.as_deref().unwrap_or(&default))?,
-            argv: args.argv.clone(),
-        });
+    if let Err(e) = settings.check() {
+        usage!("{e}");
     }
-    if !args.argv.is_empty() {
-        usage!("arguments after `--` need --command");
-    }
-    if args.paths.is_empty() {
-        usage!("nothing to back up: give paths, --stdin, or --command -- CMD");
-    }
-    if args.name.is_some() {
-        usage!("--name is for --stdin and --command");
-    }
-    let paths = args
-        .paths
-        .iter()
-        .map(|p| absolute(p))
-        .collect::<std::io::Result<Vec<_>>>()?;
-    Ok(What::Files {
-        paths,
-        parent: None,
-    })
+    Ok(settings)
 }
 
-/// The parent snapshot's root tree: `--parent`, else the latest snapshot of
-/// the same paths from this host whose trees the catalog holds.
-fn parent(
-    cat: &Catalog,
-    args: &Args,
-    snapshots: &[Listed],
-    paths: &[PathBuf],
-) -> Result<Option<ChunkId>> {
-    if args.force {
-        return Ok(None);
-    }
-    if let Some(p) = &args.parent {
-        let (id, snap) = resolve_snapshot(snapshots, p)?;
-        if !matches!(snap.source, Source::Files { .. }) {
-            bail!(
-                "--parent {p}: snapshot {} is not a file-tree backup",
-                id.short()
-            );
-        }
-        return Ok(Some(snap.tree));
-    }
-    let paths: Vec<String> = paths
-        .iter()
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
-    let host = crate::util::hostname();
-    for (id, snap) in snapshots.iter().rev() {
-        if matches!(&snap.source, Source::Files { paths: p } if *p == paths)
-            && snap.hostname == host
-        {
-            return Ok(cat.has_tree(&snap.tree)?.then(|| {
-                eprintln!("using parent snapshot {}", id.short());
-                snap.tree
-            }));
-        }
-    }
-    Ok(None)
-}
-
-pub async fn run(
-    repo: Repository,
-    cat: Arc<Catalog>,
-    args: Args,
-    interrupt: Interrupt,
-) -> Result<Status> {
-    let mut what = what(&args)?;
-    if let What::Files { paths, parent: p } = &mut what {
-        *p = parent(&cat, &args, &cat.snapshots()?, paths)?;
-    } else if args.parent.is_some() || args.force {
+pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
+    let source = source(&args)?;
+    let parent = match (&args.parent, args.force) {
+        (Some(p), _) => Parent::Snapshot(p.clone()),
+        (None, true) => Parent::None,
+        (None, false) => Parent::Latest,
+    };
+    if !matches!(source, SourceSettings::Files(_)) && parent != Parent::Latest {
         usage!("--parent and --force apply to file backups");
     }
-    let settings = backup::Settings {
+    let opts = BackupOptions {
+        source,
+        parent,
         uploads: args.uploads,
         expect_min_bytes: args.expect_min_bytes,
     };
+    let (repo, cat) = ctx.open_with_catalog().await?;
     let stats = Arc::new(Stats::default());
     let progress = Progress::start(stats.clone());
-    let out = backup::run(&repo, &cat, what, &settings, interrupt, stats).await;
+    let out = ops::backup(&repo, &cat, &opts, &ctx.cancel, stats).await;
     drop(progress);
     let out = out?;
     let s = &out.snapshot.summary;
@@ -267,7 +209,10 @@ pub async fn run(
         );
     }
     if out.snapshot.partial {
-        eprintln!("warning: {} entries could not be read; the snapshot holds everything else (exit status 3)", s.errors);
+        tracing::warn!(
+            "{} entries could not be read; the snapshot holds everything else (exit status 3)",
+            s.errors
+        );
         return Ok(Status::Partial);
     }
     Ok(Status::Success)

@@ -1,14 +1,10 @@
 //! `cairn catalog`: the local cache of the repository.
 
-use super::Status;
-use crate::catalog::{Catalog, PackRef};
-use crate::repo::Repository;
-use crate::sync::{read_session, sync};
+use super::{Ctx, Status};
+use crate::catalog::Catalog;
+use crate::ops::{self, Trees};
 use anyhow::{bail, Result};
-use cairn_repo_format::{ObjectKind, ObjectName, SessionId};
-use futures::StreamExt;
-use std::collections::HashSet;
-use std::sync::Arc;
+use cairn_repo_format::ObjectName;
 use std::time::Instant;
 
 #[derive(Debug, clap::Subcommand)]
@@ -24,20 +20,23 @@ pub enum Command {
     Check,
 }
 
-fn print_counts(cat: &Catalog) -> Result<()> {
-    let [sessions, packs, blobs, snapshots, trees] = cat.counts()?;
-    let size = std::fs::metadata(cat.path()).map_or(0, |m| m.len());
-    println!("catalog {}", cat.path().display());
+fn print_info(cat: &Catalog) -> Result<()> {
+    let i = ops::catalog::info(cat)?;
+    println!("catalog {}", i.path.display());
     println!(
-        "{sessions} sessions, {snapshots} snapshots, {packs} packs, {blobs} blobs, {trees} trees, {}",
-        crate::util::human_bytes(size)
+        "{} sessions, {} snapshots, {} packs, {} blobs, {} trees, {}",
+        i.sessions,
+        i.snapshots,
+        i.packs,
+        i.blobs,
+        i.trees,
+        crate::util::human_bytes(i.size)
     );
-    let missing = cat.missing_packs()?;
-    if !missing.is_empty() {
+    if !i.missing.is_empty() {
         println!(
             "{} pack(s) found missing from the repository (not used): {}",
-            missing.len(),
-            missing
+            i.missing.len(),
+            i.missing
                 .iter()
                 .map(|p| format!("{}/{}", p.session.short(), p.id.short()))
                 .collect::<Vec<_>>()
@@ -47,98 +46,25 @@ fn print_counts(cat: &Catalog) -> Result<()> {
     Ok(())
 }
 
-/// What `catalog check` found.
-struct Checked {
-    /// Packs the catalog knows.
-    packs: usize,
-    /// Packs listed by an index but not in the repository.
-    missing: Vec<PackRef>,
-    /// Packs found missing before that are there again.
-    found: Vec<PackRef>,
-    /// Sessions whose commit, index files or snapshots cannot be read.
-    damaged: Vec<(SessionId, String)>,
-    /// Sessions read.
-    sessions: usize,
-}
-
-/// Compares the catalog's packs (missing ones too) with one listing of the
-/// repository's and marks them; reads every committed session's objects,
-/// whether or not the catalog holds the session.
-async fn check(cat: &Catalog, repo: &Repository) -> Result<Checked> {
-    let present: HashSet<ObjectName> = repo
-        .backend
-        .list(ObjectKind::Pack)
-        .await?
-        .into_iter()
-        .collect();
-    let there = |p: &PackRef| present.contains(&ObjectName::Pack(p.session, p.id));
-    let (mut missing, mut found) = (Vec::new(), Vec::new());
-    let used = cat.packs()?;
-    for p in used.iter().filter(|p| !there(p)) {
-        cat.mark_missing(p)?;
-        missing.push(*p);
-    }
-    // Packs found missing before are looked for again.
-    let unused = cat.missing_packs()?;
-    for p in &unused {
-        if there(p) {
-            cat.mark_found(p)?;
-            found.push(*p);
-        } else if !missing.contains(p) {
-            missing.push(*p);
-        }
-    }
-    let sessions: Vec<SessionId> = repo
-        .backend
-        .list(ObjectKind::Commit)
-        .await?
-        .into_iter()
-        .filter_map(|n| match n {
-            ObjectName::Commit(sid) => Some(sid),
-            _ => None,
-        })
-        .collect();
-    let damaged: Vec<(SessionId, String)> = futures::stream::iter(&sessions)
-        .map(|sid| async move {
-            read_session(repo, *sid)
-                .await
-                .err()
-                .map(|e| (*sid, format!("{e:#}")))
-        })
-        .buffer_unordered(4)
-        .filter_map(std::future::ready)
-        .collect()
-        .await;
-    let packs: HashSet<&PackRef> = used.iter().chain(&unused).collect();
-    Ok(Checked {
-        packs: packs.len(),
-        missing,
-        found,
-        damaged,
-        sessions: sessions.len(),
-    })
-}
-
-pub async fn run(repo: Repository, cat: Arc<Catalog>, command: Command) -> Result<Status> {
+pub async fn run(ctx: &Ctx, command: Command) -> Result<Status> {
+    let (repo, cat) = ctx.open_with_catalog().await?;
     match command {
         Command::Rebuild => {
             let started = Instant::now();
-            cat.clear()?;
-            let r = sync(&cat, &repo).await?;
+            let r = ops::catalog::rebuild(&repo, &cat, &ctx.cancel).await?;
             eprintln!(
                 "rebuilt from {} session(s) in {:.2} s",
                 r.sessions,
                 started.elapsed().as_secs_f64()
             );
-            print_counts(&cat)?;
+            print_info(&cat)?;
         }
         Command::Info => {
-            sync(&cat, &repo).await?;
-            print_counts(&cat)?;
+            ctx.sync(&repo, &cat, Trees::Of(&[])).await?;
+            print_info(&cat)?;
         }
         Command::Check => {
-            sync(&cat, &repo).await?;
-            let c = check(&cat, &repo).await?;
+            let c = ops::catalog::check(&repo, &cat, &ctx.cancel).await?;
             for p in &c.found {
                 eprintln!(
                     "{} is in the repository again; the catalog uses it again",

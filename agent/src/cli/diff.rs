@@ -14,9 +14,9 @@ use std::io::Write;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The older snapshot (id prefix or `latest`).
-    from: String,
+    pub(super) from: String,
     /// The newer snapshot (id prefix or `latest`).
-    to: String,
+    pub(super) to: String,
 }
 
 #[derive(Default)]

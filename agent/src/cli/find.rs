@@ -6,10 +6,10 @@
 //! (with a path pattern, across `/` too), `?` any one byte.
 
 use super::ls::line;
-use super::snapshots::describe;
 use super::Status;
 use crate::catalog::Catalog;
 use crate::repo::resolve_snapshot;
+use crate::source::describe;
 use crate::util::format_time;
 use anyhow::Result;
 use cairn_repo_format::{ChunkId, Node, NodeKind};
@@ -23,7 +23,7 @@ pub struct Args {
     pattern: String,
     /// Only these snapshots (id prefix or `latest`; repeatable).
     #[arg(long = "snapshot")]
-    snapshots: Vec<String>,
+    pub(super) snapshots: Vec<String>,
 }
 
 /// Whether `text` matches the wildcard `pattern` (`*` and `?`).
@@ -109,7 +109,7 @@ pub fn run(cat: &Catalog, args: Args) -> Result<Status> {
         args.snapshots
             .iter()
             .map(|s| resolve_snapshot(&all, s))
-            .collect::<Result<_>>()?
+            .collect::<Result<_, _>>()?
     };
     let mut finder = Finder {
         cat,

@@ -1,11 +1,10 @@
 //! `cairn init`
 
-use super::{passphrase, Status};
-use crate::backend::DynBackend;
-use crate::repo::Repository;
+use super::{passphrase, Ctx, Status};
+use crate::ops::{self, InitOptions};
 use anyhow::{Context, Result};
 use cairn_chunker::ChunkerParams;
-use cairn_repo_format::{Config, KdfParams, DEFAULT_PACK_SIZE, DEFAULT_ZSTD_LEVEL};
+use cairn_repo_format::{DEFAULT_PACK_SIZE, DEFAULT_ZSTD_LEVEL};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,27 +19,33 @@ pub struct Args {
     chunk_avg_kib: u32,
 }
 
-pub async fn run(backend: DynBackend, args: Args) -> Result<Status> {
+pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
     let avg = args.chunk_avg_kib.saturating_mul(1024);
-    let chunker = ChunkerParams::new(avg / 4, avg, avg.saturating_mul(4), 1)
-        .context("invalid --chunk-avg-kib")?;
     let pack_size = args
         .pack_size_mib
         .checked_mul(1 << 20)
         .context("--pack-size-mib is too large")?;
-    let config = Config::new(chunker, args.compression_level, pack_size)
-        .context("invalid repository settings")?;
+    let opts = InitOptions {
+        pack_size,
+        zstd_level: args.compression_level,
+        chunk_avg: avg,
+    };
+    // Checked before the passphrase is asked for.
+    opts.config()?;
     let pass = passphrase(
         "CAIRN_PASSWORD",
         "CAIRN_PASSWORD_FILE",
         "Passphrase for the new repository: ",
         true,
     )?;
-    let repo = Repository::init(backend, &pass, config, KdfParams::DEFAULT).await?;
+    let repo = ctx
+        .cancel
+        .or_cancel(ops::init(ctx.place.clone(), &pass, &opts))
+        .await?;
     println!(
         "created repository {} at {}",
         repo.config.repository_id_hex(),
-        repo.backend.location()
+        repo.location()
     );
     println!("keep the passphrase safe: without it the data cannot be restored");
     Ok(Status::Success)

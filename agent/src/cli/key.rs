@@ -1,11 +1,11 @@
 //! `cairn key add|list|remove`
 
 use super::{passphrase, Status};
-use crate::backend::ErrorKind;
+use crate::cancel::Cancel;
+use crate::ops::keys;
 use crate::repo::Repository;
 use crate::util::format_time;
-use anyhow::{bail, Result};
-use cairn_repo_format::{KdfParams, ObjectName};
+use anyhow::Result;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -20,7 +20,7 @@ pub enum Command {
     },
 }
 
-pub async fn run(repo: Repository, cmd: Command) -> Result<Status> {
+pub async fn run(repo: &Repository, cancel: &Cancel, cmd: Command) -> Result<Status> {
     match cmd {
         Command::Add => {
             let pass = passphrase(
@@ -29,58 +29,30 @@ pub async fn run(repo: Repository, cmd: Command) -> Result<Status> {
                 "New passphrase: ",
                 true,
             )?;
-            let id = repo.add_key(&pass, KdfParams::DEFAULT).await?;
+            let id = cancel.or_cancel(keys::add(repo, &pass)).await?;
             println!("added key {}", id.short());
         }
         Command::List => {
+            let list = cancel.or_cancel(keys::list(repo)).await?;
             println!("{:<10} {:<20} {:<24} USER", "ID", "CREATED (UTC)", "HOST");
-            for (id, meta) in repo.keys_list().await? {
-                let current = if id == repo.key_id { "*" } else { " " };
-                match meta {
+            for key in list {
+                let current = if key.current { "*" } else { " " };
+                let id = key.id.short();
+                match key.meta {
                     Some(meta) => println!(
-                        "{current}{:<9} {:<20} {:<24} {}",
-                        id.short(),
+                        "{current}{id:<9} {:<20} {:<24} {}",
                         format_time(meta.created_ns),
                         meta.hostname,
                         meta.username
                     ),
                     None => println!(
-                        "{current}{:<9} not a key of this repository (left by an interrupted init, or damaged): `cairn key remove {}`",
-                        id.short(),
-                        id.short()
+                        "{current}{id:<9} not a key of this repository (left by an interrupted init, or damaged): `cairn key remove {id}`",
                     ),
                 }
             }
         }
         Command::Remove { id } => {
-            let keys = repo.keys_list().await?;
-            let prefix = id.to_ascii_lowercase();
-            let matching: Vec<_> = keys
-                .iter()
-                .filter(|(k, _)| k.to_hex().starts_with(&prefix))
-                .collect();
-            let key = match matching.as_slice() {
-                [one] => one.0,
-                [] => bail!("no key matches {id:?}; `cairn key list` lists them"),
-                _ => bail!("key prefix {id:?} is ambiguous; give more digits"),
-            };
-            if key == repo.key_id {
-                bail!("key {} is the one that opened the repository; open it with another passphrase to remove this one", key.short());
-            }
-            let own = keys.iter().filter(|(_, m)| m.is_some()).count();
-            let removing_own = matching.iter().any(|(_, m)| m.is_some());
-            if removing_own && own < 2 {
-                bail!(
-                    "key {} is the last key; removing it would make the repository unreadable",
-                    key.short()
-                );
-            }
-            match repo.backend.delete(&ObjectName::Key(key)).await {
-                Err(e) if e.kind == ErrorKind::NotFound => {
-                    bail!("key {} is already gone", key.short())
-                }
-                r => r?,
-            }
+            let key = cancel.or_cancel(keys::remove(repo, &id)).await?;
             println!("removed key {}", key.short());
         }
     }

@@ -12,7 +12,7 @@ use std::io::Write;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Snapshot id prefix, or `latest`.
-    snapshot: String,
+    pub(super) snapshot: String,
     /// Only this path and what is below it.
     path: Option<String>,
 }

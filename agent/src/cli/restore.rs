@@ -1,14 +1,11 @@
 //! `cairn restore`
 
-use super::{usage, Status};
-use crate::catalog::Catalog;
-use crate::repo::{resolve_snapshot, Repository};
-use crate::restore;
-use crate::source::postgres::PgConn;
-use crate::util::{self, human_bytes};
+use super::{stdout_closed, usage, Ctx, PgConnArgs, Status};
+use crate::ops::{self, Destination, RestoreOptions};
+use crate::source::postgres::PgRestore;
+use crate::util::human_bytes;
 use anyhow::Result;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("dest").required(true).args(["target", "stdout", "pg", "redis_rdb"])))]
@@ -33,7 +30,7 @@ pub struct Args {
     #[arg(long)]
     pg: bool,
     #[command(flatten)]
-    conn: PgConn,
+    conn: PgConnArgs,
     /// With --pg: create the database (connect to --dbname, e.g. postgres, to create it).
     #[arg(long, requires = "pg")]
     create: bool,
@@ -48,62 +45,72 @@ pub struct Args {
     redis_rdb: Option<PathBuf>,
 }
 
-pub async fn run(repo: Repository, cat: Arc<Catalog>, args: Args) -> Result<Status> {
+pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
     if args.stdout && args.include.len() > 1 {
         usage!("--stdout writes one file: give at most one --include");
     }
-    let snapshots = cat.snapshots()?;
-    let (id, snap) = resolve_snapshot(&snapshots, &args.snapshot)?;
-    let cat = cat.as_ref();
-    if args.pg {
-        restore::to_postgres(
-            &repo,
-            cat,
-            snap,
-            &args.conn,
-            args.create,
-            args.clean,
-            args.jobs,
-        )
-        .await?;
-        eprintln!("restored snapshot {} into PostgreSQL", id.short());
-        return Ok(Status::Success);
-    }
-    if let Some(path) = &args.redis_rdb {
-        let n = restore::to_redis_rdb(&repo, cat, snap, path).await?;
-        eprintln!(
-            "wrote {} ({}) from snapshot {}; see docs/databases.md to load it",
+    let to = if args.pg {
+        Destination::Postgres(PgRestore {
+            conn: args.conn.settings(),
+            create: args.create,
+            clean: args.clean,
+            jobs: args.jobs,
+        })
+    } else if let Some(path) = &args.redis_rdb {
+        Destination::RedisRdb { path: path.clone() }
+    } else if args.stdout {
+        Destination::Stdout {
+            include: args.include.first().cloned(),
+        }
+    } else {
+        Destination::Dir {
+            path: args.target.clone().unwrap_or_default(),
+            include: args.include.clone(),
+        }
+    };
+    let opts = RestoreOptions {
+        snapshot: args.snapshot.clone(),
+        to,
+    };
+    let (repo, cat) = ctx.open_with_catalog().await?;
+    let restored = ops::restore(&repo, &cat, &opts, &ctx.cancel).await;
+    let r = if args.stdout {
+        stdout_closed(restored.map_err(anyhow::Error::from))?
+    } else {
+        restored?
+    };
+    let id = r.id.short();
+    match &opts.to {
+        Destination::Postgres(_) => eprintln!("restored snapshot {id} into PostgreSQL"),
+        Destination::RedisRdb { path } => eprintln!(
+            "wrote {} ({}) from snapshot {id}; see docs/databases.md to load it",
             path.display(),
-            human_bytes(n),
-            id.short()
-        );
-        return Ok(Status::Success);
+            human_bytes(r.bytes),
+        ),
+        Destination::Stdout { .. } => {}
+        Destination::Dir { path, .. } => {
+            let Some(t) = &r.tree else {
+                return Ok(Status::Success);
+            };
+            eprintln!(
+                "restored snapshot {id} to {}: {} files ({}), {} dirs, {} symlinks, {} hard links",
+                path.display(),
+                t.files,
+                human_bytes(t.bytes),
+                t.dirs,
+                t.symlinks,
+                t.hardlinks
+            );
+            if !t.damaged.is_empty() {
+                for (path, why) in &t.damaged {
+                    eprintln!("not restored: {}: {why}", path.display());
+                }
+                anyhow::bail!(
+                    "{} file(s) were not restored because their data is damaged or missing in the repository (listed above); everything else was restored. `cairn catalog check` lists missing packs",
+                    t.damaged.len()
+                )
+            }
+        }
     }
-    if args.stdout {
-        let include = args.include.first().map(String::as_str);
-        util::stdout_closed(restore::to_stdout(&repo, cat, snap, include).await)?;
-        return Ok(Status::Success);
-    }
-    let target = args.target.unwrap_or_default();
-    let r = restore::to_dir(&repo, cat, snap, &target, &args.include).await?;
-    eprintln!(
-        "restored snapshot {} to {}: {} files ({}), {} dirs, {} symlinks, {} hard links",
-        id.short(),
-        target.display(),
-        r.files,
-        human_bytes(r.bytes),
-        r.dirs,
-        r.symlinks,
-        r.hardlinks
-    );
-    if r.damaged.is_empty() {
-        return Ok(Status::Success);
-    }
-    for (path, why) in &r.damaged {
-        eprintln!("not restored: {}: {why}", path.display());
-    }
-    anyhow::bail!(
-        "{} file(s) were not restored because their data is damaged or missing in the repository (listed above); everything else was restored. `cairn catalog check` lists missing packs",
-        r.damaged.len()
-    )
+    Ok(Status::Success)
 }

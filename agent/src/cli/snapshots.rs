@@ -2,6 +2,7 @@
 
 use super::Status;
 use crate::catalog::Catalog;
+use crate::source::describe;
 use crate::util::{format_time, human_bytes};
 use anyhow::Result;
 use cairn_repo_format::Source;
@@ -12,34 +13,6 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
-}
-
-pub fn describe(source: &Source) -> String {
-    match source {
-        Source::Stdin { name } => format!("stdin:{name}"),
-        // Only the program (see `shown`).
-        Source::Command { name, argv } => {
-            format!("{name} ← {}", argv.first().map_or("", String::as_str))
-        }
-        Source::Files { paths } => paths.join(" "),
-        Source::Postgres {
-            dbname,
-            server_version,
-            format,
-            globals,
-            ..
-        } => {
-            format!(
-                "postgres:{dbname} ({format}{}, server {server_version})",
-                if *globals { " + globals" } else { "" }
-            )
-        }
-        Source::Redis {
-            address,
-            redis_version,
-            ..
-        } => format!("redis:{address} (server {redis_version})"),
-    }
 }
 
 /// A source as shown: a command's program only (snapshots written before

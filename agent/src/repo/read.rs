@@ -6,7 +6,7 @@
 use super::Repository;
 use crate::backend::ErrorKind;
 use crate::catalog::{Catalog, PackRef};
-use anyhow::{anyhow, Context, Result};
+use crate::error::{Context, Error, Result};
 use bytes::Bytes;
 use cairn_repo_format::{BlobDecompressor, BlobEntry, ChunkId, ObjectName, PackCipher};
 use futures::{StreamExt, TryStreamExt};
@@ -83,6 +83,12 @@ pub struct Damaged(pub Arc<str>);
 impl Damaged {
     fn new(why: impl std::fmt::Display) -> Self {
         Self(why.to_string().into())
+    }
+}
+
+impl From<Damaged> for Error {
+    fn from(e: Damaged) -> Self {
+        Error::Corrupt(e.to_string())
     }
 }
 
@@ -214,7 +220,7 @@ pub async fn read_located(
         .map(|(id, _, _)| {
             out[slot_of[id]]
                 .clone()
-                .ok_or_else(|| anyhow!("blob {id} was planned but not read"))
+                .ok_or_else(|| Error::Internal(format!("blob {id} was planned but not read")))
         })
         .collect()
 }

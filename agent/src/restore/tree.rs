@@ -19,9 +19,9 @@
 use super::components;
 use super::dirfd::{self, Dir};
 use crate::catalog::Catalog;
+use crate::error::{input, Context, Error, Result};
 use crate::repo::read::{distinct, plan_reads, run_reads, Damaged, Plan};
 use crate::repo::Repository;
-use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use cairn_repo_format::{ChunkId, NodeKind, NodeMeta, Snapshot};
 use futures::TryStreamExt;
@@ -202,10 +202,9 @@ pub async fn to_dir(
                 while open_dirs.last().is_some_and(|(p, _)| p != parent_rel) {
                     open_dirs.pop();
                 }
-                let parent = open_dirs
-                    .last()
-                    .map(|(_, d)| d.clone())
-                    .with_context(|| format!("the parent of {} is not open", rel.display()))?;
+                let parent = open_dirs.last().map(|(_, d)| d.clone()).ok_or_else(|| {
+                    Error::Internal(format!("the parent of {} is not open", rel.display()))
+                })?;
                 let dir = dirfd::ensure_dir(&parent, name)
                     .with_context(|| format!("creating {}", target.join(&rel).display()))?;
                 report.dirs += 1;
@@ -278,7 +277,7 @@ pub async fn to_dir(
     drop(open_dirs);
     fill(repo, cat, &mut batch, &mut report).await?;
     if !matched {
-        bail!(
+        input!(
             "nothing in the snapshot matches {}; `cairn ls` lists what is there",
             includes.join(", ")
         );

@@ -10,17 +10,96 @@
 //! and whose chunks the catalog still knows, keeps the parent's content and
 //! is not read.
 
+use crate::catalog::Listed;
+use crate::error::{input, Result};
 use crate::pipeline::chunk::{Content, StreamChunker};
 use crate::pipeline::{BlobSink, PipelineError};
 use crate::source::SourceError;
 use crate::stats::Stats;
 use bytes::Bytes;
-use cairn_repo_format::{ChunkId, Node, NodeKind, NodeMeta, Tree};
+use cairn_repo_format::{ChunkId, Node, NodeKind, NodeMeta, Source, Tree};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
+
+/// Which file trees to back up.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesSettings {
+    /// Files and directories; relative ones are taken from the current
+    /// directory.
+    pub paths: Vec<PathBuf>,
+}
+
+/// A files backup, ready to walk.
+#[derive(Debug, Clone)]
+pub struct FilesPlan {
+    /// The absolute paths, as they are stored.
+    pub paths: Vec<PathBuf>,
+}
+
+impl FilesSettings {
+    /// # Errors
+    /// [`crate::Error::Input`] if there is no path.
+    pub fn check(&self) -> Result<()> {
+        if self.paths.is_empty() {
+            input!("nothing to back up: give paths, --stdin, or --command -- CMD");
+        }
+        Ok(())
+    }
+
+    /// The absolute paths, each checked to exist.
+    ///
+    /// # Errors
+    /// [`SourceError::Path`] for a path that cannot be looked at.
+    pub fn plan(&self) -> Result<FilesPlan> {
+        let mut paths = Vec::new();
+        for p in &self.paths {
+            paths.push(absolute(p).map_err(|cause| SourceError::Path {
+                path: p.display().to_string(),
+                cause,
+            })?);
+        }
+        check_paths(&paths)?;
+        Ok(FilesPlan { paths })
+    }
+}
+
+impl FilesPlan {
+    /// The snapshot's source record.
+    pub fn record(&self) -> Source {
+        Source::Files {
+            paths: self.path_strings(),
+        }
+    }
+
+    fn path_strings(&self) -> Vec<String> {
+        self.paths
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// The snapshot to compare files with: the latest of `snapshots`
+    /// (oldest first) of the same paths from `host`.
+    pub fn latest_of_same<'a>(&self, snapshots: &'a [Listed], host: &str) -> Option<&'a Listed> {
+        let paths = self.path_strings();
+        snapshots.iter().rev().find(|(_, snap)| {
+            matches!(&snap.source, Source::Files { paths: p } if *p == paths)
+                && snap.hostname == host
+        })
+    }
+}
+
+/// A files snapshot's listing: its paths.
+pub fn describe(record: &Source) -> Option<String> {
+    match record {
+        Source::Files { paths } => Some(paths.join(" ")),
+        _ => None,
+    }
+}
 
 /// What a walk did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -168,7 +247,7 @@ impl<'a> Walker<'a> {
             Ok(t) => Some(t),
             Err(e) => {
                 (self.warn)(format!(
-                    "reading every file again below a directory whose parent tree is unavailable: {e:#}"
+                    "reading every file again below a directory whose parent tree is unavailable: {e}"
                 ));
                 None
             }

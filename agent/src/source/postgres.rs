@@ -7,25 +7,41 @@
 //! clients read themselves; Cairn passes the connection options through and
 //! records only the database's own name and versions, never a connection
 //! string (which may hold a password).
+//!
+//! A snapshot holds [`DUMP_CUSTOM`] or [`DUMP_PLAIN`], and [`GLOBALS`] when
+//! asked for (format §7.1); [`restore`] feeds them back.
 
-use super::SourceError;
+use super::stream::StreamSpec;
+use super::{SourceError, StreamPlan};
+use crate::catalog::Catalog;
+use crate::error::{input, Context, Error, Result};
+use crate::repo::Repository;
+use crate::restore::{client_failed, pipe_into, root_file, write_new_file};
+use cairn_repo_format::{Snapshot, Source};
 use std::process::Stdio;
 
+/// The dump in pg_dump's custom format.
+pub const DUMP_CUSTOM: &str = "database.dump";
+/// The dump as plain SQL.
+pub const DUMP_PLAIN: &str = "database.sql";
+/// Roles and tablespaces (`pg_dumpall --globals-only`).
+pub const GLOBALS: &str = "globals.sql";
+
 /// Connection options shared by every PostgreSQL client.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PgConn {
     /// Database name or connection URI/string (as for pg_dump --dbname).
-    #[arg(long, short = 'd')]
+    #[serde(default)]
     pub dbname: Option<String>,
-    /// Server host or socket directory (-h as in every PostgreSQL client;
-    /// --help shows this help).
-    #[arg(long, short = 'h', short_alias = 'H')]
+    /// Server host or socket directory.
+    #[serde(default)]
     pub host: Option<String>,
     /// Server port.
-    #[arg(long, short = 'p')]
+    #[serde(default)]
     pub port: Option<u16>,
     /// User name.
-    #[arg(long, short = 'U')]
+    #[serde(default)]
     pub username: Option<String>,
 }
 
@@ -50,15 +66,20 @@ impl PgConn {
 }
 
 /// A database to back up.
-#[derive(Debug, Clone)]
-pub struct PgSource {
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgSettings {
     /// How to connect.
+    #[serde(default)]
     pub conn: PgConn,
     /// Plain SQL instead of the custom format.
+    #[serde(default)]
     pub plain: bool,
     /// Also store `pg_dumpall --globals-only`.
+    #[serde(default)]
     pub globals: bool,
     /// Extra pg_dump arguments.
+    #[serde(default)]
     pub extra: Vec<String>,
 }
 
@@ -103,7 +124,7 @@ async fn capture(argv: &[String]) -> Result<String, SourceError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-impl PgSource {
+impl PgSettings {
     /// `custom` or `plain`.
     pub fn format_name(&self) -> &'static str {
         if self.plain {
@@ -116,10 +137,39 @@ impl PgSource {
     /// The dump's file name in the snapshot.
     pub fn file_name(&self) -> &'static str {
         if self.plain {
-            "database.sql"
+            DUMP_PLAIN
         } else {
-            "database.dump"
+            DUMP_CUSTOM
         }
+    }
+
+    /// Probes the server, then plans the streams: the globals (if asked
+    /// for), then the dump.
+    ///
+    /// # Errors
+    /// [`SourceError::Postgres`] if the server cannot be reached or described.
+    pub async fn plan(&self) -> Result<StreamPlan> {
+        let probe = self.probe().await?;
+        let mut streams = Vec::new();
+        if self.globals {
+            streams.push((GLOBALS.to_owned(), StreamSpec::Command(self.dumpall_argv())));
+        }
+        streams.push((
+            self.file_name().to_owned(),
+            StreamSpec::Command(self.dump_argv()),
+        ));
+        let record = Source::Postgres {
+            dbname: probe.dbname,
+            server_version: probe.server_version,
+            pg_dump_version: probe.pg_dump_version,
+            format: self.format_name().to_owned(),
+            globals: self.globals,
+        };
+        Ok(StreamPlan {
+            streams,
+            expected_bytes: None,
+            record: Box::new(move || Ok(record)),
+        })
     }
 
     /// The pg_dump command line.
@@ -193,4 +243,135 @@ impl PgSource {
             pg_dump_version,
         })
     }
+}
+
+/// A PostgreSQL snapshot's listing.
+pub fn describe(record: &Source) -> Option<String> {
+    let Source::Postgres {
+        dbname,
+        server_version,
+        format,
+        globals,
+        ..
+    } = record
+    else {
+        return None;
+    };
+    Some(format!(
+        "postgres:{dbname} ({format}{}, server {server_version})",
+        if *globals { " + globals" } else { "" }
+    ))
+}
+
+/// How to restore a PostgreSQL snapshot.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgRestore {
+    /// How to connect (`dbname`: the database to restore into, or to
+    /// connect to when `create`; default: the snapshot's database, or
+    /// `postgres` when `create`).
+    #[serde(default)]
+    pub conn: PgConn,
+    /// Create the database (`pg_restore --create`).
+    #[serde(default)]
+    pub create: bool,
+    /// Drop objects before recreating them (`--clean --if-exists`).
+    #[serde(default)]
+    pub clean: bool,
+    /// Parallel restore jobs (custom format; the dump is staged in a
+    /// private temporary file).
+    #[serde(default)]
+    pub jobs: Option<u32>,
+}
+
+/// Restores a PostgreSQL snapshot: globals with psql, then the dump with
+/// pg_restore (custom) or psql (plain).
+///
+/// # Errors
+/// [`Error::Input`] for a snapshot of another kind or options that do not
+/// apply; a client that fails, with its exit status (its messages went to
+/// standard error).
+pub async fn restore(
+    repo: &Repository,
+    cat: &Catalog,
+    snap: &Snapshot,
+    how: &PgRestore,
+) -> Result<()> {
+    let Source::Postgres { format, dbname, .. } = &snap.source else {
+        input!("this snapshot is not a PostgreSQL backup; use --stdout or --target");
+    };
+    let conn = &how.conn;
+    let target = conn.dbname.clone().unwrap_or_else(|| {
+        if how.create {
+            "postgres".into()
+        } else {
+            dbname.clone()
+        }
+    });
+    let psql = |extra: &[&str]| {
+        let mut a = vec![
+            "psql".to_owned(),
+            "--no-psqlrc".to_owned(),
+            "--quiet".to_owned(),
+        ];
+        a.extend(extra.iter().map(|s| (*s).to_owned()));
+        a.extend(conn.args(Some(&target)));
+        a
+    };
+    if let Some(globals) = root_file(cat, snap, GLOBALS)? {
+        // Roles that already exist are reported by psql and skipped.
+        pipe_into(repo, cat, &globals, &psql(&[]))
+            .await
+            .context("restoring globals")?;
+    }
+    if format == "plain" {
+        if how.create || how.clean {
+            input!("--create and --clean apply to custom-format dumps; this snapshot is plain SQL (use pg_dump's own options at backup time)");
+        }
+        let dump = root_file(cat, snap, DUMP_PLAIN)?
+            .ok_or_else(|| Error::Corrupt(format!("the snapshot has no {DUMP_PLAIN}")))?;
+        return pipe_into(repo, cat, &dump, &psql(&["--set=ON_ERROR_STOP=1"])).await;
+    }
+    let dump = root_file(cat, snap, DUMP_CUSTOM)?
+        .ok_or_else(|| Error::Corrupt(format!("the snapshot has no {DUMP_CUSTOM}")))?;
+    let mut argv = vec!["pg_restore".to_owned()];
+    if how.clean {
+        argv.extend(["--clean".to_owned(), "--if-exists".to_owned()]);
+    }
+    if how.create {
+        argv.push("--create".to_owned());
+    }
+    argv.extend(conn.args(Some(&target)));
+    let Some(jobs) = how.jobs.filter(|j| *j > 1) else {
+        return pipe_into(repo, cat, &dump, &argv).await;
+    };
+    // pg_restore runs parallel jobs only from a file: staged in a directory
+    // of our own (0700) as a 0600 file, removed when pg_restore ends, fails
+    // or cairn is stopped (the directory goes when `staging` is dropped).
+    let staging = tempfile::Builder::new()
+        .prefix("cairn-restore-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .context("creating a private staging directory in TMPDIR")?;
+    let path = staging.path().join(DUMP_CUSTOM);
+    let result = async {
+        let (_, file) = write_new_file(repo, cat, &dump, &path).await?;
+        drop(file);
+        argv.push(format!("--jobs={jobs}"));
+        argv.push(path.display().to_string());
+        let status = tokio::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .kill_on_drop(true)
+            .status()
+            .await
+            .with_context(|| format!("cannot start {}", argv[0]))?;
+        if !status.success() {
+            return Err(client_failed("pg_restore", status));
+        }
+        Ok(())
+    }
+    .await;
+    // Also when pg_restore could not start: the staged dump never stays.
+    drop(staging);
+    result
 }

@@ -9,11 +9,17 @@
 //! payload is an error, so it never becomes a snapshot. The connection is
 //! closed once the payload is complete.
 
-use super::{ReadReport, SourceError};
+use super::stream::{Connect, Producer, StreamSpec};
+use super::{SourceError, StreamPlan};
+use crate::catalog::Catalog;
+use crate::error::{input, Context, Error, Result};
+use crate::repo::Repository;
+use crate::restore::{root_file, write_new_file};
 use crate::stats::Stats;
 use bytes::Bytes;
-use std::path::PathBuf;
-use std::sync::Arc;
+use cairn_repo_format::{Snapshot, Source};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use zeroize::Zeroizing;
@@ -22,6 +28,162 @@ use zeroize::Zeroizing;
 const MAX_LINE: usize = 64 << 10;
 /// Bytes read from the socket at a time.
 const READ_BUF: usize = 1 << 20;
+
+/// The RDB file of a snapshot's root tree (format §7.1).
+pub const RDB_FILE: &str = "dump.rdb";
+
+/// A Redis server to back up.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://[user:password@]host:port`, or `rediss://` for TLS; an IPv6
+    /// host in brackets; special characters in the user or password
+    /// percent-encoded.
+    pub url: String,
+    /// The password, if the URL has none (as redis-cli's `REDISCLI_AUTH`:
+    /// taken as is, not percent-decoded).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// With `rediss://`: trust the CA certificates in this PEM file instead
+    /// of the system's.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL and password are secrets; the address is not.
+        let address = self.target().map_or_else(|_| "?".into(), |t| t.address());
+        f.debug_struct("RedisSettings")
+            .field("address", &address)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisSettings {
+    /// Where and how to connect.
+    ///
+    /// # Errors
+    /// [`Error::Input`] if the URL is not of the documented form.
+    pub fn target(&self) -> Result<RedisTarget> {
+        Ok(RedisTarget::parse(&self.url)?
+            .with_default_password(self.password.clone().map(String::into_bytes))
+            .with_ca_file(self.tls_ca_file.clone()))
+    }
+
+    /// One stream, [`RDB_FILE`]; the record takes the versions the server
+    /// gave while streaming.
+    ///
+    /// # Errors
+    /// [`Error::Input`] if the URL is not of the documented form.
+    pub fn plan(&self) -> Result<StreamPlan> {
+        let target = self.target()?;
+        let address = target.address();
+        let learnt = Arc::new(OnceLock::new());
+        let connect = Connector {
+            target,
+            learnt: learnt.clone(),
+        };
+        Ok(StreamPlan {
+            streams: vec![(RDB_FILE.to_owned(), StreamSpec::Custom(Box::new(connect)))],
+            expected_bytes: None,
+            record: Box::new(move || {
+                let meta: &RedisMeta = learnt.get().ok_or_else(|| {
+                    Error::Internal("the Redis stream reported no versions".into())
+                })?;
+                Ok(Source::Redis {
+                    address,
+                    redis_version: meta.redis_version.clone(),
+                    rdb_version: meta.rdb_version,
+                })
+            }),
+        })
+    }
+}
+
+/// Connects a [`RedisTarget`] as a stream; what the server said is kept in
+/// `learnt` for the snapshot's record.
+#[derive(Debug)]
+struct Connector {
+    target: RedisTarget,
+    learnt: Arc<OnceLock<RedisMeta>>,
+}
+
+#[async_trait::async_trait]
+impl Connect for Connector {
+    fn what(&self) -> String {
+        self.target.address()
+    }
+
+    async fn connect(self: Box<Self>) -> Result<Box<dyn Producer>, SourceError> {
+        let replica = self.target.connect().await?;
+        Ok(Box::new(Streaming {
+            replica,
+            learnt: self.learnt,
+        }))
+    }
+}
+
+struct Streaming {
+    replica: Replica,
+    learnt: Arc<OnceLock<RedisMeta>>,
+}
+
+#[async_trait::async_trait]
+impl Producer for Streaming {
+    async fn stream(
+        self: Box<Self>,
+        tx: tokio::sync::mpsc::Sender<Bytes>,
+        stats: Arc<Stats>,
+    ) -> Result<(), SourceError> {
+        if let Some(meta) = self.replica.stream(tx, stats).await? {
+            let _ = self.learnt.set(meta);
+        }
+        Ok(())
+    }
+}
+
+/// A Redis snapshot's listing.
+pub fn describe(record: &Source) -> Option<String> {
+    match record {
+        Source::Redis {
+            address,
+            redis_version,
+            ..
+        } => Some(format!("redis:{address} (server {redis_version})")),
+        _ => None,
+    }
+}
+
+/// Writes the RDB file of a Redis snapshot to `path` (atomically: a temp
+/// file in the same directory, then a rename); returns its size.
+///
+/// # Errors
+/// [`Error::Input`] for a snapshot of another kind; if the file cannot be
+/// written or the data cannot be read.
+pub async fn restore_rdb(
+    repo: &Repository,
+    cat: &Catalog,
+    snap: &Snapshot,
+    path: &Path,
+) -> Result<u64> {
+    if !matches!(snap.source, Source::Redis { .. }) {
+        input!("this snapshot is not a Redis backup");
+    }
+    let node = root_file(cat, snap, RDB_FILE)?
+        .ok_or_else(|| Error::Corrupt(format!("the snapshot has no {RDB_FILE}")))?;
+    let tmp = path.with_extension("rdb.cairn-tmp");
+    let (written, file) = write_new_file(repo, cat, &node, &tmp).await?;
+    if let Err(e) = tokio::task::spawn_blocking(move || file.sync_all()).await? {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(Error::from(e).context(format!("writing {} to disk", tmp.display())));
+    }
+    tokio::fs::rename(&tmp, path)
+        .await
+        .with_context(|| format!("moving the RDB into place at {}", path.display()))?;
+    Ok(written)
+}
 
 /// Where and how to connect.
 #[derive(Clone)]
@@ -68,22 +230,22 @@ impl RedisTarget {
     ///
     /// # Errors
     /// If the URL is not of that form.
-    pub fn parse(url: &str) -> anyhow::Result<Self> {
+    pub fn parse(url: &str) -> Result<Self> {
         let parsed = url::Url::parse(url).map_err(|e| {
-            anyhow::anyhow!("the Redis URL cannot be parsed ({e}): give redis://[user:password@]host:port, with special characters in the password percent-encoded, or the password in REDISCLI_AUTH")
+            Error::Input(format!("the Redis URL cannot be parsed ({e}): give redis://[user:password@]host:port, with special characters in the password percent-encoded, or the password in REDISCLI_AUTH"))
         })?;
         let tls = match parsed.scheme() {
             "redis" => false,
             "rediss" => true,
             other => {
-                anyhow::bail!("a Redis URL starts with redis:// or rediss:// (TLS), not {other}://")
+                input!("a Redis URL starts with redis:// or rediss:// (TLS), not {other}://")
             }
         };
         let host = match parsed.host() {
             Some(url::Host::Ipv6(a)) => a.to_string(),
             Some(url::Host::Ipv4(a)) => a.to_string(),
             Some(url::Host::Domain(d)) if !d.is_empty() => d.to_owned(),
-            _ => anyhow::bail!("the Redis URL has no host: redis://[user:password@]host:port"),
+            _ => input!("the Redis URL has no host: redis://[user:password@]host:port"),
         };
         let decode = |s: &str| percent_encoding::percent_decode_str(s).collect::<Vec<u8>>();
         let user = Some(parsed.username())
@@ -419,14 +581,15 @@ impl Checker {
             return Err(format!("the RDB checksum does not match (stored {stored:016x}, computed {computed:016x}): the payload is corrupt"));
         }
         if stored == 0 {
-            eprintln!("warning: the server has rdbchecksum off; the RDB could not be verified");
+            tracing::warn!("the server has rdbchecksum off; the RDB could not be verified");
         }
         Ok(version)
     }
 }
 
 impl Replica {
-    /// Streams the payload into the pipeline, checking it on the way.
+    /// Streams the payload into the pipeline, checking it on the way;
+    /// returns the versions learnt, or `None` if the pipeline stopped first.
     ///
     /// # Errors
     /// [`SourceError::Redis`] if the connection drops early or the payload
@@ -435,7 +598,7 @@ impl Replica {
         mut self,
         tx: tokio::sync::mpsc::Sender<Bytes>,
         stats: Arc<Stats>,
-    ) -> Result<ReadReport, SourceError> {
+    ) -> Result<Option<RedisMeta>, SourceError> {
         let err = |detail: String| SourceError::Redis {
             address: self.address.clone(),
             detail,
@@ -466,7 +629,7 @@ impl Replica {
                     left -= n as u64;
                     let b = emit(&buf[..n], &mut check);
                     if tx.send(b).await.is_err() {
-                        return Ok(ReadReport { redis: None });
+                        return Ok(None);
                     }
                 }
             }
@@ -498,19 +661,17 @@ impl Replica {
                         let b = emit(&pending[..keep], &mut check);
                         pending.drain(..keep);
                         if tx.send(b).await.is_err() {
-                            return Ok(ReadReport { redis: None });
+                            return Ok(None);
                         }
                     }
                 }
             }
         }
         let rdb_version = check.finish().map_err(err)?;
-        Ok(ReadReport {
-            redis: Some(RedisMeta {
-                redis_version: self.redis_version,
-                rdb_version,
-            }),
-        })
+        Ok(Some(RedisMeta {
+            redis_version: self.redis_version,
+            rdb_version,
+        }))
     }
 }
 

@@ -1,0 +1,109 @@
+//! The restore operation: one snapshot to a directory, to standard output,
+//! or through its source kind's own restore path (a database).
+
+use crate::cancel::Cancel;
+use crate::catalog::Catalog;
+use crate::error::Result;
+use crate::repo::{resolve_snapshot, Repository};
+use crate::restore::{self, tree};
+use crate::source::{postgres, redis};
+use crate::sync::{self, Trees};
+use cairn_repo_format::SnapshotId;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Where a snapshot goes.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Destination {
+    /// Into a directory (created if missing; files of the same names are
+    /// replaced), all of it or only the paths in `include`.
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// Snapshot paths to restore (all when empty).
+        #[serde(default)]
+        include: Vec<String>,
+    },
+    /// One file to standard output: a stream snapshot's stream, or the
+    /// file at `include`.
+    Stdout {
+        /// The file's path in the snapshot.
+        #[serde(default)]
+        include: Option<String>,
+    },
+    /// A PostgreSQL snapshot into a server, with pg_restore or psql.
+    Postgres(postgres::PgRestore),
+    /// A Redis snapshot's RDB file to this path.
+    RedisRdb {
+        /// Where the RDB file goes.
+        path: PathBuf,
+    },
+}
+
+/// What to restore, and where.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreOptions {
+    /// A snapshot id prefix, or `latest`.
+    pub snapshot: String,
+    /// Where it goes.
+    pub to: Destination,
+}
+
+/// A finished restore.
+#[derive(Debug)]
+pub struct RestoreReport {
+    /// The snapshot restored.
+    pub id: SnapshotId,
+    /// Bytes written (of a stream or RDB file; for a directory, in `tree`).
+    pub bytes: u64,
+    /// What a directory restore did; files it could not restore because
+    /// their data is damaged or missing are in its `damaged`.
+    pub tree: Option<tree::Report>,
+}
+
+/// Restores a snapshot. The catalog is synced first, with the snapshot's
+/// trees.
+///
+/// # Errors
+/// [`crate::Error::Input`] for a snapshot that does not exist or does not
+/// fit the destination; storage, local and client failures.
+#[tracing::instrument(name = "restore", skip_all, fields(snapshot = %opts.snapshot, id, bytes))]
+pub async fn restore(
+    repo: &Repository,
+    cat: &Arc<Catalog>,
+    opts: &RestoreOptions,
+    cancel: &Cancel,
+) -> Result<RestoreReport> {
+    cancel
+        .or_cancel(async {
+            sync::sync(cat, repo).await?;
+            let snapshots = cat.snapshots()?;
+            let (id, snap) = resolve_snapshot(&snapshots, &opts.snapshot)?;
+            tracing::Span::current().record("id", id.short());
+            sync::fetch_trees(cat, repo, Trees::Of(&[*id])).await?;
+            let mut report = RestoreReport {
+                id: *id,
+                bytes: 0,
+                tree: None,
+            };
+            match &opts.to {
+                Destination::Dir { path, include } => {
+                    report.tree = Some(tree::to_dir(repo, cat, snap, path, include).await?);
+                }
+                Destination::Stdout { include } => {
+                    report.bytes = restore::to_stdout(repo, cat, snap, include.as_deref()).await?;
+                }
+                Destination::Postgres(how) => postgres::restore(repo, cat, snap, how).await?,
+                Destination::RedisRdb { path } => {
+                    report.bytes = redis::restore_rdb(repo, cat, snap, path).await?;
+                }
+            }
+            let bytes = report.tree.as_ref().map_or(report.bytes, |t| t.bytes);
+            tracing::Span::current().record("bytes", bytes);
+            tracing::debug!("restored");
+            Ok::<_, crate::Error>(report)
+        })
+        .await
+}
