@@ -5,7 +5,7 @@ use crate::backend;
 use crate::cancel::Cancel;
 use crate::catalog::Catalog;
 use crate::ops::{self, Trees};
-use crate::repo::{resolve_snapshot, Repository};
+use crate::repo::Repository;
 use anyhow::{bail, Context, Result};
 use cairn_repo_format::Passphrase;
 use clap::{Parser, Subcommand};
@@ -220,10 +220,11 @@ impl Ctx {
         Ok((repo, cat))
     }
 
-    /// Syncs the catalog with the trees `which` names.
-    async fn sync(&self, repo: &Repository, cat: &Arc<Catalog>, which: Trees<'_>) -> Result<()> {
-        ops::sync(repo, cat, which, &self.cancel).await?;
-        Ok(())
+    /// The repository's catalog, synced with the trees `which` names.
+    async fn synced(&self, which: Trees<'_>) -> Result<Arc<Catalog>> {
+        let (repo, cat) = self.open_with_catalog().await?;
+        ops::sync(&repo, &cat, which, &self.cancel).await?;
+        Ok(cat)
     }
 }
 
@@ -257,42 +258,29 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<Status> {
         Command::Backup(args) => backup::run(&ctx, args).await,
         Command::Restore(args) => restore::run(&ctx, args).await,
         Command::Snapshots(args) => {
-            let (repo, cat) = ctx.open_with_catalog().await?;
-            ctx.sync(&repo, &cat, Trees::Of(&[])).await?;
+            let cat = ctx.synced(Trees::Of(&[])).await?;
             stdout_closed(snapshots::run(&cat, args))
         }
         Command::Ls(args) => {
-            let (repo, cat) = ctx.open_with_catalog().await?;
-            ctx.sync(&repo, &cat, Trees::Of(&[])).await?;
-            let id = resolve_snapshot(&cat.snapshots()?, &args.snapshot)?.0;
-            ctx.sync(&repo, &cat, Trees::Of(&[id])).await?;
+            let cat = ctx
+                .synced(Trees::Named(std::slice::from_ref(&args.snapshot)))
+                .await?;
             stdout_closed(ls::run(&cat, args))
         }
         Command::Find(args) => {
-            let (repo, cat) = ctx.open_with_catalog().await?;
-            ctx.sync(&repo, &cat, Trees::Of(&[])).await?;
-            let chosen = args
-                .snapshots
-                .iter()
-                .map(|s| resolve_snapshot(&cat.snapshots()?, s).map(|(id, _)| *id))
-                .collect::<Result<Vec<_>, _>>()?;
-            let which = if chosen.is_empty() {
-                Trees::All
-            } else {
-                Trees::Of(&chosen)
-            };
-            ctx.sync(&repo, &cat, which).await?;
+            let cat = ctx
+                .synced(if args.snapshots.is_empty() {
+                    Trees::All
+                } else {
+                    Trees::Named(&args.snapshots)
+                })
+                .await?;
             stdout_closed(find::run(&cat, args))
         }
         Command::Diff(args) => {
-            let (repo, cat) = ctx.open_with_catalog().await?;
-            ctx.sync(&repo, &cat, Trees::Of(&[])).await?;
-            let all = cat.snapshots()?;
-            let ids = [
-                resolve_snapshot(&all, &args.from)?.0,
-                resolve_snapshot(&all, &args.to)?.0,
-            ];
-            ctx.sync(&repo, &cat, Trees::Of(&ids)).await?;
+            let cat = ctx
+                .synced(Trees::Named(&[args.from.clone(), args.to.clone()]))
+                .await?;
             stdout_closed(diff::run(&cat, args))
         }
     }

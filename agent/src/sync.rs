@@ -7,7 +7,7 @@
 use crate::catalog::load::{self, BulkLoad};
 use crate::catalog::Catalog;
 use crate::error::{Context, Error, Result};
-use crate::repo::{read::read_blobs, Repository};
+use crate::repo::{read::read_blobs, resolve_snapshot, Repository};
 use cairn_repo_format::{
     ChunkId, Commit, IndexFile, IndexPack, NodeKind, ObjectKind, ObjectName, SessionId, Snapshot,
     SnapshotId, Tree,
@@ -177,8 +177,12 @@ pub async fn sync(cat: &Arc<Catalog>, repo: &Repository) -> Result<SyncReport> {
 pub enum Trees<'a> {
     /// Every snapshot's (`find`, `diff`, `catalog rebuild`).
     All,
-    /// These snapshots' (a restore, `ls`, a backup's parent).
+    /// These snapshots' (a restore, a backup's parent).
     Of(&'a [SnapshotId]),
+    /// The snapshots these arguments name (id prefixes or `latest`, as
+    /// [`crate::repo::resolve_snapshot`] takes them; `ls`, `diff`): every
+    /// one must name a snapshot.
+    Named(&'a [String]),
 }
 
 /// Reads the trees of the snapshots `which` names that the catalog does not
@@ -190,8 +194,17 @@ pub enum Trees<'a> {
 /// If the catalog cannot be read or written.
 pub async fn fetch_trees(cat: &Arc<Catalog>, repo: &Repository, which: Trees<'_>) -> Result<usize> {
     let mut incomplete = cat.incomplete()?;
-    if let Trees::Of(ids) = which {
-        incomplete.retain(|(sid, _)| ids.contains(sid));
+    match which {
+        Trees::All => {}
+        Trees::Of(ids) => incomplete.retain(|(sid, _)| ids.contains(sid)),
+        Trees::Named(args) => {
+            let snapshots = cat.snapshots()?;
+            let ids = args
+                .iter()
+                .map(|a| resolve_snapshot(&snapshots, a).map(|(id, _)| *id))
+                .collect::<Result<Vec<_>>>()?;
+            incomplete.retain(|(sid, _)| ids.contains(sid));
+        }
     }
     let n = incomplete.len();
     futures::stream::iter(incomplete)

@@ -60,7 +60,7 @@ pub async fn run(ctx: &Ctx, command: Command) -> Result<Status> {
             print_info(&cat)?;
         }
         Command::Info => {
-            ctx.sync(&repo, &cat, Trees::Of(&[])).await?;
+            ops::sync(&repo, &cat, Trees::Of(&[]), &ctx.cancel).await?;
             print_info(&cat)?;
         }
         Command::Check => {
