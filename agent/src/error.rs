@@ -11,8 +11,7 @@ use cairn_repo_format::{FormatError, KeyError, SessionId};
 use std::fmt::Display;
 
 /// What a caller can do about an [`Error`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// Try the same thing again later: a network, a service or a rate limit
     /// failed, and may not next time.
@@ -35,6 +34,28 @@ pub enum Action {
     FixLocal,
     /// A bug or a state this release cannot handle.
     GiveUp,
+}
+
+impl Action {
+    /// Its name in logs and reports (`run_again`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Retry => "retry",
+            Action::RunAgain => "run_again",
+            Action::FixInput => "fix_input",
+            Action::FixSource => "fix_source",
+            Action::FixAccess => "fix_access",
+            Action::Repair => "repair",
+            Action::FixLocal => "fix_local",
+            Action::GiveUp => "give_up",
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Why an operation failed.

@@ -67,7 +67,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     match cairn {
-        Some(c) => tracing::error!(action = ?c.action(), "{e:#}"),
+        Some(c) => tracing::error!(action = %c.action(), "{e:#}"),
         None => tracing::error!("{e:#}"),
     }
     ExitCode::FAILURE

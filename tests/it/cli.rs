@@ -356,3 +356,72 @@ fn passphrase_prompt_on_a_terminal() {
     assert!(text.contains("differ"), "{text}");
     assert!(!other.path.join("config").exists());
 }
+
+#[test]
+fn logs_for_people_quiet_verbose_and_json() {
+    let r = Repo::init();
+    let src = r.tmp("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"data").unwrap();
+    let src = src.to_str().unwrap();
+    r.ok(&["backup", src]);
+
+    // For people: what cairn is doing, one `cairn: ` line each.
+    let o = r.run(&["backup", src]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("cairn: using parent snapshot"),
+        "{}",
+        stderr(&o)
+    );
+    // -q: warnings and errors only.
+    let o = r.run(&["-q", "backup", src]);
+    assert!(o.status.success());
+    assert_eq!(stderr(&o), "");
+    // -v: debug events of the library too.
+    let o = r.run(&["-v", "backup", src]);
+    assert!(
+        stderr(&o).contains("cairn: debug: backup committed"),
+        "{}",
+        stderr(&o)
+    );
+    // RUST_LOG chooses instead of -v and -q.
+    let o = run_cmd(
+        r.cairn()
+            .args(["-q", "backup", src])
+            .env("RUST_LOG", "cairn_agent::ops=debug"),
+        b"",
+    );
+    assert!(stderr(&o).contains("backup committed"), "{}", stderr(&o));
+
+    // JSON lines: the event, its fields and the spans it happened in; an
+    // error says what can be done about it.
+    let o = r.run(&["--log-format", "json", "-v", "backup", src]);
+    assert!(o.status.success());
+    let events: Vec<serde_json::Value> = stderr(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let done = events
+        .iter()
+        .find(|e| e["message"] == "backup committed")
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert_eq!(done["level"], "DEBUG");
+    assert_eq!(done["span"]["name"], "backup");
+    assert_eq!(done["span"]["source"], "files");
+    assert!(
+        done["span"]["snapshot"]
+            .as_str()
+            .is_some_and(|s| s.len() == 8),
+        "{done}"
+    );
+    let o = r.run(&["--log-format", "json", "restore", "nosuch", "--target", src]);
+    assert_eq!(o.status.code(), Some(1));
+    let line: serde_json::Value = serde_json::from_str(stderr(&o).trim()).unwrap();
+    assert_eq!(line["level"], "ERROR");
+    assert_eq!(line["action"], "fix_input");
+    assert!(
+        line["message"].as_str().unwrap().contains("nosuch"),
+        "{line}"
+    );
+}
