@@ -3,7 +3,7 @@
 //!
 //! The repository is the truth; the catalog only ever mirrors committed
 //! objects, and may be deleted at any time. It is opened (or created) per
-//! repository, synced with the objects it has not seen ([`sync`]), and
+//! repository, synced with the objects it has not seen ([`crate::sync`]), and
 //! rebuilt from scratch when it is missing, of another schema version, of
 //! another repository, corrupt, or stale (it knows a session the repository
 //! no longer has).

@@ -159,6 +159,15 @@ pub enum SourceError {
         /// What went wrong, with the tail of the client's stderr.
         detail: String,
     },
+    /// The source gave fewer bytes than the backup was told to expect (a
+    /// producer that failed before writing everything).
+    #[error("the source gave {read} bytes, fewer than --expect-min-bytes {expected}: the producer probably failed; nothing was committed")]
+    Short {
+        /// Bytes read.
+        read: u64,
+        /// The least expected.
+        expected: u64,
+    },
     /// A path to back up does not exist or cannot be read at all.
     #[error("cannot back up {path}: {cause}")]
     Path {

@@ -12,7 +12,7 @@
 //!
 //! Retention (check, forget, prune), copy and restore drills come here as
 //! they are built; only prune will delete data (through
-//! [`delete`]).
+//! [`crate::backend::delete`]).
 
 use crate::cancel::Cancel;
 use crate::catalog::Catalog;

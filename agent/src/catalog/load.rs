@@ -15,7 +15,7 @@
 //! blobs and snapshots, all or nothing. A load that is interrupted leaves
 //! the catalog as it was, and its files vanish with the process.
 //!
-//! The runs are private to the process: rows of [`ROW_LEN`] bytes, in the
+//! The runs are private to the process: rows of `ROW_LEN` bytes, in the
 //! machine's byte order, never read by another program or version.
 
 use super::{insert_pack, insert_session, BlobRow, Catalog, Listed, INSERT_BLOB, INSERT_PACK};

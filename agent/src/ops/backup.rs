@@ -8,7 +8,7 @@ use crate::pipeline::{self, Options, Target};
 use crate::repo::{resolve_snapshot, Repository};
 use crate::session::Session;
 use crate::source::files::{FilesPlan, WalkReport, Walker};
-use crate::source::{stream, Plan, SourceSettings, StreamPlan};
+use crate::source::{stream, Plan, SourceError, SourceSettings, StreamPlan};
 use crate::stats::Stats;
 use crate::sync::{self, Trees};
 use crate::util;
@@ -146,10 +146,11 @@ pub async fn backup(
             let produced = produce(repo, cat, &session, plan, parent, opts.uploads, &stats).await?;
             let read = Stats::get(&stats.bytes_read);
             if read < opts.expect_min_bytes {
-                input!(
-                    "the source gave {read} bytes, fewer than --expect-min-bytes {}: the producer probably failed; nothing was committed",
-                    opts.expect_min_bytes
-                );
+                return Err(SourceError::Short {
+                    read,
+                    expected: opts.expect_min_bytes,
+                }
+                .into());
             }
             if read == 0 && is_stream {
                 tracing::warn!("the stream was empty (0 bytes). A producer that fails before writing anything looks like this under --stdin; prefer --command, which sees its exit status, or set --expect-min-bytes");

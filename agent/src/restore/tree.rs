@@ -161,7 +161,7 @@ fn parent_and_name(rel: &Path) -> (&Path, &OsStr) {
 ///
 /// Nothing outside `target` is touched: entries are reached from directory
 /// handles, and symlinks already in the target are replaced, not followed
-/// ([`dirfd`]). Files are written under a temporary name and renamed into
+/// (`restore/dirfd.rs`). Files are written under a temporary name and renamed into
 /// place once complete. A file whose content the repository cannot provide
 /// intact is not restored; it is named in [`Report::damaged`] and the rest
 /// of the tree is restored.
