@@ -14,13 +14,18 @@ pub mod delete;
 /// environment variable can make a release inject faults.
 #[cfg(test)]
 pub mod faulty;
-pub mod local;
-pub mod logged;
+pub(crate) mod local;
+pub(crate) mod logged;
 #[cfg(test)]
 pub mod memory;
-pub mod retry;
-pub mod s3;
+pub(crate) mod retry;
+pub(crate) mod s3;
 pub mod spool;
+
+// The settings a front end gives; no front end makes a backend itself
+// (it reaches a repository through `crate::ops::Place`).
+pub use retry::DEFAULT_RETRIES;
+pub use s3::{S3Options, DEFAULT_MULTIPART_THRESHOLD, DEFAULT_READ_TIMEOUT};
 
 #[cfg(test)]
 mod conformance;
@@ -230,7 +235,7 @@ pub async fn read_spooled(
 pub struct Options {
     /// S3 settings (for `s3:` addresses).
     #[serde(default)]
-    pub s3: s3::S3Options,
+    pub s3: S3Options,
     /// Retries per operation for retryable errors.
     #[serde(default = "retry::default_retries")]
     pub retries: u32,

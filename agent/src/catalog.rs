@@ -479,7 +479,7 @@ impl Catalog {
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn clear(&self) -> rusqlite::Result<()> {
+    pub(crate) fn clear(&self) -> rusqlite::Result<()> {
         let conn = self.conn();
         let tx = conn.unchecked_transaction()?;
         for table in ["sessions", "packs", "blobs", "snapshots", "trees"] {
@@ -506,7 +506,7 @@ impl Catalog {
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn record(
+    pub(crate) fn record(
         &self,
         commit: &Commit,
         packs: &[IndexPack],
@@ -574,7 +574,7 @@ impl Catalog {
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn incomplete(&self) -> rusqlite::Result<Vec<(SnapshotId, ChunkId)>> {
+    pub(crate) fn incomplete(&self) -> rusqlite::Result<Vec<(SnapshotId, ChunkId)>> {
         let conn = self.conn();
         let mut st = conn.prepare("SELECT id, tree FROM snapshots WHERE trees_complete = 0")?;
         let rows = st.query_map([], |r| {
@@ -590,7 +590,7 @@ impl Catalog {
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn set_complete(&self, id: SnapshotId) -> rusqlite::Result<()> {
+    pub(crate) fn set_complete(&self, id: SnapshotId) -> rusqlite::Result<()> {
         self.conn().execute(
             "UPDATE snapshots SET trees_complete = 1 WHERE id = ?1",
             [id.as_bytes()],
@@ -638,7 +638,7 @@ impl Catalog {
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn mark_missing(&self, pack: &PackRef) -> rusqlite::Result<()> {
+    pub(crate) fn mark_missing(&self, pack: &PackRef) -> rusqlite::Result<()> {
         self.set_missing(pack, true)
     }
 
@@ -647,7 +647,7 @@ impl Catalog {
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn mark_found(&self, pack: &PackRef) -> rusqlite::Result<()> {
+    pub(crate) fn mark_found(&self, pack: &PackRef) -> rusqlite::Result<()> {
         self.set_missing(pack, false)
     }
 
@@ -686,7 +686,7 @@ impl Catalog {
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn put_tree(&self, id: &ChunkId, data: &[u8]) -> rusqlite::Result<()> {
+    pub(crate) fn put_tree(&self, id: &ChunkId, data: &[u8]) -> rusqlite::Result<()> {
         let conn = self.conn();
         let mut st =
             conn.prepare_cached("INSERT OR IGNORE INTO trees (id, data) VALUES (?1, ?2)")?;
@@ -698,7 +698,7 @@ impl Catalog {
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn put_trees(&self, trees: &[(ChunkId, bytes::Bytes)]) -> rusqlite::Result<()> {
+    pub(crate) fn put_trees(&self, trees: &[(ChunkId, bytes::Bytes)]) -> rusqlite::Result<()> {
         let conn = self.conn();
         let tx = conn.unchecked_transaction()?;
         {

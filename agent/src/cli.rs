@@ -68,17 +68,17 @@ pub struct Cli {
     s3_virtual_hosted: bool,
 
     /// Objects at least this many MiB are uploaded to S3 in parts.
-    #[arg(long, global = true, default_value_t = crate::backend::s3::DEFAULT_MULTIPART_THRESHOLD >> 20)]
+    #[arg(long, global = true, default_value_t = crate::backend::DEFAULT_MULTIPART_THRESHOLD >> 20)]
     s3_multipart_threshold_mib: usize,
 
     /// Seconds without a byte from S3 before a request is abandoned and
     /// tried again (a stalled connection).
-    #[arg(long, env = "CAIRN_S3_READ_TIMEOUT", global = true, default_value_t = crate::backend::s3::DEFAULT_READ_TIMEOUT.as_secs())]
+    #[arg(long, env = "CAIRN_S3_READ_TIMEOUT", global = true, default_value_t = crate::backend::DEFAULT_READ_TIMEOUT.as_secs())]
     s3_read_timeout: u64,
 
     /// Retries per storage operation after throttling, 5xx, timeouts,
     /// connections cut or reset.
-    #[arg(long, env = "CAIRN_RETRIES", global = true, default_value_t = crate::backend::retry::DEFAULT_RETRIES)]
+    #[arg(long, env = "CAIRN_RETRIES", global = true, default_value_t = crate::backend::DEFAULT_RETRIES)]
     retries: u32,
 
     /// The local catalog (a cache of the repository) to use, instead of
@@ -235,7 +235,7 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<Status> {
         usage!("no repository given: pass --repo PATH or set CAIRN_REPOSITORY");
     };
     let opts = backend::Options {
-        s3: backend::s3::S3Options {
+        s3: backend::S3Options {
             endpoint: cli.s3_endpoint.filter(|e| !e.is_empty()),
             region: cli.s3_region.filter(|r| !r.is_empty()),
             virtual_hosted: cli.s3_virtual_hosted,

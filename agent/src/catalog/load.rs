@@ -11,7 +11,7 @@
 //! only ever appends to the B-tree.
 //!
 //! Everything is written in one transaction, so the invariant of format §13
-//! holds as for [`Catalog::record`]: a session row is written with its packs,
+//! holds as for `Catalog::record`: a session row is written with its packs,
 //! blobs and snapshots, all or nothing. A load that is interrupted leaves
 //! the catalog as it was, and its files vanish with the process.
 //!
