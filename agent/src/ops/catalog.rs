@@ -58,14 +58,8 @@ pub fn info(cat: &Catalog) -> Result<CatalogInfo> {
 /// # Errors
 /// If the repository cannot be read or the catalog written.
 pub async fn rebuild(repo: &Repository, cat: &Arc<Catalog>, cancel: &Cancel) -> Result<SyncReport> {
-    cancel
-        .or_cancel(async {
-            cat.clear()?;
-            let mut report = sync::sync(cat, repo).await?;
-            report.snapshots = sync::fetch_trees(cat, repo, Trees::All).await?;
-            Ok::<_, crate::Error>(report)
-        })
-        .await
+    cat.clear()?;
+    super::sync(repo, cat, Trees::All, cancel).await
 }
 
 /// What [`check`] found.
