@@ -74,6 +74,7 @@ fn main() {
                 })
                 .collect();
             packs.push(IndexPack {
+                session,
                 id: PackId::random(),
                 length: k * u64::from(stored) + (1 << 20),
                 blobs,
@@ -88,14 +89,9 @@ fn main() {
             &IndexFile { packs }.seal(&enc, session, iid),
         );
         let commit = Commit {
-            version: 1,
-            session,
-            hostname: "synthetic".into(),
-            started_ns: 0,
-            finished_ns: 0,
             index: vec![iid],
-            snapshots: Vec::new(),
             packs: pack_count,
+            ..Commit::empty(session, "synthetic".into(), 0, 0)
         };
         write(repo, &ObjectName::Commit(session), &commit.seal(&enc));
     }

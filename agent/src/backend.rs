@@ -46,6 +46,8 @@ pub enum ErrorKind {
     NotFound,
     /// A create-only write found the object already there.
     AlreadyExists,
+    /// A compare-and-swap found the object at another version than expected.
+    Changed,
     /// Credentials or permissions refuse the operation.
     PermissionDenied,
     /// The server asks to slow down.
@@ -108,6 +110,39 @@ impl BackendError {
     }
 }
 
+/// An object's version, as its backend tells one from another (S3: the
+/// ETag; a local directory: a hash of the bytes). Opaque: only compared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version(pub(crate) String);
+
+impl Version {
+    /// The version of a backend that has none of its own: a hash of the
+    /// bytes (sealed objects carry a fresh random salt, so two writes
+    /// never have the same bytes).
+    pub(crate) fn of_bytes(data: &[u8]) -> Self {
+        Self(blake3::hash(data).to_hex().to_string())
+    }
+}
+
+/// What a [`Backend::put_versioned`] expects to replace.
+#[derive(Debug, Clone, Copy)]
+pub enum Expect<'a> {
+    /// Nothing: create-only.
+    Absent,
+    /// The object at this version: compare-and-swap.
+    Version(&'a Version),
+}
+
+/// What a backend knows of an object besides its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// Its length in bytes.
+    pub size: u64,
+    /// When it was last written, by the storage's clock (nanoseconds since
+    /// the epoch; S3 gives whole seconds).
+    pub modified_ns: i64,
+}
+
 /// How restores read from a backend. Reads are always aligned windows
 /// (`repo::read`); this says how many bytes to keep in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +182,12 @@ impl ReadProfile {
 ///   bytes that exist.
 /// - `list` returns the names of one kind that parse as format names (stray
 ///   files are ignored); it may miss objects created while it runs.
+/// - `put_versioned` with [`Expect::Version`] is an atomic compare-and-swap:
+///   it replaces the object only if it is still at that version, else fails
+///   with [`ErrorKind::Changed`] ([`ErrorKind::NotFound`] if it is gone); of
+///   several writers that read one version exactly one succeeds. With
+///   [`Expect::Absent`] it is a create-only `put`. It returns the version
+///   it wrote, which `get_versioned` and a later compare-and-swap know.
 /// - `delete` of a missing object is [`ErrorKind::NotFound`]. It takes a
 ///   [`Deletion`], which only [`delete`] can make: that module
 ///   is the one place objects are deleted from.
@@ -193,7 +234,21 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         len: u64,
     ) -> Result<Bytes, BackendError>;
     /// The size of an object.
-    async fn head(&self, name: &ObjectName) -> Result<u64, BackendError>;
+    async fn head(&self, name: &ObjectName) -> Result<u64, BackendError> {
+        Ok(self.stat(name).await?.size)
+    }
+    /// An object's size and when it was last written.
+    async fn stat(&self, name: &ObjectName) -> Result<Stat, BackendError>;
+    /// Reads a whole object and its version.
+    async fn get_versioned(&self, name: &ObjectName) -> Result<(Bytes, Version), BackendError>;
+    /// Writes an object if it is as `expect` says: create-only, or
+    /// compare-and-swap; returns the version written.
+    async fn put_versioned(
+        &self,
+        name: &ObjectName,
+        data: Bytes,
+        expect: Expect<'_>,
+    ) -> Result<Version, BackendError>;
     /// All objects of a kind.
     async fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectName>, BackendError>;
     /// Removes an object.

@@ -27,10 +27,12 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+mod gc;
 pub mod load;
 
-/// The schema this cairn writes and reads (2: snapshot rows carry a MAC).
-pub const SCHEMA_VERSION: i64 = 2;
+/// The schema this cairn writes and reads (2: snapshot rows carry a MAC;
+/// 3: packs say which session indexed them, forgotten and superseded).
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -45,8 +47,10 @@ CREATE TABLE packs (
     id BLOB NOT NULL,
     length INTEGER NOT NULL,
     missing INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (session, id)
+    indexed_by BLOB NOT NULL,
+    UNIQUE (session, id, indexed_by)
 );
+CREATE INDEX packs_indexed_by ON packs (indexed_by);
 CREATE TABLE blobs (
     id BLOB NOT NULL,
     pack INTEGER NOT NULL,
@@ -68,13 +72,29 @@ CREATE TABLE snapshots (
     trees_complete INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE trees (id BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE forgotten (id BLOB PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE superseded (session BLOB PRIMARY KEY) WITHOUT ROWID;
 ";
+
+/// Every table, for checks and for [`Catalog::clear`].
+const TABLES: [&str; 7] = [
+    "sessions",
+    "packs",
+    "blobs",
+    "snapshots",
+    "trees",
+    "forgotten",
+    "superseded",
+];
 
 /// Where a blob is (restores): a lookup per chunk.
 const LOCATE: &str = "SELECT p.session, p.id, p.length,
         b.id, b.offset, b.stored_len, b.raw_len, b.number, b.kind, b.compression
     FROM blobs b JOIN packs p ON p.n = b.pack
     WHERE b.id = ?1 AND p.missing = 0 LIMIT 1";
+
+/// Which rows hold a usable copy of blob `?1`.
+const CONTAINS_WHERE: &str = "b.id = ?1 AND p.missing = 0";
 
 /// Whether a blob is stored (deduplication): a lookup per chunk.
 const CONTAINS: &str = "SELECT 1 FROM blobs b JOIN packs p ON p.n = b.pack
@@ -231,7 +251,7 @@ fn try_open(path: &Path, repo_hex: &str) -> Result<Connection, Unusable> {
         return Err(Unusable::Reason(format!("it was found altered ({why})")));
     }
     // Touch every table's root page, so a damaged file is found now.
-    for table in ["sessions", "packs", "blobs", "snapshots", "trees"] {
+    for table in TABLES {
         conn.query_row(
             &format!("SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)"),
             [],
@@ -294,22 +314,29 @@ fn blob_entry(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<BlobEntry
 /// A snapshot as the catalog lists it.
 pub type Listed = (SnapshotId, Snapshot);
 
-const INSERT_PACK: &str = "INSERT INTO packs (session, id, length) VALUES (?1, ?2, ?3)
-    ON CONFLICT (session, id) DO UPDATE SET length = excluded.length RETURNING n";
+const INSERT_PACK: &str = "INSERT INTO packs (session, id, length, indexed_by)
+    VALUES (?1, ?2, ?3, ?4)
+    ON CONFLICT (session, id, indexed_by) DO UPDATE SET length = excluded.length RETURNING n";
 const INSERT_BLOB: &str = "INSERT OR IGNORE INTO blobs
     (id, pack, offset, stored_len, raw_len, number, kind, compression)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
-/// Inserts (or finds) a pack; returns its number in `packs`.
+/// Inserts (or finds) a pack as the index of session `indexed_by` lists
+/// it; returns its number in `packs`.
 fn insert_pack(
     st: &mut rusqlite::CachedStatement<'_>,
-    session: SessionId,
-    id: PackId,
-    length: u64,
+    pack: &IndexPack,
+    indexed_by: SessionId,
 ) -> rusqlite::Result<i64> {
-    st.query_row(params![session.as_bytes(), id.as_bytes(), length], |r| {
-        r.get(0)
-    })
+    st.query_row(
+        params![
+            pack.session.as_bytes(),
+            pack.id.as_bytes(),
+            pack.length,
+            indexed_by.as_bytes()
+        ],
+        |r| r.get(0),
+    )
 }
 
 /// One row of `blobs`, with the columns as stored. `pack` is the pack's
@@ -366,9 +393,12 @@ fn insert_session(
     snapshots: &[Listed],
     trees_complete: bool,
 ) -> rusqlite::Result<()> {
+    // A snapshot already forgotten (its forget record was read first) is
+    // never recorded.
     let mut st = tx.prepare_cached(
         "INSERT OR REPLACE INTO snapshots (id, session, time_ns, tree, json, mac, trees_complete)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+         WHERE NOT EXISTS (SELECT 1 FROM forgotten WHERE id = ?1)",
     )?;
     for (id, s) in snapshots {
         let json = serde_json::to_string(s)
@@ -482,7 +512,7 @@ impl Catalog {
     pub(crate) fn clear(&self) -> rusqlite::Result<()> {
         let conn = self.conn();
         let tx = conn.unchecked_transaction()?;
-        for table in ["sessions", "packs", "blobs", "snapshots", "trees"] {
+        for table in TABLES {
             tx.execute(&format!("DELETE FROM {table}"), [])?;
         }
         tx.execute("DELETE FROM meta WHERE key = 'altered'", [])?;
@@ -522,7 +552,7 @@ impl Catalog {
             // a large index loads with far fewer page misses.
             let mut rows: Vec<BlobRow> = Vec::new();
             for p in packs {
-                let n = insert_pack(&mut pack_st, commit.session, p.id, p.length)?;
+                let n = insert_pack(&mut pack_st, p, commit.session)?;
                 rows.extend(p.blobs.iter().map(|e| BlobRow::new(n, e)));
             }
             rows.sort_unstable();
@@ -531,6 +561,7 @@ impl Catalog {
             }
         }
         insert_session(&tx, &self.auth.mac, commit, snapshots, trees_complete)?;
+        gc::apply(&tx, std::slice::from_ref(commit))?;
         tx.commit()
     }
 

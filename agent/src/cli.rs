@@ -17,6 +17,7 @@ mod backup;
 mod catalog_cmd;
 mod diff;
 mod find;
+mod forget;
 mod init;
 mod key;
 mod ls;
@@ -129,6 +130,9 @@ enum Command {
     Find(find::Args),
     /// Show what changed between two snapshots, from the catalog.
     Diff(diff::Args),
+    /// Forget snapshots by retention rules (--keep-daily 7, …) or by id;
+    /// `prune` then frees the data no other snapshot uses.
+    Forget(forget::Args),
     /// Manage the local catalog.
     Catalog {
         #[command(subcommand)]
@@ -257,6 +261,7 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<Status> {
         Command::Catalog { command } => catalog_cmd::run(&ctx, command).await,
         Command::Backup(args) => backup::run(&ctx, args).await,
         Command::Restore(args) => restore::run(&ctx, args).await,
+        Command::Forget(args) => forget::run(&ctx, args).await,
         Command::Snapshots(args) => {
             let cat = ctx.synced(Trees::Of(&[])).await?;
             stdout_closed(snapshots::run(&cat, args))

@@ -67,8 +67,15 @@ pub enum Error {
     Source(#[from] SourceError),
     /// A pruner fenced the session (it wrote the session's commit first):
     /// the snapshot does not count.
-    #[error("session {} was fenced (its commit object already exists, written by a pruner); the snapshot does not count, run the backup again", .0.short())]
+    #[error("session {} was fenced by a prune (it had been paused or silent past its lease); nothing of it counts and no snapshot was written: run the backup again", .0.short())]
     Fenced(SessionId),
+    /// Another prune took the collection over since this one read
+    /// `gc/state`: this one stops and changes nothing more.
+    #[error("another prune took over this one's collection (gc/state changed since generation {generation}); this one stopped and changed nothing more")]
+    TakenOver {
+        /// The generation this one had read.
+        generation: u64,
+    },
     /// The repository's storage failed; its kind says whether a retry helps.
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -194,12 +201,12 @@ impl Error {
     pub fn action(&self) -> Action {
         match self {
             Error::Source(_) => Action::FixSource,
-            Error::Fenced(_) | Error::Cancelled(_) => Action::RunAgain,
+            Error::Fenced(_) | Error::Cancelled(_) | Error::TakenOver { .. } => Action::RunAgain,
             Error::Backend(e) => match e.kind {
                 ErrorKind::RateLimited | ErrorKind::Transient => Action::Retry,
                 ErrorKind::PermissionDenied => Action::FixAccess,
                 ErrorKind::NotFound => Action::Repair,
-                ErrorKind::AlreadyExists => Action::RunAgain,
+                ErrorKind::AlreadyExists | ErrorKind::Changed => Action::RunAgain,
                 ErrorKind::Other => Action::FixInput,
             },
             Error::Corrupt(_) => Action::Repair,

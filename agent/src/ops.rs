@@ -9,10 +9,10 @@
 //! - [`backup()`], [`restore()`], [`sync()`].
 //! - [`keys`]: the passphrases that open a repository.
 //! - [`catalog`]: rebuild and check the local catalog.
+//! - [`forget()`]: snapshots stop counting, by retention rules or by id.
 //!
-//! Retention (check, forget, prune), copy and restore drills come here as
-//! they are built; only prune will delete data (through
-//! [`crate::backend::delete`]).
+//! Prune, check, copy and restore drills come here as they are built; only
+//! prune will delete data (through [`crate::backend::delete`]).
 
 use crate::cancel::Cancel;
 use crate::catalog::Catalog;
@@ -22,12 +22,14 @@ use std::sync::Arc;
 
 pub mod backup;
 pub mod catalog;
+pub mod forget;
 pub mod keys;
 pub mod open;
 pub mod restore;
 
 pub use crate::sync::{SyncReport, Trees};
 pub use backup::{backup, BackupOptions, BackupReport, Parent};
+pub use forget::{forget, ForgetOptions, ForgetReport};
 pub use open::{init, open_catalog, open_repository, InitOptions, Place};
 pub use restore::{restore, Destination, RestoreOptions, RestoreReport};
 

@@ -22,7 +22,8 @@ use crate::stats::Stats;
 use bytes::Bytes;
 use cairn_chunker::IdKey;
 use cairn_repo_format::{
-    BlobCompressor, BlobKind, ChunkId, Compression, EncKey, FormatError, IndexPack, SessionId,
+    BlobCompressor, BlobKind, ChunkId, Compression, EncKey, FormatError, IndexPack, PackSet,
+    SessionId,
 };
 use futures::{StreamExt, TryStreamExt};
 use std::collections::HashSet;
@@ -92,6 +93,7 @@ struct StoredBlob {
 pub struct BlobSink {
     ids: IdKey,
     catalog: Arc<Catalog>,
+    avoid: Option<Arc<PackSet>>,
     seen: HashSet<ChunkId>,
     tx: crossbeam_channel::Sender<RawBlob>,
     stats: Arc<Stats>,
@@ -191,12 +193,20 @@ impl BlobSink {
             .map_err(|_| PipelineError::Aborted)
     }
 
-    /// Whether a blob is stored already (in the repository or this session).
+    /// Whether a blob is stored already (in the repository or this
+    /// session), in a pack a prune does not condemn. Every reuse asks
+    /// here: data chunks, trees, and unchanged files' content lists.
     ///
     /// # Errors
     /// If the catalog cannot be read.
     pub fn known(&self, id: &ChunkId) -> Result<bool, PipelineError> {
-        Ok(self.seen.contains(id) || self.catalog.contains(id)?)
+        if self.seen.contains(id) {
+            return Ok(true);
+        }
+        Ok(match &self.avoid {
+            None => self.catalog.contains(id)?,
+            Some(avoid) => self.catalog.contains_outside(id, avoid)?,
+        })
     }
 
     /// The catalog.
@@ -265,6 +275,9 @@ pub struct Target {
     pub ids: IdKey,
     /// The catalog: blobs already stored.
     pub catalog: Arc<Catalog>,
+    /// Packs a prune condemns: a blob stored only there is stored again
+    /// (format §8.1 step 3).
+    pub avoid: Option<Arc<PackSet>>,
 }
 
 /// Runs `producer` on a blocking thread with a [`BlobSink`], and the rest of
@@ -285,6 +298,7 @@ pub async fn run<T: Send + 'static>(
     let mut sink = BlobSink {
         ids: target.ids.clone(),
         catalog: target.catalog.clone(),
+        avoid: target.avoid.clone(),
         seen: HashSet::new(),
         tx: raw_tx,
         stats: stats.clone(),

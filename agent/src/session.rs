@@ -1,19 +1,46 @@
-//! A backup session (format §8): a lease at the start, renewed while it
-//! runs; then index, snapshot and, last, the create-only commit.
+//! A backup session (format §8): a lease at the start, renewed by
+//! compare-and-swap while it runs; then index, snapshot and, last, the
+//! create-only commit. A renewal that finds the session fenced by a prune
+//! fires the session's [`Session::fence`], so the work stops at once.
 
-use crate::backend::{ErrorKind, PutMode};
-use crate::error::{Context, Error, Result};
+use crate::backend::{ErrorKind, Expect, PutMode, Version};
+use crate::cancel::{Cancel, Reason};
+use crate::error::{input, Context, Error, Result};
 use crate::repo::Repository;
 use crate::util;
+use bytes::Bytes;
 use cairn_repo_format::{
     Commit, IndexFile, IndexId, IndexPack, Lease, ObjectName, SessionId, Snapshot, SnapshotId,
 };
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
-/// How often a running session renews its lease (the spec asks for at least
-/// every 5 minutes).
-const RENEW_EVERY: Duration = Duration::from_secs(240);
+/// How long a lease stays live without renewal, unless `CAIRN_LEASE_TTL`
+/// (seconds) says otherwise: a prune waits this long for a session that
+/// stopped renewing (a paused VM, a stopped process) before it fences it.
+pub const DEFAULT_LEASE_TTL_S: u32 = 900;
+
+/// The lease time-to-live this process writes.
+///
+/// # Errors
+/// If `CAIRN_LEASE_TTL` is set but not a number of seconds in the spec's
+/// bounds.
+pub fn lease_ttl_s() -> Result<u32> {
+    let Ok(v) = std::env::var("CAIRN_LEASE_TTL") else {
+        return Ok(DEFAULT_LEASE_TTL_S);
+    };
+    match v.trim().parse::<u32>() {
+        Ok(t) if Lease::TTL_S.contains(&t) => Ok(t),
+        _ => input!(
+            "CAIRN_LEASE_TTL={v:?} is not a number of seconds from {} to {}",
+            Lease::TTL_S.start(),
+            Lease::TTL_S.end()
+        ),
+    }
+}
+
+/// Why the fence token fires.
+pub const FENCED: Reason = Reason::Requested("the session was fenced by a prune");
 
 /// Blobs per index file at most (about 3 MiB sealed): a session's index is
 /// split so that no reader has to hold a large one in memory.
@@ -55,56 +82,62 @@ pub struct Session {
     pub id: SessionId,
     /// When it started.
     pub started_ns: i64,
+    /// Fires when a renewal finds the session fenced: the work in progress
+    /// can stop, its commit would fail anyway.
+    pub fence: Cancel,
     renewer: JoinHandle<()>,
 }
 
 impl Session {
-    /// Announces a new session with its lease.
+    /// Announces a new session with its lease, and keeps renewing it.
     pub async fn start(repo: &Repository) -> Result<Self> {
+        let ttl_s = lease_ttl_s()?;
         let id = SessionId::random();
         let started_ns = util::now_ns();
-        let mut lease = Lease {
-            version: 1,
+        let lease = Lease {
+            version: 2,
             session: id,
             hostname: util::hostname(),
             pid: std::process::id(),
             started_ns,
             renewed_ns: started_ns,
             generation: 0,
+            ttl_s: Some(ttl_s),
         };
-        repo.put_new(&ObjectName::Lease(id), lease.seal(&repo.keys.enc))
-            .await?;
-        let (backend, enc) = (repo.backend.clone(), repo.keys.enc.clone());
-        let renewer = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(RENEW_EVERY).await;
-                lease.generation += 1;
-                lease.renewed_ns = util::now_ns();
-                if let Err(e) = backend
-                    .put(
-                        &ObjectName::Lease(id),
-                        lease.seal(&enc).into(),
-                        PutMode::Overwrite,
-                    )
-                    .await
-                {
-                    tracing::warn!(session = %id.short(), "could not renew the session lease: {e}");
-                }
-            }
-        });
+        let name = ObjectName::Lease(id);
+        let version = repo
+            .backend
+            .put_versioned(&name, lease.seal(&repo.keys.enc).into(), Expect::Absent)
+            .await
+            .with_context(|| format!("writing {name}"))?;
+        let fence = Cancel::new();
+        let renewer = tokio::spawn(renew(repo.clone(), lease, version, fence.clone()));
         Ok(Self {
             id,
             started_ns,
+            fence,
             renewer,
         })
     }
 
-    /// Ends a session that will not commit (its source failed, or a signal
-    /// stopped it): the lease stops being renewed and is removed, so nobody
-    /// waits for the session (its packs are left for prune).
-    pub async fn abandon(self, repo: &Repository) {
+    /// Whether a renewal found the session fenced.
+    pub fn fenced(&self) -> bool {
+        self.fence.reason().is_some()
+    }
+
+    /// Ends a session that will not commit because of `why` (its source
+    /// failed, a signal stopped it, a prune fenced it): the lease stops
+    /// being renewed and is removed, so nobody waits for the session (its
+    /// packs are left for prune). Returns the error to report: a fenced
+    /// session's is [`Error::Fenced`], whatever stopped the work.
+    pub async fn abandon(self, repo: &Repository, why: Error) -> Error {
         self.renewer.abort();
         self.remove_lease(repo).await;
+        if self.fenced() {
+            Error::Fenced(self.id)
+        } else {
+            why
+        }
     }
 
     /// Best effort: a backup-only credential may not delete (then the lease
@@ -159,14 +192,10 @@ impl Session {
         repo.put_new(&ObjectName::Snapshot(sid), snapshot.seal(enc, sid))
             .await?;
         let commit = Commit {
-            version: 1,
-            session: self.id,
-            hostname: util::hostname(),
-            started_ns: self.started_ns,
-            finished_ns: util::now_ns(),
             index,
             snapshots: vec![sid],
             packs: pack_count,
+            ..Commit::empty(self.id, util::hostname(), self.started_ns, util::now_ns())
         };
         match repo
             .backend
@@ -184,6 +213,45 @@ impl Session {
             }),
             Err(e) if e.kind == ErrorKind::AlreadyExists => Err(Error::Fenced(self.id)),
             Err(e) => Err(e).context("writing the session commit"),
+        }
+    }
+}
+
+/// Renews `lease` every third of its time-to-live and a little more often,
+/// each time by compare-and-swap on the version written last. A lease that
+/// changed or vanished means a prune may have fenced the session: if its
+/// commit exists, `fence` fires and renewing stops.
+async fn renew(repo: Repository, mut lease: Lease, mut version: Version, fence: Cancel) {
+    let every = Duration::from_secs(u64::from(lease.ttl_s()) / 4);
+    let name = ObjectName::Lease(lease.session);
+    let id = lease.session;
+    loop {
+        tokio::time::sleep(every).await;
+        lease.generation += 1;
+        lease.renewed_ns = util::now_ns();
+        let data = Bytes::from(lease.seal(&repo.keys.enc));
+        match repo
+            .backend
+            .put_versioned(&name, data, Expect::Version(&version))
+            .await
+        {
+            Ok(v) => version = v,
+            Err(e) if matches!(e.kind, ErrorKind::Changed | ErrorKind::NotFound) => {
+                match repo.backend.head(&ObjectName::Commit(id)).await {
+                    Ok(_) => {
+                        tracing::warn!(session = %id.short(), "a prune fenced this session (it was silent past its lease); stopping");
+                        fence.cancel(FENCED);
+                        return;
+                    }
+                    Err(h) => {
+                        tracing::warn!(session = %id.short(), "the session lease changed or vanished under it ({e}); its commit is not there ({h}), so it goes on");
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(session = %id.short(), "could not renew the session lease: {e}");
+            }
         }
     }
 }
@@ -210,6 +278,7 @@ mod tests {
             compression: cairn_repo_format::Compression::None,
         };
         IndexPack {
+            session: SessionId::random(),
             id: PackId::random(),
             length: 1 << 20,
             blobs: vec![e; blobs],

@@ -9,13 +9,15 @@ use crate::catalog::Catalog;
 use crate::error::{Context, Error, Result};
 use crate::repo::{read::read_blobs, resolve_snapshot, Repository};
 use cairn_repo_format::{
-    ChunkId, Commit, IndexFile, IndexPack, NodeKind, ObjectKind, ObjectName, SessionId, Snapshot,
-    SnapshotId, Tree,
+    ChunkId, Commit, IndexFile, IndexId, IndexPack, NodeKind, ObjectKind, ObjectName, SessionId,
+    Snapshot, SnapshotId, Tree,
 };
 use futures::{StreamExt, TryStreamExt};
 use std::collections::HashSet;
 use std::sync::Arc;
 
+/// Commits read at once (small objects).
+const COMMITS_AT_ONCE: usize = 16;
 /// Sessions read at once. Each holds its decoded index files in memory
 /// (at most [`crate::session::INDEX_FILE_BLOBS`] entries a file), so this
 /// bounds the memory of a sync.
@@ -46,18 +48,54 @@ pub struct SessionObjects {
     snapshots: Vec<(SnapshotId, Snapshot)>,
 }
 
-/// Reads and authenticates a committed session's commit, index files and
-/// snapshots.
+/// Reads and authenticates a session's commit.
+///
+/// # Errors
+/// If it is missing, cannot be read, or fails authentication.
+pub async fn read_commit(repo: &Repository, sid: SessionId) -> Result<Commit> {
+    let name = ObjectName::Commit(sid);
+    let data = repo.backend.get(&name).await?;
+    Commit::open(&repo.keys.enc, sid, &data).with_context(|| format!("reading {name}"))
+}
+
+/// What counts of what commits list (format §8.2): every commit read
+/// first, then only the index files of sessions no commit supersedes and
+/// the snapshots no commit forgets.
+#[derive(Debug, Default, Clone)]
+pub struct Counts {
+    /// Sessions whose index files are superseded.
+    pub superseded: HashSet<SessionId>,
+    /// Snapshots that are forgotten.
+    pub forgotten: HashSet<SnapshotId>,
+}
+
+impl Counts {
+    /// Adds what `commit` supersedes and forgets.
+    pub fn add(&mut self, commit: &Commit) {
+        self.superseded.extend(commit.supersedes.iter().copied());
+        self.forgotten.extend(commit.forgets.iter().copied());
+    }
+}
+
+/// Reads and authenticates what a commit lists and `counts` says still
+/// counts: its index files unless its session is superseded, its snapshots
+/// unless forgotten.
 ///
 /// # Errors
 /// If one is missing, cannot be read, or fails authentication.
-pub async fn read_session(repo: &Repository, sid: SessionId) -> Result<SessionObjects> {
-    let name = ObjectName::Commit(sid);
-    let data = repo.backend.get(&name).await?;
-    let commit =
-        Commit::open(&repo.keys.enc, sid, &data).with_context(|| format!("reading {name}"))?;
+pub async fn read_listed(
+    repo: &Repository,
+    commit: Commit,
+    counts: &Counts,
+) -> Result<SessionObjects> {
+    let sid = commit.session;
     let mut packs = Vec::new();
-    for iid in &commit.index {
+    let index: &[IndexId] = if counts.superseded.contains(&sid) {
+        &[]
+    } else {
+        &commit.index
+    };
+    for iid in index {
         let name = ObjectName::Index(sid, *iid);
         let data = repo.backend.get(&name).await.with_context(|| {
             format!("index file {name} is listed by a commit but cannot be read")
@@ -69,7 +107,11 @@ pub async fn read_session(repo: &Repository, sid: SessionId) -> Result<SessionOb
         packs.extend(file.packs);
     }
     let mut snapshots = Vec::new();
-    for id in &commit.snapshots {
+    for id in commit
+        .snapshots
+        .iter()
+        .filter(|id| !counts.forgotten.contains(id))
+    {
         let name = ObjectName::Snapshot(*id);
         let data =
             repo.backend.get(&name).await.with_context(|| {
@@ -93,14 +135,12 @@ pub async fn read_session(repo: &Repository, sid: SessionId) -> Result<SessionOb
     })
 }
 
-/// Brings `cat` up to date with the repository.
+/// The sessions of the repository's commits.
 ///
 /// # Errors
-/// If the repository cannot be listed or the catalog cannot be written. A
-/// session whose objects cannot be read is reported and left out.
-pub async fn sync(cat: &Arc<Catalog>, repo: &Repository) -> Result<SyncReport> {
-    let mut report = SyncReport::default();
-    let listed: HashSet<SessionId> = repo
+/// If the repository cannot be listed.
+pub async fn list_sessions(repo: &Repository) -> Result<HashSet<SessionId>> {
+    Ok(repo
         .backend
         .list(ObjectKind::Commit)
         .await
@@ -110,7 +150,36 @@ pub async fn sync(cat: &Arc<Catalog>, repo: &Repository) -> Result<SyncReport> {
             ObjectName::Commit(sid) => Some(sid),
             _ => None,
         })
-        .collect();
+        .collect())
+}
+
+/// Reads the commits of `sessions` (a commit that cannot be read comes
+/// back as its error), and adds what they supersede and forget to `counts`.
+pub async fn read_commits(
+    repo: &Repository,
+    sessions: impl IntoIterator<Item = SessionId>,
+    counts: &mut Counts,
+) -> Vec<(SessionId, Result<Commit>)> {
+    let read: Vec<(SessionId, Result<Commit>)> = futures::stream::iter(sessions)
+        .map(|sid| async move { (sid, read_commit(repo, sid).await) })
+        .buffer_unordered(COMMITS_AT_ONCE)
+        .collect()
+        .await;
+    for c in read.iter().filter_map(|(_, r)| r.as_ref().ok()) {
+        counts.add(c);
+    }
+    read
+}
+
+/// Brings `cat` up to date with the repository: the new commits first
+/// (what they forget and supersede goes at once), then what they list.
+///
+/// # Errors
+/// If the repository cannot be listed or the catalog cannot be written. A
+/// session whose objects cannot be read is reported and left out.
+pub async fn sync(cat: &Arc<Catalog>, repo: &Repository) -> Result<SyncReport> {
+    let mut report = SyncReport::default();
+    let listed = list_sessions(repo).await?;
     let mut known: HashSet<SessionId> = cat.sessions()?.into_iter().collect();
     if let Some(gone) = known.iter().find(|s| !listed.contains(s)) {
         tracing::warn!(
@@ -130,12 +199,40 @@ pub async fn sync(cat: &Arc<Catalog>, repo: &Repository) -> Result<SyncReport> {
             cat.path().display()
         );
     }
-    report.sessions = new.len();
+    let mut counts = Counts {
+        superseded: cat.superseded()?,
+        forgotten: cat.forgotten()?,
+    };
+    let mut commits = Vec::new();
+    for (sid, read) in read_commits(repo, new, &mut counts).await {
+        match read {
+            Ok(c) => commits.push(c),
+            Err(e) => {
+                tracing::warn!("session {} is left out of the catalog: {e}", sid.short());
+                report.unreadable += 1;
+            }
+        }
+    }
+    report.sessions = commits.len();
+    // What the new commits forget and supersede goes before anything they
+    // list is recorded (and is recorded again with each commit, harmlessly).
+    let effects: Vec<Commit> = commits
+        .iter()
+        .filter(|c| !c.forgets.is_empty() || !c.supersedes.is_empty())
+        .cloned()
+        .collect();
+    if !effects.is_empty() && !known.is_empty() {
+        let cat = cat.clone();
+        tokio::task::spawn_blocking(move || cat.apply_commits(&effects))
+            .await?
+            .context("recording what the repository forgot and superseded")?;
+    }
     // Into an empty catalog, all sessions go in at once, merged in key
     // order (`load`); later ones are recorded one by one as they are read.
     let mut bulk = known.is_empty().then(|| BulkLoad::new(cat, load::RUN_ROWS));
-    let mut sessions = futures::stream::iter(new)
-        .map(|sid| async move { (sid, read_session(repo, sid).await) })
+    let counts = &counts;
+    let mut sessions = futures::stream::iter(commits)
+        .map(|c| async move { (c.session, read_listed(repo, c, counts).await) })
         .buffer_unordered(SESSIONS_AT_ONCE);
     while let Some((sid, read)) = sessions.next().await {
         // A session that cannot be read is left out (and tried again by the

@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 /// The layers, lowest first; a module may use the modules of any layer
 /// below its own, none of its own or above.
 const LAYERS: &[&[&str]] = &[
-    &["util", "stats", "cancel"],
+    &["util", "stats", "cancel", "retention"],
     &["backend"],
     &["error"],
     &["catalog"],
     &["repo"],
-    &["sync", "session", "restore", "pipeline"],
+    &["sync", "session", "restore", "pipeline", "gc"],
     &["source"],
     &["ops"],
 ];

@@ -89,6 +89,10 @@ random_id!(
     /// A key file (format §3).
     KeyId
 );
+random_id!(
+    /// A collection's plan (format §10).
+    PlanId
+);
 
 /// Serde helpers for [`ChunkId`], which lives in the chunker crate and has no
 /// serde of its own: ids are written as 64 hex digits.

@@ -9,12 +9,17 @@ use crate::sealed::{self, INDEX};
 use crate::wire::Reader;
 use std::collections::HashSet;
 
-const VERSION: u8 = 1;
+/// A file of packs of its own session only.
+const OWN_PACKS: u8 = 1;
+/// A file whose packs name their sessions (consolidated index files).
+const ANY_PACKS: u8 = 2;
 
 /// One pack and its blobs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexPack {
-    /// The pack (in the index file's session).
+    /// The session of the pack (`packs/<session>/<id>`).
+    pub session: SessionId,
+    /// The pack.
     pub id: PackId,
     /// Its length in bytes.
     pub length: u64,
@@ -30,15 +35,22 @@ pub struct IndexFile {
 }
 
 impl IndexFile {
-    /// The binary payload.
-    pub fn encode(&self) -> Vec<u8> {
+    /// The binary payload of the file as session `session` writes it:
+    /// version 1 if every pack is that session's own, else version 2.
+    pub fn encode(&self, session: SessionId) -> Vec<u8> {
+        let version = if self.packs.iter().all(|p| p.session == session) {
+            OWN_PACKS
+        } else {
+            ANY_PACKS
+        };
+        let per_pack = if version == ANY_PACKS { 76 } else { 44 };
         let n: usize = self
             .packs
             .iter()
-            .map(|p| 44 + ENTRY_LEN * p.blobs.len())
+            .map(|p| per_pack + ENTRY_LEN * p.blobs.len())
             .sum();
         let mut out = Vec::with_capacity(8 + n);
-        out.push(VERSION);
+        out.push(version);
         out.extend_from_slice(&[0, 0, 0]);
         out.extend_from_slice(
             &u32::try_from(self.packs.len())
@@ -46,6 +58,9 @@ impl IndexFile {
                 .to_le_bytes(),
         );
         for p in &self.packs {
+            if version == ANY_PACKS {
+                out.extend_from_slice(p.session.as_bytes());
+            }
             out.extend_from_slice(p.id.as_bytes());
             out.extend_from_slice(&p.length.to_le_bytes());
             out.extend_from_slice(
@@ -60,30 +75,38 @@ impl IndexFile {
         out
     }
 
-    /// Decodes a payload.
+    /// Decodes the payload of an index file of session `session`.
     ///
     /// # Errors
     /// [`FormatError`] for anything format §6 does not allow.
-    pub fn decode(data: &[u8]) -> Result<Self, FormatError> {
+    pub fn decode(data: &[u8], session: SessionId) -> Result<Self, FormatError> {
         let what = "index";
         let mut r = Reader::new(what, data);
         let version = r.u8()?;
-        FormatError::check_version(what, version, VERSION)?;
+        if version != ANY_PACKS {
+            FormatError::check_version(what, version, OWN_PACKS)?;
+        }
         r.reserved(3)?;
         let count = r.u32()? as usize;
-        // Each pack takes at least 44 bytes: bound the allocation by the input.
-        if count.saturating_mul(44) > r.remaining() {
+        let per_pack = if version == ANY_PACKS { 76 } else { 44 };
+        // Bound the allocation by the input.
+        if count.saturating_mul(per_pack) > r.remaining() {
             return Err(FormatError::Truncated {
                 what: what.into(),
-                need: (count as u64).saturating_mul(44),
+                need: (count as u64).saturating_mul(per_pack as u64),
                 have: r.remaining() as u64,
             });
         }
         let mut packs = Vec::with_capacity(count);
         let mut seen = HashSet::with_capacity(count);
         for _ in 0..count {
+            let session = if version == ANY_PACKS {
+                SessionId::from_bytes(r.array()?)
+            } else {
+                session
+            };
             let id = PackId::from_bytes(r.array()?);
-            if !seen.insert(id) {
+            if !seen.insert((session, id)) {
                 return Err(FormatError::invalid(
                     what,
                     format!("pack {} listed twice", id.short()),
@@ -98,7 +121,12 @@ impl IndexFile {
                     format!("pack {} is shorter than its blobs", id.short()),
                 ));
             }
-            packs.push(IndexPack { id, length, blobs });
+            packs.push(IndexPack {
+                session,
+                id,
+                length,
+                blobs,
+            });
         }
         r.finish()?;
         Ok(IndexFile { packs })
@@ -110,7 +138,7 @@ impl IndexFile {
             enc,
             INDEX,
             &ObjectName::Index(session, id).path(),
-            &self.encode(),
+            &self.encode(session),
         )
     }
 
@@ -124,12 +152,10 @@ impl IndexFile {
         id: IndexId,
         data: &[u8],
     ) -> Result<Self, FormatError> {
-        Self::decode(&sealed::open(
-            enc,
-            INDEX,
-            &ObjectName::Index(session, id).path(),
-            data,
-        )?)
+        Self::decode(
+            &sealed::open(enc, INDEX, &ObjectName::Index(session, id).path(), data)?,
+            session,
+        )
     }
 }
 
@@ -163,13 +189,21 @@ mod tests {
     proptest! {
         #[test]
         fn round_trip(packs in proptest::collection::vec(proptest::collection::vec(1u32..100_000, 0..30), 0..8)) {
-            let idx = IndexFile { packs: packs.iter().map(|l| IndexPack { id: PackId::random(), length: 1 << 30, blobs: entries(l) }).collect() };
-            prop_assert_eq!(IndexFile::decode(&idx.encode()).ok(), Some(idx));
+            let own = SessionId::random();
+            let idx = IndexFile { packs: packs.iter().map(|l| IndexPack { session: own, id: PackId::random(), length: 1 << 30, blobs: entries(l) }).collect() };
+            let data = idx.encode(own);
+            prop_assert_eq!(data[0], 1);
+            prop_assert_eq!(IndexFile::decode(&data, own).ok(), Some(idx.clone()));
+            // Written by another session (consolidated): version 2, read back the same.
+            let other = SessionId::random();
+            let data = idx.encode(other);
+            prop_assert_eq!(data[0], if idx.packs.is_empty() { 1 } else { 2 });
+            prop_assert_eq!(IndexFile::decode(&data, other).ok(), Some(idx));
         }
 
         #[test]
         fn garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..400)) {
-            let _ = IndexFile::decode(&data);
+            let _ = IndexFile::decode(&data, SessionId::random());
         }
     }
 
@@ -178,14 +212,16 @@ mod tests {
         let mut d = vec![1, 0, 0, 0];
         d.extend_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(
-            IndexFile::decode(&d),
+            IndexFile::decode(&d, SessionId::random()),
             Err(FormatError::Truncated { .. })
         ));
     }
 
     #[test]
     fn duplicate_pack_rejected() {
+        let session = SessionId::random();
         let p = IndexPack {
+            session,
             id: PackId::random(),
             length: 1 << 20,
             blobs: entries(&[5]),
@@ -193,6 +229,6 @@ mod tests {
         let idx = IndexFile {
             packs: vec![p.clone(), p],
         };
-        assert!(IndexFile::decode(&idx.encode()).is_err());
+        assert!(IndexFile::decode(&idx.encode(session), session).is_err());
     }
 }

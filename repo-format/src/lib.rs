@@ -10,7 +10,7 @@
 //!   [`Passphrase`] with Argon2id; [`RepoKeys`] derived from it.
 //! - Objects: [`Config`], packs ([`PackWriter`], [`PackCipher`]), index files
 //!   ([`IndexFile`]), [`Snapshot`]s, [`Tree`]s, and session objects
-//!   ([`Lease`], [`Commit`]).
+//!   ([`Lease`], [`Commit`]); the collector's [`GcState`] and [`PackSet`]s.
 //!
 //! Every decoder accepts exactly what the spec allows and returns a typed
 //! error ([`FormatError`], [`BlobError`], [`KeyError`]) for anything else.
@@ -45,6 +45,7 @@
 mod config;
 mod crypto;
 mod error;
+mod gc;
 mod ids;
 mod index;
 pub mod keyfile;
@@ -58,7 +59,8 @@ mod wire;
 pub use config::{Config, CHUNKER_ALGORITHM, DEFAULT_PACK_SIZE, DEFAULT_ZSTD_LEVEL};
 pub use crypto::{CatalogKey, EncKey, MasterKey, RepoKeys, TAG_LEN};
 pub use error::{BlobError, FormatError, KeyError};
-pub use ids::{ChunkId, IndexId, KeyId, PackId, ParseIdError, SessionId, SnapshotId};
+pub use gc::{GcState, PackName, PackSet, Phase, MAX_PACK_SET};
+pub use ids::{ChunkId, IndexId, KeyId, PackId, ParseIdError, PlanId, SessionId, SnapshotId};
 pub use index::{IndexFile, IndexPack};
 pub use keyfile::{KdfParams, KeyMeta, Passphrase};
 pub use names::{ObjectKind, ObjectName};
@@ -67,5 +69,7 @@ pub use pack::{
     Compression, FinishedPack, PackCipher, PackWriter, ENTRY_LEN, MAX_BLOBS, MAX_BLOB_RAW,
     TRAILER_LEN,
 };
-pub use snapshot::{valid_stream_name, Commit, Lease, Snapshot, Source, Summary};
+pub use snapshot::{
+    valid_stream_name, valid_tag, Commit, Lease, Snapshot, Source, Summary, MAX_TAGS, MAX_TAG_LEN,
+};
 pub use tree::{Node, NodeKind, NodeMeta, Tree};

@@ -1,6 +1,6 @@
 //! Object names (format §1): the only way objects are addressed.
 
-use crate::ids::{IndexId, KeyId, PackId, SessionId, SnapshotId};
+use crate::ids::{IndexId, KeyId, PackId, PlanId, SessionId, SnapshotId};
 
 /// The kinds of object a repository holds; each lives under its own prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -19,11 +19,17 @@ pub enum ObjectKind {
     Index,
     /// `snapshots/<snapshot id>`
     Snapshot,
+    /// `gc/state`
+    GcState,
+    /// `gc/plans/<plan id>`
+    Plan,
+    /// `gc/deletions/<plan id>`
+    Deletions,
 }
 
 impl ObjectKind {
-    /// All kinds, in the order `init` creates their directories.
-    pub const ALL: [ObjectKind; 7] = [
+    /// All kinds.
+    pub const ALL: [ObjectKind; 10] = [
         ObjectKind::Config,
         ObjectKind::Key,
         ObjectKind::Lease,
@@ -31,7 +37,26 @@ impl ObjectKind {
         ObjectKind::Pack,
         ObjectKind::Index,
         ObjectKind::Snapshot,
+        ObjectKind::GcState,
+        ObjectKind::Plan,
+        ObjectKind::Deletions,
     ];
+
+    /// Whether the kind has exactly one object, named by its prefix
+    /// (`config`, `gc/state`).
+    pub fn is_single(self) -> bool {
+        matches!(self, ObjectKind::Config | ObjectKind::GcState)
+    }
+
+    /// How many `/`-separated levels follow the prefix in a name (0 for a
+    /// single object).
+    pub fn depth(self) -> usize {
+        match self {
+            ObjectKind::Config | ObjectKind::GcState => 0,
+            ObjectKind::Pack | ObjectKind::Index => 2,
+            _ => 1,
+        }
+    }
 
     /// The prefix (directory) of this kind, without a trailing slash; `config`
     /// is its own name.
@@ -44,6 +69,9 @@ impl ObjectKind {
             ObjectKind::Pack => "packs",
             ObjectKind::Index => "index",
             ObjectKind::Snapshot => "snapshots",
+            ObjectKind::GcState => "gc/state",
+            ObjectKind::Plan => "gc/plans",
+            ObjectKind::Deletions => "gc/deletions",
         }
     }
 }
@@ -65,6 +93,12 @@ pub enum ObjectName {
     Index(SessionId, IndexId),
     /// A snapshot.
     Snapshot(SnapshotId),
+    /// The collector's state.
+    GcState,
+    /// A collection's condemned packs.
+    Plan(PlanId),
+    /// A collection's deletion set.
+    Deletions(PlanId),
 }
 
 impl ObjectName {
@@ -78,6 +112,9 @@ impl ObjectName {
             ObjectName::Pack(..) => ObjectKind::Pack,
             ObjectName::Index(..) => ObjectKind::Index,
             ObjectName::Snapshot(_) => ObjectKind::Snapshot,
+            ObjectName::GcState => ObjectKind::GcState,
+            ObjectName::Plan(_) => ObjectKind::Plan,
+            ObjectName::Deletions(_) => ObjectKind::Deletions,
         }
     }
 
@@ -85,7 +122,8 @@ impl ObjectName {
     pub fn path(&self) -> String {
         let p = self.kind().prefix();
         match self {
-            ObjectName::Config => p.to_owned(),
+            ObjectName::Config | ObjectName::GcState => p.to_owned(),
+            ObjectName::Plan(id) | ObjectName::Deletions(id) => format!("{p}/{id}"),
             ObjectName::Key(id) => format!("{p}/{id}"),
             ObjectName::Lease(id) | ObjectName::Commit(id) => format!("{p}/{id}"),
             ObjectName::Snapshot(id) => format!("{p}/{id}"),
@@ -100,6 +138,9 @@ impl ObjectName {
         let parts: Vec<&str> = path.split('/').collect();
         match parts.as_slice() {
             ["config"] => Some(ObjectName::Config),
+            ["gc", "state"] => Some(ObjectName::GcState),
+            ["gc", "plans", id] => PlanId::from_hex(id).ok().map(ObjectName::Plan),
+            ["gc", "deletions", id] => PlanId::from_hex(id).ok().map(ObjectName::Deletions),
             ["keys", id] => KeyId::from_hex(id).ok().map(ObjectName::Key),
             ["leases", id] => SessionId::from_hex(id).ok().map(ObjectName::Lease),
             ["commits", id] => SessionId::from_hex(id).ok().map(ObjectName::Commit),
@@ -138,10 +179,17 @@ mod tests {
             ObjectName::Pack(s, PackId::random()),
             ObjectName::Index(s, IndexId::random()),
             ObjectName::Snapshot(SnapshotId::random()),
+            ObjectName::GcState,
+            ObjectName::Plan(PlanId::random()),
+            ObjectName::Deletions(PlanId::random()),
         ];
         for n in names {
             assert_eq!(ObjectName::parse(&n.path()), Some(n));
             assert!(n.path().starts_with(n.kind().prefix()));
+            assert_eq!(
+                n.path().matches('/').count(),
+                n.kind().depth() + n.kind().prefix().matches('/').count()
+            );
         }
         assert_eq!(ObjectName::parse("packs/xyz"), None);
         assert_eq!(ObjectName::parse("keys/.tmp-123"), None);

@@ -68,6 +68,28 @@ pub const LEASE: SealedKind = SealedKind {
     compressed: false,
 };
 
+/// The collector's state (format §10.1).
+pub const GC_STATE: SealedKind = SealedKind {
+    what: "gc state",
+    magic: *b"CAIRNGCS",
+    version: 1,
+    compressed: false,
+};
+/// A collection's condemned packs.
+pub const PLAN: SealedKind = SealedKind {
+    what: "plan",
+    magic: *b"CAIRNPLN",
+    version: 1,
+    compressed: true,
+};
+/// A collection's deletion set.
+pub const DELETIONS: SealedKind = SealedKind {
+    what: "deletion set",
+    magic: *b"CAIRNDEL",
+    version: 1,
+    compressed: true,
+};
+
 fn aad(name: &str, header: &[u8]) -> Vec<u8> {
     let mut a = Vec::with_capacity(name.len() + header.len());
     a.extend_from_slice(name.as_bytes());

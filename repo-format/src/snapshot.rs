@@ -160,7 +160,20 @@ pub struct Snapshot {
     pub partial: bool,
     /// Counters.
     pub summary: Summary,
+    /// Labels given at backup (`--tag`), for retention rules and filters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
+
+/// Whether `tag` can be a snapshot's tag (format §7.1).
+pub fn valid_tag(tag: &str) -> bool {
+    !tag.is_empty() && tag.len() <= MAX_TAG_LEN && !tag.chars().any(|c| c.is_control() || c == ',')
+}
+
+/// Longest tag, in bytes.
+pub const MAX_TAG_LEN: usize = 255;
+/// Most tags a snapshot has.
+pub const MAX_TAGS: usize = 64;
 
 impl Snapshot {
     /// Encrypts as `snapshots/<id>`.
@@ -206,6 +219,15 @@ impl Snapshot {
         if !ok {
             return Err(FormatError::invalid("snapshot", "invalid source"));
         }
+        let mut sorted = self.tags.iter().collect::<Vec<_>>();
+        sorted.sort();
+        sorted.dedup();
+        if self.tags.len() > MAX_TAGS
+            || sorted.len() != self.tags.len()
+            || !self.tags.iter().all(|t| valid_tag(t))
+        {
+            return Err(FormatError::invalid("snapshot", "invalid tags"));
+        }
         Ok(())
     }
 }
@@ -219,7 +241,9 @@ pub fn valid_stream_name(name: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Commit {
-    /// Always 1.
+    /// 1 or 2. [`Commit::seal`] writes the lowest version that holds the
+    /// commit (1 unless one of the fields added in 2 is used), whatever
+    /// this says.
     pub version: u32,
     /// The session.
     pub session: SessionId,
@@ -235,25 +259,96 @@ pub struct Commit {
     pub snapshots: Vec<SnapshotId>,
     /// How many packs it wrote.
     pub packs: u64,
+    /// Snapshots of other sessions that no longer count (version 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forgets: Vec<SnapshotId>,
+    /// Sessions whose index files this commit's replace (version 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supersedes: Vec<SessionId>,
+    /// Set on a tombstone: the collector's session that fenced this one
+    /// (version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fenced_by: Option<SessionId>,
 }
 
 impl Commit {
+    /// A commit of `session` with nothing in it, finished now-ish: the
+    /// caller fills in what it lists.
+    pub fn empty(session: SessionId, hostname: String, started_ns: i64, finished_ns: i64) -> Self {
+        Self {
+            version: 1,
+            session,
+            hostname,
+            started_ns,
+            finished_ns,
+            index: Vec::new(),
+            snapshots: Vec::new(),
+            packs: 0,
+            forgets: Vec::new(),
+            supersedes: Vec::new(),
+            fenced_by: None,
+        }
+    }
+
+    /// Whether this is a tombstone: the session was fenced and never
+    /// completes.
+    pub fn is_tombstone(&self) -> bool {
+        self.fenced_by.is_some()
+    }
+
+    fn needed_version(&self) -> u32 {
+        if self.forgets.is_empty() && self.supersedes.is_empty() && self.fenced_by.is_none() {
+            1
+        } else {
+            2
+        }
+    }
+
     /// Encrypts as `commits/<session>`.
     pub fn seal(&self, enc: &EncKey) -> Vec<u8> {
-        seal_json(enc, COMMIT, &ObjectName::Commit(self.session).path(), self)
+        let commit = Commit {
+            version: self.needed_version(),
+            ..self.clone()
+        };
+        seal_json(
+            enc,
+            COMMIT,
+            &ObjectName::Commit(self.session).path(),
+            &commit,
+        )
     }
 
     /// Decrypts and decodes `commits/<session>`; the session inside must match the name.
     ///
     /// # Errors
-    /// [`FormatError`] if it fails authentication or is not a valid v1 commit.
+    /// [`FormatError`] if it fails authentication or is not a valid commit.
     pub fn open(enc: &EncKey, session: SessionId, data: &[u8]) -> Result<Self, FormatError> {
         let c: Commit = open_json(enc, COMMIT, &ObjectName::Commit(session).path(), data)?;
-        FormatError::check_version("commit", c.version, 1u32)?;
+        if c.version != 2 {
+            FormatError::check_version("commit", c.version, 1u32)?;
+        }
+        if c.version < c.needed_version() {
+            return Err(FormatError::invalid(
+                "commit",
+                "a version 1 commit has a field of version 2",
+            ));
+        }
         if c.session != session {
             return Err(FormatError::invalid(
                 "commit",
                 "session does not match its name",
+            ));
+        }
+        if c.is_tombstone()
+            && (c.packs != 0
+                || !c.index.is_empty()
+                || !c.snapshots.is_empty()
+                || !c.forgets.is_empty()
+                || !c.supersedes.is_empty())
+        {
+            return Err(FormatError::invalid(
+                "commit",
+                "a tombstone lists packs, index files, snapshots, forgets or supersedes",
             ));
         }
         Ok(c)
@@ -264,7 +359,7 @@ impl Commit {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Lease {
-    /// Always 1.
+    /// 1 (no `ttl_s`) or 2.
     pub version: u32,
     /// The session.
     pub session: SessionId,
@@ -278,6 +373,11 @@ pub struct Lease {
     pub renewed_ns: i64,
     /// Renewal count.
     pub generation: u64,
+    /// Seconds after its last write (by the storage's clock) that the
+    /// lease may be taken for dead (version 2; version 1 means
+    /// [`Lease::V1_TTL_S`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_s: Option<u32>,
 }
 
 impl Lease {
@@ -286,13 +386,36 @@ impl Lease {
         seal_json(enc, LEASE, &ObjectName::Lease(self.session).path(), self)
     }
 
+    /// What a version 1 lease (without `ttl_s`) means.
+    pub const V1_TTL_S: u32 = 900;
+    /// The bounds of `ttl_s`.
+    pub const TTL_S: std::ops::RangeInclusive<u32> = 60..=86_400;
+
+    /// Seconds after its last write that the lease may be taken for dead.
+    pub fn ttl_s(&self) -> u32 {
+        self.ttl_s.unwrap_or(Self::V1_TTL_S)
+    }
+
     /// Decrypts and decodes `leases/<session>`.
     ///
     /// # Errors
-    /// [`FormatError`] if it fails authentication or is not a valid v1 lease.
+    /// [`FormatError`] if it fails authentication or is not a valid lease.
     pub fn open(enc: &EncKey, session: SessionId, data: &[u8]) -> Result<Self, FormatError> {
         let l: Lease = open_json(enc, LEASE, &ObjectName::Lease(session).path(), data)?;
-        FormatError::check_version("lease", l.version, 1u32)?;
+        match (l.version, l.ttl_s) {
+            (1, None) => {}
+            (2, Some(t)) if Self::TTL_S.contains(&t) => {}
+            (2, Some(t)) => return Err(FormatError::range("lease", "ttl_s", u64::from(t))),
+            (2, None) => return Err(FormatError::invalid("lease", "version 2 without ttl_s")),
+            (1, Some(_)) => return Err(FormatError::invalid("lease", "version 1 with ttl_s")),
+            (v, _) => FormatError::check_version("lease", v, 2u32)?,
+        }
+        if l.session != session {
+            return Err(FormatError::invalid(
+                "lease",
+                "session does not match its name",
+            ));
+        }
         Ok(l)
     }
 }
@@ -318,7 +441,26 @@ mod tests {
                 bytes_read: 5,
                 ..Summary::default()
             },
+            tags: Vec::new(),
         }
+    }
+
+    #[test]
+    fn tags_are_checked() -> Result<(), FormatError> {
+        let enc = MasterKey::generate().derive().enc;
+        let id = SnapshotId::random();
+        let mut s = snap(Source::Stdin { name: "x".into() });
+        s.tags = vec!["nightly".into(), "db".into()];
+        assert_eq!(Snapshot::open(&enc, id, &s.seal(&enc, id))?, s);
+        for bad in [
+            vec!["a".into(), "a".into()],
+            vec![String::new()],
+            vec!["a,b".into()],
+        ] {
+            s.tags = bad;
+            assert!(Snapshot::open(&enc, id, &s.seal(&enc, id)).is_err());
+        }
+        Ok(())
     }
 
     #[test]
@@ -353,18 +495,26 @@ mod tests {
             assert_eq!(Snapshot::open(&enc, id, &s.seal(&enc, id))?, s);
             assert!(Snapshot::open(&enc, SnapshotId::random(), &s.seal(&enc, id)).is_err());
         }
-        let c = Commit {
-            version: 1,
-            session: SessionId::random(),
-            hostname: "h".into(),
-            started_ns: 1,
-            finished_ns: 2,
-            index: vec![IndexId::random()],
-            snapshots: vec![],
-            packs: 1,
-        };
+        let mut c = Commit::empty(SessionId::random(), "h".into(), 1, 2);
+        c.index = vec![IndexId::random()];
+        c.packs = 1;
         assert_eq!(Commit::open(&enc, c.session, &c.seal(&enc))?, c);
-        let l = Lease {
+        // The fields of version 2 make a version 2 commit.
+        let mut f = Commit::empty(SessionId::random(), "h".into(), 1, 2);
+        f.forgets = vec![SnapshotId::random()];
+        f.supersedes = vec![SessionId::random()];
+        let opened = Commit::open(&enc, f.session, &f.seal(&enc))?;
+        assert_eq!(opened.version, 2);
+        assert_eq!(
+            (opened.forgets, opened.supersedes),
+            (f.forgets, f.supersedes)
+        );
+        let mut t = Commit::empty(SessionId::random(), "h".into(), 1, 2);
+        t.fenced_by = Some(SessionId::random());
+        assert!(Commit::open(&enc, t.session, &t.seal(&enc))?.is_tombstone());
+        t.snapshots = vec![SnapshotId::random()];
+        assert!(Commit::open(&enc, t.session, &t.seal(&enc)).is_err());
+        let mut l = Lease {
             version: 1,
             session: SessionId::random(),
             hostname: "h".into(),
@@ -372,8 +522,27 @@ mod tests {
             started_ns: 1,
             renewed_ns: 1,
             generation: 0,
+            ttl_s: None,
         };
         assert_eq!(Lease::open(&enc, l.session, &l.seal(&enc))?, l);
+        assert_eq!(l.ttl_s(), Lease::V1_TTL_S);
+        l.ttl_s = Some(120);
+        assert!(Lease::open(&enc, l.session, &l.seal(&enc)).is_err());
+        l.version = 2;
+        assert_eq!(Lease::open(&enc, l.session, &l.seal(&enc))?.ttl_s(), 120);
+        l.ttl_s = Some(5);
+        assert!(Lease::open(&enc, l.session, &l.seal(&enc)).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn a_version_1_commit_with_version_2_fields_is_refused() -> Result<(), FormatError> {
+        let enc = MasterKey::generate().derive().enc;
+        let mut c = Commit::empty(SessionId::random(), "h".into(), 1, 2);
+        c.forgets = vec![SnapshotId::random()];
+        // Sealed by hand as version 1.
+        let sealed = seal_json(&enc, COMMIT, &ObjectName::Commit(c.session).path(), &c);
+        assert!(Commit::open(&enc, c.session, &sealed).is_err());
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 use super::delete::Deletion;
 use super::spool::SpoolFile;
 use super::{
-    local::LocalBackend, memory::MemoryBackend, s3::S3Backend, Backend, ErrorKind, PutMode,
+    local::LocalBackend, memory::MemoryBackend, s3::S3Backend, Backend, ErrorKind, Expect, PutMode,
 };
 use bytes::Bytes;
 use cairn_repo_format::{KeyId, ObjectKind, ObjectName, PackId, SessionId, SnapshotId};
@@ -17,6 +17,84 @@ fn spool(b: &dyn Backend, name: &ObjectName, data: &[u8]) -> SpoolFile {
     let mut f = SpoolFile::create(&dir).unwrap_or_else(|e| panic!("{e}"));
     f.write_all(data).unwrap_or_else(|e| panic!("{e}"));
     f
+}
+
+/// Create-only and compare-and-swap writes with versions, and the
+/// storage's clock.
+async fn versioned(b: &Arc<dyn Backend>) {
+    let state = ObjectName::GcState;
+    let ok = |r: Result<super::Version, super::BackendError>| r.unwrap_or_else(|e| panic!("{e}"));
+    let before = crate::util::now_ns();
+    let v1 = ok(b
+        .put_versioned(&state, Bytes::from_static(b"one"), Expect::Absent)
+        .await);
+    let kind = |r: Result<super::Version, super::BackendError>| r.err().map(|e| e.kind);
+    assert_eq!(
+        kind(
+            b.put_versioned(&state, Bytes::from_static(b"again"), Expect::Absent)
+                .await
+        ),
+        Some(ErrorKind::AlreadyExists)
+    );
+    let (data, v) = b
+        .get_versioned(&state)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((data, &v), (Bytes::from_static(b"one"), &v1));
+    let v2 = ok(b
+        .put_versioned(&state, Bytes::from_static(b"two"), Expect::Version(&v1))
+        .await);
+    assert_ne!(v1, v2);
+    assert_eq!(
+        kind(
+            b.put_versioned(&state, Bytes::from_static(b"stale"), Expect::Version(&v1))
+                .await
+        ),
+        Some(ErrorKind::Changed)
+    );
+    assert_eq!(b.get(&state).await.ok(), Some(Bytes::from_static(b"two")));
+    // Of many writers that read one version, exactly one replaces it.
+    let racers: Vec<_> = (0..12u8)
+        .map(|i| {
+            let (b, v2) = (b.clone(), v2.clone());
+            tokio::spawn(async move {
+                b.put_versioned(
+                    &ObjectName::GcState,
+                    Bytes::from(vec![i; 8]),
+                    Expect::Version(&v2),
+                )
+                .await
+                .is_ok()
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for r in racers {
+        wins += usize::from(r.await.unwrap_or(false));
+    }
+    assert_eq!(wins, 1);
+    // A compare-and-swap of a missing object fails.
+    let lease = ObjectName::Lease(SessionId::random());
+    assert!(matches!(
+        kind(
+            b.put_versioned(&lease, Bytes::from_static(b"x"), Expect::Version(&v2))
+                .await
+        ),
+        Some(ErrorKind::NotFound | ErrorKind::Changed)
+    ));
+    // The storage's clock: about now (S3 gives whole seconds).
+    let stat = b.stat(&state).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stat.size, 8);
+    let after = crate::util::now_ns();
+    assert!(
+        stat.modified_ns >= before - 2_000_000_000 && stat.modified_ns <= after + 2_000_000_000,
+        "modified {} not within [{before}, {after}]",
+        stat.modified_ns
+    );
+    assert_eq!(
+        b.list(ObjectKind::GcState).await.unwrap_or_default(),
+        vec![state]
+    );
 }
 
 async fn suite(b: Arc<dyn Backend>) {
@@ -116,6 +194,8 @@ async fn suite(b: Arc<dyn Backend>) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(b.get(&lease).await.ok(), Some(Bytes::from_static(b"two")));
+
+    versioned(&b).await;
 
     // Listing: many objects, each kind under its own prefix.
     let mut want = HashSet::new();

@@ -11,7 +11,9 @@
 //! - `seed=S`: the random seed (default 1).
 
 use super::delete::Deletion;
-use super::{Backend, BackendError, DynBackend, ErrorKind, PutMode, ReadProfile};
+use super::{
+    Backend, BackendError, DynBackend, ErrorKind, Expect, PutMode, ReadProfile, Stat, Version,
+};
 use async_trait::async_trait;
 use bytes::Bytes;
 use cairn_repo_format::{ObjectKind, ObjectName};
@@ -88,11 +90,11 @@ impl Faulty {
     }
 
     /// Runs the write `put` (or not), with the faults the spec asks for.
-    async fn write(
+    async fn write<T>(
         &self,
         name: &ObjectName,
-        put: impl std::future::Future<Output = Result<(), BackendError>>,
-    ) -> Result<(), BackendError> {
+        put: impl std::future::Future<Output = Result<T, BackendError>>,
+    ) -> Result<T, BackendError> {
         if let Some(n) = self.permanent_after {
             if self.writes.load(Ordering::SeqCst) >= n {
                 return Err(self.fault(ErrorKind::PermissionDenied, "put", name.path()));
@@ -102,11 +104,11 @@ impl Faulty {
         if matches!(strike, Strike::Before) {
             return Err(self.fault(ErrorKind::Transient, "put", name.path()));
         }
-        put.await?;
+        let done = put.await?;
         self.writes.fetch_add(1, Ordering::SeqCst);
         match strike {
             Strike::After => Err(self.fault(ErrorKind::Transient, "put", name.path())),
-            _ => Ok(()),
+            _ => Ok(done),
         }
     }
 
@@ -167,6 +169,25 @@ impl Backend for Faulty {
 
     async fn head(&self, name: &ObjectName) -> Result<u64, BackendError> {
         self.read("head", name.path(), self.inner.head(name)).await
+    }
+
+    async fn stat(&self, name: &ObjectName) -> Result<Stat, BackendError> {
+        self.read("head", name.path(), self.inner.stat(name)).await
+    }
+
+    async fn get_versioned(&self, name: &ObjectName) -> Result<(Bytes, Version), BackendError> {
+        self.read("get", name.path(), self.inner.get_versioned(name))
+            .await
+    }
+
+    async fn put_versioned(
+        &self,
+        name: &ObjectName,
+        data: Bytes,
+        expect: Expect<'_>,
+    ) -> Result<Version, BackendError> {
+        self.write(name, self.inner.put_versioned(name, data, expect))
+            .await
     }
 
     async fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectName>, BackendError> {

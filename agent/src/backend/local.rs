@@ -7,7 +7,7 @@
 //! directory is fsynced after publishing.
 
 use super::delete::Deletion;
-use super::{Backend, BackendError, ErrorKind, PutMode};
+use super::{Backend, BackendError, ErrorKind, Expect, PutMode, Stat, Version};
 use async_trait::async_trait;
 use bytes::Bytes;
 use cairn_repo_format::{ObjectKind, ObjectName};
@@ -159,6 +159,23 @@ fn publish_file(spooled: &Path, path: &Path, mode: PutMode, modes: Modes) -> std
     write_object(path, &fs::read(spooled)?, mode, modes)
 }
 
+/// A compare-and-swap: under an exclusive `flock(2)` on the object's
+/// directory (every compare-and-swap in it takes the same lock, across
+/// processes), the object is read, compared with `expected` and replaced.
+fn swap_object(path: &Path, data: &[u8], expected: &Version, modes: Modes) -> std::io::Result<()> {
+    let dir = fs::File::open(parent(path)?)?;
+    rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockExclusive)?;
+    let now = fs::read(path)?;
+    if Version::of_bytes(&now) != *expected {
+        return Err(std::io::Error::other(CHANGED));
+    }
+    // The lock goes with `dir`, after the replace.
+    write_object(path, data, PutMode::Overwrite, modes)
+}
+
+/// The message by which [`swap_object`] says the object changed.
+const CHANGED: &str = "the object changed since it was read";
+
 fn list_dir(dir: &Path, depth: usize, prefix: &str, out: &mut Vec<String>) -> std::io::Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
@@ -246,27 +263,64 @@ impl Backend for LocalBackend {
         .await
     }
 
-    async fn head(&self, name: &ObjectName) -> Result<u64, BackendError> {
+    async fn stat(&self, name: &ObjectName) -> Result<Stat, BackendError> {
+        use std::os::unix::fs::MetadataExt;
         let path = self.path(name);
         self.blocking("head", name.path(), move || {
-            fs::metadata(path).map(|m| m.len())
+            fs::metadata(path).map(|m| Stat {
+                size: m.len(),
+                modified_ns: m
+                    .mtime()
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(m.mtime_nsec()),
+            })
         })
         .await
     }
 
+    async fn get_versioned(&self, name: &ObjectName) -> Result<(Bytes, Version), BackendError> {
+        let data = self.get(name).await?;
+        let v = Version::of_bytes(&data);
+        Ok((data, v))
+    }
+
+    async fn put_versioned(
+        &self,
+        name: &ObjectName,
+        data: Bytes,
+        expect: Expect<'_>,
+    ) -> Result<Version, BackendError> {
+        let version = Version::of_bytes(&data);
+        let path = self.path(name);
+        let modes = Modes::of(&self.root);
+        let expected = match expect {
+            Expect::Absent => None,
+            Expect::Version(v) => Some(v.clone()),
+        };
+        let r = self
+            .blocking("put", name.path(), move || match expected {
+                None => write_object(&path, &data, PutMode::Create, modes),
+                Some(v) => swap_object(&path, &data, &v, modes),
+            })
+            .await;
+        match r {
+            Err(mut e) if e.detail == CHANGED => {
+                e.kind = ErrorKind::Changed;
+                Err(e)
+            }
+            r => r.map(|()| version),
+        }
+    }
+
     async fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectName>, BackendError> {
         let root = self.root.clone();
-        let depth = match kind {
-            ObjectKind::Config => 0,
-            ObjectKind::Pack | ObjectKind::Index => 2,
-            _ => 1,
-        };
+        let depth = kind.depth();
         let names = self
             .blocking("list", kind.prefix().to_owned(), move || {
                 let mut out = Vec::new();
                 if depth == 0 {
-                    if root.join("config").exists() {
-                        out.push("config".to_owned());
+                    if root.join(kind.prefix()).exists() {
+                        out.push(kind.prefix().to_owned());
                     }
                 } else {
                     list_dir(&root.join(kind.prefix()), depth, kind.prefix(), &mut out)?;

@@ -3,7 +3,7 @@
 //! what a command reads and writes (and what it would cost on S3).
 
 use super::delete::Deletion;
-use super::{Backend, BackendError, DynBackend, PutMode, ReadProfile};
+use super::{Backend, BackendError, DynBackend, Expect, PutMode, ReadProfile, Stat, Version};
 use async_trait::async_trait;
 use bytes::Bytes;
 use cairn_repo_format::{ObjectKind, ObjectName};
@@ -83,6 +83,34 @@ impl Backend for Logged {
     async fn head(&self, name: &ObjectName) -> Result<u64, BackendError> {
         let r = self.inner.head(name).await;
         log(format_args!("HEAD {name}"), &r);
+        r
+    }
+
+    async fn stat(&self, name: &ObjectName) -> Result<Stat, BackendError> {
+        let r = self.inner.stat(name).await;
+        log(format_args!("HEAD {name}"), &r);
+        r
+    }
+
+    async fn get_versioned(&self, name: &ObjectName) -> Result<(Bytes, Version), BackendError> {
+        let r = self.inner.get_versioned(name).await;
+        log(format_args!("GET {name}"), &r);
+        r
+    }
+
+    async fn put_versioned(
+        &self,
+        name: &ObjectName,
+        data: Bytes,
+        expect: Expect<'_>,
+    ) -> Result<Version, BackendError> {
+        let len = data.len();
+        let r = self.inner.put_versioned(name, data, expect).await;
+        let cond = match expect {
+            Expect::Absent => "create",
+            Expect::Version(_) => "if-match",
+        };
+        log(format_args!("PUT {name} ({len} bytes, {cond})"), &r);
         r
     }
 

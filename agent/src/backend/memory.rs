@@ -1,7 +1,7 @@
 //! An in-memory backend for unit tests of code above the backend layer.
 
 use super::delete::Deletion;
-use super::{Backend, BackendError, ErrorKind, PutMode};
+use super::{Backend, BackendError, ErrorKind, Expect, PutMode, Stat, Version};
 use async_trait::async_trait;
 use bytes::Bytes;
 use cairn_repo_format::{ObjectKind, ObjectName};
@@ -64,8 +64,37 @@ impl Backend for MemoryBackend {
             .min(b.len());
         Ok(b.slice(start..end))
     }
-    async fn head(&self, name: &ObjectName) -> Result<u64, BackendError> {
-        Ok(self.get(name).await?.len() as u64)
+    async fn stat(&self, name: &ObjectName) -> Result<Stat, BackendError> {
+        Ok(Stat {
+            size: self.get(name).await?.len() as u64,
+            modified_ns: crate::util::now_ns(),
+        })
+    }
+    async fn get_versioned(&self, name: &ObjectName) -> Result<(Bytes, Version), BackendError> {
+        let data = self.get(name).await?;
+        let v = Version::of_bytes(&data);
+        Ok((data, v))
+    }
+    async fn put_versioned(
+        &self,
+        name: &ObjectName,
+        data: Bytes,
+        expect: Expect<'_>,
+    ) -> Result<Version, BackendError> {
+        let mut m = self.map();
+        match (expect, m.get(&name.path())) {
+            (Expect::Absent, Some(_)) => {
+                return Err(Self::err(ErrorKind::AlreadyExists, "put", name))
+            }
+            (Expect::Version(_), None) => return Err(Self::err(ErrorKind::NotFound, "put", name)),
+            (Expect::Version(v), Some(now)) if Version::of_bytes(now) != *v => {
+                return Err(Self::err(ErrorKind::Changed, "put", name))
+            }
+            _ => {}
+        }
+        let v = Version::of_bytes(&data);
+        m.insert(name.path(), data);
+        Ok(v)
     }
     async fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectName>, BackendError> {
         Ok(self

@@ -3,7 +3,10 @@
 //! Permanent errors pass through at once.
 
 use super::delete::Deletion;
-use super::{read_spooled, Backend, BackendError, DynBackend, ErrorKind, PutMode, ReadProfile};
+use super::{
+    read_spooled, Backend, BackendError, DynBackend, ErrorKind, Expect, PutMode, ReadProfile, Stat,
+    Version,
+};
 use async_trait::async_trait;
 use bytes::Bytes;
 use cairn_repo_format::{ObjectKind, ObjectName};
@@ -159,6 +162,44 @@ impl Backend for Retry {
 
     async fn head(&self, name: &ObjectName) -> Result<u64, BackendError> {
         self.run(|_| self.inner.head(name)).await
+    }
+
+    async fn stat(&self, name: &ObjectName) -> Result<Stat, BackendError> {
+        self.run(|_| self.inner.stat(name)).await
+    }
+
+    async fn get_versioned(&self, name: &ObjectName) -> Result<(Bytes, Version), BackendError> {
+        self.run(|_| self.inner.get_versioned(name)).await
+    }
+
+    /// As [`Retry::put_answer`]: a retry that finds the object created or
+    /// changed asks whether it holds our bytes (an earlier attempt's).
+    async fn put_versioned(
+        &self,
+        name: &ObjectName,
+        data: Bytes,
+        expect: Expect<'_>,
+    ) -> Result<Version, BackendError> {
+        self.run(|attempt| {
+            let data = data.clone();
+            async move {
+                match self.inner.put_versioned(name, data.clone(), expect).await {
+                    Err(e)
+                        if attempt > 0
+                            && matches!(e.kind, ErrorKind::AlreadyExists | ErrorKind::Changed) =>
+                    {
+                        let (now, version) = self.inner.get_versioned(name).await?;
+                        if now == data {
+                            Ok(version)
+                        } else {
+                            Err(e)
+                        }
+                    }
+                    r => r,
+                }
+            }
+        })
+        .await
     }
 
     async fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectName>, BackendError> {

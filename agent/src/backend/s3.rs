@@ -12,7 +12,7 @@
 //!   classification, with backoff and jitter.
 
 use super::delete::Deletion;
-use super::{Backend, BackendError, ErrorKind, PutMode, ReadProfile};
+use super::{Backend, BackendError, ErrorKind, Expect, PutMode, ReadProfile, Stat, Version};
 use async_trait::async_trait;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -197,7 +197,12 @@ impl S3Backend {
     }
 
     /// GETs an object, or a byte range of it, and reads the whole body.
-    async fn fetch(&self, name: &ObjectName, range: Option<String>) -> Result<Bytes, BackendError> {
+    /// An object (or a range of it) and its ETag.
+    async fn fetch(
+        &self,
+        name: &ObjectName,
+        range: Option<String>,
+    ) -> Result<(Bytes, Option<String>), BackendError> {
         let key = self.key(name);
         let resp = self
             .client
@@ -218,6 +223,7 @@ impl S3Backend {
             location: self.location(),
             detail,
         };
+        let etag = resp.e_tag.clone();
         let mut body = resp.body;
         let mut out = bytes::BytesMut::with_capacity(
             usize::try_from(resp.content_length.unwrap_or(0)).unwrap_or(0),
@@ -238,7 +244,7 @@ impl S3Backend {
                 Ok(Some(Ok(chunk))) => out.extend_from_slice(&chunk),
             }
         }
-        Ok(out.freeze())
+        Ok((out.freeze(), etag))
     }
 
     /// Multipart uploads not completed or aborted under our prefix (tests).
@@ -545,7 +551,7 @@ impl Backend for S3Backend {
     }
 
     async fn get(&self, name: &ObjectName) -> Result<Bytes, BackendError> {
-        self.fetch(name, None).await
+        Ok(self.fetch(name, None).await?.0)
     }
 
     async fn get_range(
@@ -557,11 +563,13 @@ impl Backend for S3Backend {
         if len == 0 {
             return Ok(Bytes::new());
         }
-        self.fetch(name, Some(format!("bytes={offset}-{}", offset + len - 1)))
-            .await
+        Ok(self
+            .fetch(name, Some(format!("bytes={offset}-{}", offset + len - 1)))
+            .await?
+            .0)
     }
 
-    async fn head(&self, name: &ObjectName) -> Result<u64, BackendError> {
+    async fn stat(&self, name: &ObjectName) -> Result<Stat, BackendError> {
         let key = self.key(name);
         let resp = self
             .client
@@ -571,16 +579,80 @@ impl Backend for S3Backend {
             .send()
             .await
             .map_err(|e| self.err("head", key, e))?;
-        Ok(resp
-            .content_length()
-            .and_then(|l| u64::try_from(l).ok())
-            .unwrap_or(0))
+        let modified_ns = resp.last_modified().map_or(0, |t| {
+            t.secs()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(i64::from(t.subsec_nanos()))
+        });
+        Ok(Stat {
+            size: resp
+                .content_length()
+                .and_then(|l| u64::try_from(l).ok())
+                .unwrap_or(0),
+            modified_ns,
+        })
+    }
+
+    async fn get_versioned(&self, name: &ObjectName) -> Result<(Bytes, Version), BackendError> {
+        let (data, etag) = self.fetch(name, None).await?;
+        let etag = etag.ok_or_else(|| BackendError {
+            kind: ErrorKind::Other,
+            op: "get",
+            object: name.path(),
+            location: self.location(),
+            detail: format!(
+                "{} gave no ETag, which compare-and-swap needs",
+                self.endpoint
+            ),
+        })?;
+        Ok((data, Version(etag)))
+    }
+
+    /// One request (these objects are small): `If-None-Match: *` or
+    /// `If-Match: <ETag>`; a 412 means the object exists, or changed.
+    async fn put_versioned(
+        &self,
+        name: &ObjectName,
+        data: Bytes,
+        expect: Expect<'_>,
+    ) -> Result<Version, BackendError> {
+        let key = self.key(name);
+        let req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .body(ByteStream::from(data));
+        let req = match expect {
+            Expect::Absent => req.if_none_match("*"),
+            Expect::Version(v) => req.if_match(&v.0),
+        };
+        let resp = req.send().await.map_err(|e| {
+            let mut e = self.err("put", key.clone(), e);
+            if e.kind == ErrorKind::AlreadyExists && matches!(expect, Expect::Version(_)) {
+                e.kind = ErrorKind::Changed;
+            }
+            e
+        })?;
+        resp.e_tag()
+            .map(|t| Version(t.to_owned()))
+            .ok_or_else(|| BackendError {
+                kind: ErrorKind::Other,
+                op: "put",
+                object: key,
+                location: self.location(),
+                detail: format!(
+                    "{} gave no ETag, which compare-and-swap needs",
+                    self.endpoint
+                ),
+            })
     }
 
     async fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectName>, BackendError> {
-        let prefix = match kind {
-            ObjectKind::Config => format!("{}config", self.prefix),
-            _ => format!("{}{}/", self.prefix, kind.prefix()),
+        let prefix = if kind.is_single() {
+            format!("{}{}", self.prefix, kind.prefix())
+        } else {
+            format!("{}{}/", self.prefix, kind.prefix())
         };
         let mut pages = self
             .client

@@ -20,7 +20,7 @@
 
 use super::{insert_pack, insert_session, BlobRow, Catalog, Listed, INSERT_BLOB, INSERT_PACK};
 use crate::error::{Context, Error, Result};
-use cairn_repo_format::{Commit, IndexPack, PackId, SessionId};
+use cairn_repo_format::{Commit, IndexPack, SessionId};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
@@ -41,7 +41,7 @@ pub struct BulkLoad {
     dir: PathBuf,
     run_rows: usize,
     /// Every pack, in the order given; a row's `pack` is a position here.
-    packs: Vec<(SessionId, PackId, u64)>,
+    packs: Vec<(IndexPack, SessionId)>,
     sessions: Vec<(Commit, Vec<Listed>)>,
     pending: Vec<BlobRow>,
     runs: Vec<File>,
@@ -77,15 +77,16 @@ impl BulkLoad {
         packs: Vec<IndexPack>,
         snapshots: Vec<Listed>,
     ) -> Result<()> {
-        for p in packs {
+        for mut p in packs {
             let at = i64::try_from(self.packs.len())?;
-            self.packs.push((commit.session, p.id, p.length));
             for e in &p.blobs {
                 self.pending.push(BlobRow::new(at, e));
                 if self.pending.len() >= self.run_rows {
                     self.spill()?;
                 }
             }
+            p.blobs = Vec::new();
+            self.packs.push((p, commit.session));
         }
         self.sessions.push((commit, snapshots));
         Ok(())
@@ -134,7 +135,7 @@ impl BulkLoad {
             let numbers = self
                 .packs
                 .iter()
-                .map(|(session, id, length)| insert_pack(&mut pack_st, *session, *id, *length))
+                .map(|(pack, indexed_by)| insert_pack(&mut pack_st, pack, *indexed_by))
                 .collect::<rusqlite::Result<Vec<i64>>>()?;
             let mut blob_st = tx.prepare_cached(INSERT_BLOB)?;
             let mut written = 0u64;
@@ -168,6 +169,8 @@ impl BulkLoad {
         for (commit, snapshots) in &self.sessions {
             insert_session(&tx, &cat.auth.mac, commit, snapshots, false)?;
         }
+        let commits: Vec<Commit> = self.sessions.into_iter().map(|(c, _)| c).collect();
+        super::gc::apply(&tx, &commits)?;
         tx.commit()?;
         Ok(())
     }
@@ -239,6 +242,7 @@ fn merge(runs: Vec<File>, mut each: impl FnMut(BlobRow) -> Result<()>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cairn_repo_format::PackId;
     use cairn_repo_format::{BlobEntry, BlobKind, ChunkId, Compression};
 
     fn entry(id: u8, n: u32) -> BlobEntry {
@@ -268,18 +272,18 @@ mod tests {
             .enumerate()
             .map(|(s, blobs)| {
                 let commit = Commit {
-                    version: 1,
-                    session: SessionId::random(),
-                    hostname: format!("node-{s}"),
-                    started_ns: 1_000,
-                    finished_ns: 2_000 + i64::try_from(s).unwrap_or(0),
-                    index: Vec::new(),
-                    snapshots: Vec::new(),
                     packs: 2,
+                    ..Commit::empty(
+                        SessionId::random(),
+                        format!("node-{s}"),
+                        1_000,
+                        2_000 + i64::try_from(s).unwrap_or(0),
+                    )
                 };
                 let packs = blobs
                     .chunks(2)
                     .map(|pair| IndexPack {
+                        session: commit.session,
                         id: PackId::random(),
                         length: 1 << 20,
                         blobs: pair

@@ -35,6 +35,10 @@ pub struct Args {
     /// (a producer that failed before writing everything).
     #[arg(long, value_name = "BYTES", default_value_t = 0)]
     expect_min_bytes: u64,
+    /// Label the snapshot (repeat for several); `forget --keep-tag` keeps
+    /// snapshots by their tags.
+    #[arg(long = "tag", value_name = "TAG", global = true)]
+    tags: Vec<String>,
     /// Print a JSON summary on standard output.
     #[arg(long, global = true)]
     json: bool,
@@ -166,6 +170,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
         parent,
         uploads: args.uploads,
         expect_min_bytes: args.expect_min_bytes,
+        tags: args.tags.clone(),
     };
     let (repo, cat) = ctx.open_with_catalog().await?;
     let stats = Arc::new(Stats::default());

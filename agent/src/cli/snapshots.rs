@@ -44,6 +44,7 @@ pub fn run(cat: &Catalog, args: Args) -> Result<Status> {
                     "source": shown(&s.source),
                     "tree": s.tree.to_hex(),
                     "partial": s.partial,
+                    "tags": s.tags,
                     "summary": s.summary,
                 })
             })
@@ -59,9 +60,14 @@ pub fn run(cat: &Catalog, args: Args) -> Result<Status> {
     )?;
     for (id, s) in &snapshots {
         let partial = if s.partial { " (partial)" } else { "" };
+        let tags = if s.tags.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", s.tags.join(","))
+        };
         writeln!(
             out,
-            "{:<9} {:<19} {:<16} {:>10}  {}{partial}",
+            "{:<9} {:<19} {:<16} {:>10}  {}{partial}{tags}",
             id.short(),
             format_time(s.time_ns),
             s.hostname,

@@ -3,6 +3,7 @@
 use crate::cancel::Cancel;
 use crate::catalog::Catalog;
 use crate::error::{input, Error, Result};
+use crate::gc;
 use crate::pipeline::chunk::StreamChunker;
 use crate::pipeline::{self, Options, Target};
 use crate::repo::{resolve_snapshot, Repository};
@@ -13,7 +14,7 @@ use crate::stats::Stats;
 use crate::sync::{self, Trees};
 use crate::util;
 use cairn_chunker::Chunker;
-use cairn_repo_format::{ChunkId, IndexPack, Snapshot, SnapshotId, Source, Summary};
+use cairn_repo_format::{ChunkId, IndexPack, PackSet, Snapshot, SnapshotId, Source, Summary};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -47,6 +48,9 @@ pub struct BackupOptions {
     /// producer that failed before writing everything).
     #[serde(default)]
     pub expect_min_bytes: u64,
+    /// The snapshot's tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 fn default_uploads() -> usize {
@@ -61,6 +65,7 @@ impl BackupOptions {
             parent: Parent::default(),
             uploads: default_uploads(),
             expect_min_bytes: 0,
+            tags: Vec::new(),
         }
     }
 }
@@ -128,22 +133,35 @@ pub async fn backup(
     stats: Arc<Stats>,
 ) -> Result<BackupReport> {
     let started = Instant::now();
-    let (plan, parent) = cancel
-        .or_cancel(async {
+    let tags = checked_tags(&opts.tags)?;
+    // Format §8.1: the lease first, then what a prune condemns, and only
+    // then the index (the catalog's sync).
+    let session = cancel.or_cancel(Session::start(repo)).await?;
+    let prepared = cancel
+        .or_cancel(session.fence.or_cancel(async {
+            let avoid = gc::writer_view(repo).await?;
             sync::sync(cat, repo).await?;
             let plan = opts.source.plan().await?;
             let parent = match &plan {
                 Plan::Files(files) => choose_parent(repo, cat, files, &opts.parent).await?,
                 Plan::Streams(_) => None,
             };
-            Ok::<_, Error>((plan, parent))
-        })
-        .await?;
-    let is_stream = matches!(plan, Plan::Streams(_));
-    let session = Session::start(repo).await?;
+            Ok::<_, Error>(Prepared {
+                plan,
+                parent,
+                avoid,
+            })
+        }))
+        .await;
+    let prepared = match prepared {
+        Ok(p) => p,
+        Err(e) => return Err(session.abandon(repo, e).await),
+    };
+    let is_stream = matches!(prepared.plan, Plan::Streams(_));
+    let parent = prepared.parent;
     let produced = cancel
-        .or_cancel(async {
-            let produced = produce(repo, cat, &session, plan, parent, opts.uploads, &stats).await?;
+        .or_cancel(session.fence.or_cancel(async {
+            let produced = produce(repo, cat, &session, prepared, opts.uploads, &stats).await?;
             let read = Stats::get(&stats.bytes_read);
             if read < opts.expect_min_bytes {
                 return Err(SourceError::Short {
@@ -156,7 +174,7 @@ pub async fn backup(
                 tracing::warn!("the stream was empty (0 bytes). A producer that fails before writing anything looks like this under --stdin; prefer --command, which sees its exit status, or set --expect-min-bytes");
             }
             Ok::<_, Error>(produced)
-        })
+        }))
         .await;
     let Produced {
         source,
@@ -165,10 +183,7 @@ pub async fn backup(
         packs,
     } = match produced {
         Ok(p) => p,
-        Err(e) => {
-            session.abandon(repo).await;
-            return Err(e);
-        }
+        Err(e) => return Err(session.abandon(repo, e).await),
     };
     let summary = Summary {
         bytes_read: Stats::get(&stats.bytes_read),
@@ -192,6 +207,7 @@ pub async fn backup(
         tree,
         partial: report.errors > 0,
         summary,
+        tags,
     };
     let done = session.commit(repo, packs, &snapshot).await?;
     let id = done.snapshot;
@@ -214,6 +230,28 @@ pub async fn backup(
         unchanged_files: report.unchanged,
         parent: parent.map(|(id, _)| id),
     })
+}
+
+/// The tags of a new snapshot, sorted, once each; refused if the format
+/// does not allow them (before anything is read or written).
+fn checked_tags(tags: &[String]) -> Result<Vec<String>> {
+    if let Some(bad) = tags.iter().find(|t| !cairn_repo_format::valid_tag(t)) {
+        input!(
+            "tag {bad:?} is not allowed: a tag is 1 to {} bytes with no comma or control character",
+            cairn_repo_format::MAX_TAG_LEN
+        );
+    }
+    let mut tags = tags.to_vec();
+    tags.sort();
+    tags.dedup();
+    if tags.len() > cairn_repo_format::MAX_TAGS {
+        input!(
+            "{} tags given; a snapshot has at most {}",
+            tags.len(),
+            cairn_repo_format::MAX_TAGS
+        );
+    }
+    Ok(tags)
 }
 
 /// The parent snapshot of a files backup and its root tree, its trees
@@ -251,22 +289,36 @@ async fn choose_parent(
     Ok(Some((*id, snap.tree)))
 }
 
+/// What a backup knows before it reads its source.
+struct Prepared {
+    plan: Plan,
+    /// The parent snapshot and its root tree.
+    parent: Option<(SnapshotId, ChunkId)>,
+    /// The packs a prune condemns.
+    avoid: Option<Arc<PackSet>>,
+}
+
 /// Reads the source through the pipeline into packs and a tree.
 async fn produce(
     repo: &Repository,
     cat: &Arc<Catalog>,
     session: &Session,
-    plan: Plan,
-    parent: Option<(SnapshotId, ChunkId)>,
+    prepared: Prepared,
     uploads: usize,
     stats: &Arc<Stats>,
 ) -> Result<Produced> {
+    let Prepared {
+        plan,
+        parent,
+        avoid,
+    } = prepared;
     let target = Target {
         backend: repo.backend.clone(),
         session: session.id,
         enc: repo.keys.enc.clone(),
         ids: repo.keys.id.clone(),
         catalog: cat.clone(),
+        avoid,
     };
     let chunker = Chunker::new(repo.config.chunker, &repo.keys.gear);
     let opts = pipeline_options(repo, uploads);

@@ -5,7 +5,7 @@ use crate::cancel::Cancel;
 use crate::catalog::{Catalog, PackRef};
 use crate::error::Result;
 use crate::repo::Repository;
-use crate::sync::{self, read_session, SyncReport, Trees};
+use crate::sync::{self, read_commits, read_listed, Counts, SyncReport, Trees};
 use cairn_repo_format::{ObjectKind, ObjectName, SessionId};
 use futures::StreamExt;
 use std::collections::HashSet;
@@ -126,27 +126,30 @@ async fn check_packs_and_sessions(repo: &Repository, cat: &Catalog) -> Result<Ch
             missing.push(*p);
         }
     }
-    let sessions: Vec<SessionId> = repo
-        .backend
-        .list(ObjectKind::Commit)
-        .await?
-        .into_iter()
-        .filter_map(|n| match n {
-            ObjectName::Commit(sid) => Some(sid),
-            _ => None,
-        })
-        .collect();
-    let damaged: Vec<(SessionId, String)> = futures::stream::iter(&sessions)
-        .map(|sid| async move {
-            read_session(repo, *sid)
+    let sessions = sync::list_sessions(repo).await?;
+    let mut counts = Counts::default();
+    let mut damaged = Vec::new();
+    let mut commits = Vec::new();
+    for (sid, read) in read_commits(repo, sessions.iter().copied(), &mut counts).await {
+        match read {
+            Ok(c) => commits.push(c),
+            Err(e) => damaged.push((sid, e.to_string())),
+        }
+    }
+    let counts = &counts;
+    let unreadable: Vec<(SessionId, String)> = futures::stream::iter(commits)
+        .map(|c| async move {
+            let sid = c.session;
+            read_listed(repo, c, counts)
                 .await
                 .err()
-                .map(|e| (*sid, e.to_string()))
+                .map(|e| (sid, e.to_string()))
         })
         .buffer_unordered(CHECK_SESSIONS_AT_ONCE)
         .filter_map(std::future::ready)
         .collect()
         .await;
+    damaged.extend(unreadable);
     let packs: HashSet<&PackRef> = used.iter().chain(&unused).collect();
     Ok(CheckReport {
         packs: packs.len(),

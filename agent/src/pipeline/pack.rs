@@ -121,6 +121,7 @@ pub(super) async fn upload(
     Stats::add(&stats.stored_bytes, pack.length);
     Stats::add(&stats.packs, 1);
     Ok(IndexPack {
+        session: pack.session,
         id: pack.id,
         length: pack.length,
         blobs: pack.entries,
