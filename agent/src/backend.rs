@@ -9,6 +9,7 @@ use delete::Deletion;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub(crate) mod counted;
 pub mod delete;
 /// Test-only fault injection: not compiled into the binary, so no
 /// environment variable can make a release inject faults.

@@ -24,11 +24,14 @@ use cairn_repo_format::{
     SessionId, Snapshot, SnapshotId, Tree,
 };
 use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 mod gc;
 pub mod load;
+mod mark;
+pub use mark::PackUsage;
 
 /// The schema this cairn writes and reads (2: snapshot rows carry a MAC;
 /// 3: packs say which session indexed them, forgotten and superseded).
@@ -39,7 +42,8 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE sessions (
     id BLOB PRIMARY KEY,
     hostname TEXT NOT NULL,
-    finished_ns INTEGER NOT NULL
+    finished_ns INTEGER NOT NULL,
+    fenced INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE packs (
     n INTEGER PRIMARY KEY,
@@ -142,6 +146,9 @@ pub struct Catalog {
     conn: Mutex<Connection>,
     path: PathBuf,
     auth: Auth,
+    /// A throwaway catalog of one operation (prune's): nobody is told it
+    /// is being filled.
+    private: bool,
 }
 
 /// Where the catalog of the repository `repository_id` lives by default:
@@ -415,11 +422,12 @@ fn insert_session(
         ])?;
     }
     tx.execute(
-        "INSERT OR REPLACE INTO sessions (id, hostname, finished_ns) VALUES (?1, ?2, ?3)",
+        "INSERT OR REPLACE INTO sessions (id, hostname, finished_ns, fenced) VALUES (?1, ?2, ?3, ?4)",
         params![
             commit.session.as_bytes(),
             commit.hostname,
-            commit.finished_ns
+            commit.finished_ns,
+            commit.is_tombstone()
         ],
     )?;
     Ok(())
@@ -474,7 +482,24 @@ impl Catalog {
             conn: Mutex::new(conn),
             path: path.to_owned(),
             auth,
+            private: false,
         })
+    }
+
+    /// A new catalog in `dir` for one operation's own use (prune reads the
+    /// repository afresh rather than trust a cache another process wrote).
+    ///
+    /// # Errors
+    /// If it cannot be created.
+    pub fn private(dir: &Path, repository_id: &[u8; 16], auth: Auth) -> Result<Self> {
+        let mut cat = Self::open(&dir.join("private.catalog"), repository_id, auth)?;
+        cat.private = true;
+        Ok(cat)
+    }
+
+    /// Whether it is an operation's own throwaway catalog.
+    pub fn is_private(&self) -> bool {
+        self.private
     }
 
     /// A row that fails its check: the catalog is marked so that the next
@@ -527,6 +552,17 @@ impl Catalog {
     pub fn sessions(&self) -> rusqlite::Result<Vec<SessionId>> {
         let conn = self.conn();
         let mut st = conn.prepare("SELECT id FROM sessions")?;
+        let rows = st.query_map([], |r| r.get::<_, [u8; 32]>(0).map(SessionId::from_bytes))?;
+        rows.collect()
+    }
+
+    /// The sessions whose commit is a tombstone (fenced by a prune).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn fenced_sessions(&self) -> rusqlite::Result<HashSet<SessionId>> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT id FROM sessions WHERE fenced = 1")?;
         let rows = st.query_map([], |r| r.get::<_, [u8; 32]>(0).map(SessionId::from_bytes))?;
         rows.collect()
     }

@@ -21,6 +21,7 @@ mod forget;
 mod init;
 mod key;
 mod ls;
+mod prune;
 mod restore;
 mod snapshots;
 
@@ -133,6 +134,8 @@ enum Command {
     /// Forget snapshots by retention rules (--keep-daily 7, …) or by id;
     /// `prune` then frees the data no other snapshot uses.
     Forget(forget::Args),
+    /// Delete the data no snapshot uses any more (safe while backups run).
+    Prune(prune::Args),
     /// Manage the local catalog.
     Catalog {
         #[command(subcommand)]
@@ -262,6 +265,7 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<Status> {
         Command::Backup(args) => backup::run(&ctx, args).await,
         Command::Restore(args) => restore::run(&ctx, args).await,
         Command::Forget(args) => forget::run(&ctx, args).await,
+        Command::Prune(args) => prune::run(&ctx, args).await,
         Command::Snapshots(args) => {
             let cat = ctx.synced(Trees::Of(&[])).await?;
             stdout_closed(snapshots::run(&cat, args))

@@ -101,6 +101,15 @@ pub async fn read_plan(repo: &Repository, name: ObjectName) -> Result<PackSet> {
 /// # Errors
 /// If `gc/state` or the plan cannot be read.
 pub async fn writer_view(repo: &Repository) -> Result<Option<Arc<PackSet>>> {
+    // A plan is removed only after its collection ended: a plan gone
+    // between reading the state and reading it means the state moved on.
+    for _ in 0..3 {
+        let observed = read_state(repo).await?;
+        match condemned(repo, &observed.state).await {
+            Err(e) if matches!(e.root(), Error::Backend(b) if b.kind == ErrorKind::NotFound) => {}
+            other => return other,
+        }
+    }
     let observed = read_state(repo).await?;
     condemned(repo, &observed.state).await
 }

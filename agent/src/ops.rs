@@ -11,8 +11,10 @@
 //! - [`catalog`]: rebuild and check the local catalog.
 //! - [`forget()`]: snapshots stop counting, by retention rules or by id.
 //!
-//! Prune, check, copy and restore drills come here as they are built; only
-//! prune will delete data (through [`crate::backend::delete`]).
+//! - [`prune()`]: the collector, the only operation that deletes data
+//!   (through [`crate::backend::delete`]).
+//!
+//! Check, copy and restore drills come here as they are built.
 
 use crate::cancel::Cancel;
 use crate::catalog::Catalog;
@@ -25,12 +27,14 @@ pub mod catalog;
 pub mod forget;
 pub mod keys;
 pub mod open;
+pub mod prune;
 pub mod restore;
 
 pub use crate::sync::{SyncReport, Trees};
 pub use backup::{backup, BackupOptions, BackupReport, Parent};
 pub use forget::{forget, ForgetOptions, ForgetReport};
 pub use open::{init, open_catalog, open_repository, InitOptions, Place};
+pub use prune::{prune, PruneOptions, PruneReport};
 pub use restore::{restore, Destination, RestoreOptions, RestoreReport};
 
 /// Brings the catalog up to date with the repository: the index and

@@ -157,6 +157,15 @@ impl Repository {
         Ok(Self::with_keys(backend, master, key_id, config))
     }
 
+    /// The same repository reached through `backend` (a wrapper of its own,
+    /// counting requests, say).
+    pub(crate) fn with_backend(&self, backend: DynBackend) -> Self {
+        Self {
+            backend,
+            ..self.clone()
+        }
+    }
+
     /// Where it is, for messages (`/srv/repo`, `s3:bucket/prefix`).
     pub fn location(&self) -> String {
         self.backend.location()

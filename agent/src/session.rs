@@ -12,7 +12,9 @@ use bytes::Bytes;
 use cairn_repo_format::{
     Commit, IndexFile, IndexId, IndexPack, Lease, ObjectName, SessionId, Snapshot, SnapshotId,
 };
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 /// How long a lease stays live without renewal, unless `CAIRN_LEASE_TTL`
@@ -85,7 +87,15 @@ pub struct Session {
     /// Fires when a renewal finds the session fenced: the work in progress
     /// can stop, its commit would fail anyway.
     pub fence: Cancel,
+    held: Arc<Mutex<Held>>,
     renewer: JoinHandle<()>,
+}
+
+/// The lease as last written, and its version.
+#[derive(Debug)]
+struct Held {
+    lease: Lease,
+    version: Version,
 }
 
 impl Session {
@@ -111,11 +121,13 @@ impl Session {
             .await
             .with_context(|| format!("writing {name}"))?;
         let fence = Cancel::new();
-        let renewer = tokio::spawn(renew(repo.clone(), lease, version, fence.clone()));
+        let held = Arc::new(Mutex::new(Held { lease, version }));
+        let renewer = tokio::spawn(renew(repo.clone(), held.clone(), fence.clone()));
         Ok(Self {
             id,
             started_ns,
             fence,
+            held,
             renewer,
         })
     }
@@ -123,6 +135,23 @@ impl Session {
     /// Whether a renewal found the session fenced.
     pub fn fenced(&self) -> bool {
         self.fence.reason().is_some()
+    }
+
+    /// Renews the lease now and returns when the storage says it wrote it:
+    /// the storage's clock (format §10.3), to compare other leases with.
+    ///
+    /// # Errors
+    /// [`Error::Fenced`] if the session was fenced; storage failures.
+    pub async fn storage_now(&self, repo: &Repository) -> Result<i64> {
+        if !renew_once(repo, &self.held, &self.fence).await? {
+            return Err(Error::Fenced(self.id));
+        }
+        Ok(repo
+            .backend
+            .stat(&ObjectName::Lease(self.id))
+            .await
+            .context("reading the time of this session's lease")?
+            .modified_ns)
     }
 
     /// Ends a session that will not commit because of `why` (its source
@@ -140,6 +169,35 @@ impl Session {
         }
     }
 
+    /// Ends a session whose work is done without a commit of its own (or
+    /// with one written by [`Session::put_commit`]): the lease goes.
+    pub async fn end(self, repo: &Repository) {
+        self.renewer.abort();
+        self.remove_lease(repo).await;
+    }
+
+    /// Writes `commit` (create-only) and keeps the session running: the
+    /// lease stays until [`Session::end`] (a prune that goes on after
+    /// committing its consolidated index files is still alive).
+    ///
+    /// # Errors
+    /// [`Error::Fenced`] if the commit exists already; storage failures.
+    pub async fn put_commit(&self, repo: &Repository, commit: &Commit) -> Result<()> {
+        match repo
+            .backend
+            .put(
+                &ObjectName::Commit(self.id),
+                commit.seal(&repo.keys.enc).into(),
+                PutMode::Create,
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind == ErrorKind::AlreadyExists => Err(Error::Fenced(self.id)),
+            Err(e) => Err(e).context("writing the session commit"),
+        }
+    }
+
     /// Best effort: a backup-only credential may not delete (then the lease
     /// simply stops being renewed, which means the same).
     async fn remove_lease(&self, repo: &Repository) {
@@ -152,6 +210,24 @@ impl Session {
         }
     }
 
+    /// Writes one index file of the session describing `packs` (at most
+    /// [`INDEX_FILE_BLOBS`] blobs, or one pack).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn write_index(&self, repo: &Repository, packs: &[IndexPack]) -> Result<IndexId> {
+        let iid = IndexId::random();
+        let file = IndexFile {
+            packs: packs.to_vec(),
+        };
+        repo.put_new(
+            &ObjectName::Index(self.id, iid),
+            file.seal(&repo.keys.enc, self.id, iid),
+        )
+        .await?;
+        Ok(iid)
+    }
+
     /// Writes the index of `packs`, the snapshot and the commit, in that
     /// order; the snapshot counts only once the commit exists. The lease is
     /// removed afterwards, whether the commit was written or not.
@@ -161,97 +237,104 @@ impl Session {
         packs: Vec<IndexPack>,
         snapshot: &Snapshot,
     ) -> Result<Committed> {
-        self.renewer.abort();
-        let result = self.write_commit(repo, packs, snapshot).await;
-        self.remove_lease(repo).await;
-        result
-    }
-
-    async fn write_commit(
-        &self,
-        repo: &Repository,
-        packs: Vec<IndexPack>,
-        snapshot: &Snapshot,
-    ) -> Result<Committed> {
-        let enc = &repo.keys.enc;
-        let pack_count = packs.len() as u64;
-        let mut index = Vec::new();
-        for group in index_groups(&packs) {
-            let iid = IndexId::random();
-            let file = IndexFile {
-                packs: group.to_vec(),
-            };
+        let written = async {
+            let mut index = Vec::new();
+            for group in index_groups(&packs) {
+                index.push(self.write_index(repo, group).await?);
+            }
+            let sid = SnapshotId::random();
             repo.put_new(
-                &ObjectName::Index(self.id, iid),
-                file.seal(enc, self.id, iid),
+                &ObjectName::Snapshot(sid),
+                snapshot.seal(&repo.keys.enc, sid),
             )
             .await?;
-            index.push(iid);
+            Ok::<_, Error>((index, sid))
         }
-        let sid = SnapshotId::random();
-        repo.put_new(&ObjectName::Snapshot(sid), snapshot.seal(enc, sid))
-            .await?;
+        .await;
+        let (index, sid) = match written {
+            Ok(w) => w,
+            Err(e) => return Err(self.abandon(repo, e).await),
+        };
         let commit = Commit {
             index,
             snapshots: vec![sid],
-            packs: pack_count,
-            ..Commit::empty(self.id, util::hostname(), self.started_ns, util::now_ns())
+            packs: packs.len() as u64,
+            ..self.empty_commit()
         };
-        match repo
-            .backend
-            .put(
-                &ObjectName::Commit(self.id),
-                commit.seal(enc).into(),
-                PutMode::Create,
-            )
-            .await
-        {
-            Ok(()) => Ok(Committed {
-                snapshot: sid,
-                commit,
-                packs,
-            }),
-            Err(e) if e.kind == ErrorKind::AlreadyExists => Err(Error::Fenced(self.id)),
-            Err(e) => Err(e).context("writing the session commit"),
-        }
+        let commit = self.close(repo, commit).await?;
+        Ok(Committed {
+            snapshot: sid,
+            commit,
+            packs,
+        })
+    }
+
+    /// A commit of this session listing nothing yet.
+    pub fn empty_commit(&self) -> Commit {
+        Commit::empty(self.id, util::hostname(), self.started_ns, util::now_ns())
+    }
+
+    /// Writes `commit` (create-only, last: format §8.1) and removes the
+    /// lease, whether the commit was written or not.
+    ///
+    /// # Errors
+    /// [`Error::Fenced`] if the commit exists already (a prune fenced the
+    /// session); storage failures.
+    pub async fn close(self, repo: &Repository, commit: Commit) -> Result<Commit> {
+        self.renewer.abort();
+        let result = self.put_commit(repo, &commit).await;
+        self.remove_lease(repo).await;
+        result.map(|()| commit)
     }
 }
 
-/// Renews `lease` every third of its time-to-live and a little more often,
-/// each time by compare-and-swap on the version written last. A lease that
-/// changed or vanished means a prune may have fenced the session: if its
-/// commit exists, `fence` fires and renewing stops.
-async fn renew(repo: Repository, mut lease: Lease, mut version: Version, fence: Cancel) {
-    let every = Duration::from_secs(u64::from(lease.ttl_s()) / 4);
-    let name = ObjectName::Lease(lease.session);
-    let id = lease.session;
+/// Renews the lease once, by compare-and-swap on the version written
+/// last; `false` if the session turned out fenced (then `fence` fires).
+/// A lease that changed or vanished means a prune may have fenced the
+/// session: its commit decides.
+async fn renew_once(repo: &Repository, held: &Mutex<Held>, fence: &Cancel) -> Result<bool> {
+    let mut held = held.lock().await;
+    let id = held.lease.session;
+    let mut lease = held.lease.clone();
+    lease.generation += 1;
+    lease.renewed_ns = util::now_ns();
+    let data = Bytes::from(lease.seal(&repo.keys.enc));
+    match repo
+        .backend
+        .put_versioned(&ObjectName::Lease(id), data, Expect::Version(&held.version))
+        .await
+    {
+        Ok(v) => {
+            *held = Held { lease, version: v };
+            Ok(true)
+        }
+        Err(e) if matches!(e.kind, ErrorKind::Changed | ErrorKind::NotFound) => {
+            match repo.backend.head(&ObjectName::Commit(id)).await {
+                Ok(_) => {
+                    tracing::warn!(session = %id.short(), "a prune fenced this session (it was silent past its lease); stopping");
+                    fence.cancel(FENCED);
+                    Ok(false)
+                }
+                Err(h) => Err(Error::Internal(format!(
+                    "the lease of session {} changed or vanished under it ({e}), and its commit is not there ({h})",
+                    id.short()
+                ))),
+            }
+        }
+        Err(e) => Err(e).context("renewing the session lease"),
+    }
+}
+
+/// Renews the lease every quarter of its time-to-live (the spec asks for
+/// at least every third) until the session ends or is found fenced.
+async fn renew(repo: Repository, held: Arc<Mutex<Held>>, fence: Cancel) {
+    let every = Duration::from_secs(u64::from(held.lock().await.lease.ttl_s()) / 4);
     loop {
         tokio::time::sleep(every).await;
-        lease.generation += 1;
-        lease.renewed_ns = util::now_ns();
-        let data = Bytes::from(lease.seal(&repo.keys.enc));
-        match repo
-            .backend
-            .put_versioned(&name, data, Expect::Version(&version))
-            .await
-        {
-            Ok(v) => version = v,
-            Err(e) if matches!(e.kind, ErrorKind::Changed | ErrorKind::NotFound) => {
-                match repo.backend.head(&ObjectName::Commit(id)).await {
-                    Ok(_) => {
-                        tracing::warn!(session = %id.short(), "a prune fenced this session (it was silent past its lease); stopping");
-                        fence.cancel(FENCED);
-                        return;
-                    }
-                    Err(h) => {
-                        tracing::warn!(session = %id.short(), "the session lease changed or vanished under it ({e}); its commit is not there ({h}), so it goes on");
-                        return;
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(session = %id.short(), "could not renew the session lease: {e}");
-            }
+        match renew_once(&repo, &held, &fence).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => tracing::warn!("could not renew the session lease: {e}"),
         }
     }
 }

@@ -192,7 +192,7 @@ pub async fn sync(cat: &Arc<Catalog>, repo: &Repository) -> Result<SyncReport> {
         report.rebuilt = true;
     }
     let new: Vec<SessionId> = listed.difference(&known).copied().collect();
-    if known.is_empty() && !new.is_empty() {
+    if known.is_empty() && !new.is_empty() && !cat.is_private() {
         tracing::info!(
             "reading {} session(s) of the repository into the catalog {}",
             new.len(),

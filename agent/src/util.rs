@@ -48,6 +48,21 @@ pub fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
+/// Whether a process with this id exists on this host (signal 0 probes
+/// without sending anything; a process we may not signal exists too).
+pub fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    match rustix::process::Pid::from_raw(pid) {
+        None => false,
+        Some(p) => !matches!(
+            rustix::process::test_kill_process(p),
+            Err(rustix::io::Errno::SRCH)
+        ),
+    }
+}
+
 /// `YYYY-MM-DD HH:MM:SS` in UTC.
 pub fn format_time(ns: i64) -> String {
     let secs = ns.div_euclid(1_000_000_000);

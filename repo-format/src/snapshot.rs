@@ -389,7 +389,7 @@ impl Lease {
     /// What a version 1 lease (without `ttl_s`) means.
     pub const V1_TTL_S: u32 = 900;
     /// The bounds of `ttl_s`.
-    pub const TTL_S: std::ops::RangeInclusive<u32> = 60..=86_400;
+    pub const TTL_S: std::ops::RangeInclusive<u32> = 4..=86_400;
 
     /// Seconds after its last write that the lease may be taken for dead.
     pub fn ttl_s(&self) -> u32 {
@@ -530,7 +530,7 @@ mod tests {
         assert!(Lease::open(&enc, l.session, &l.seal(&enc)).is_err());
         l.version = 2;
         assert_eq!(Lease::open(&enc, l.session, &l.seal(&enc))?.ttl_s(), 120);
-        l.ttl_s = Some(5);
+        l.ttl_s = Some(3);
         assert!(Lease::open(&enc, l.session, &l.seal(&enc)).is_err());
         Ok(())
     }

@@ -2,9 +2,9 @@
 //! needs a [`Deletion`], which only this module makes, so the compiler
 //! holds every other module (and every front end) to writing only.
 //!
-//! Today it removes a session's lease when the session ends and a key file
-//! (`key remove`, or the key file of an `init` that lost a race); prune
-//! (format §10) will delete here too.
+//! It removes a session's lease when the session ends, a key file (`key
+//! remove`, or the key file of an `init` that lost a race), and what the
+//! collector (`prune`, format §10.4) deletes.
 
 use super::{BackendError, DynBackend};
 use cairn_repo_format::{KeyId, ObjectName, SessionId};
@@ -29,6 +29,32 @@ pub(crate) async fn lease(backend: &DynBackend, session: SessionId) -> Result<()
     backend
         .delete(&ObjectName::Lease(session), &Deletion(()))
         .await
+}
+
+/// Removes an object the collector deletes (format §10.4): a pack of a
+/// committed deletion set, an index file or snapshot that no longer
+/// counts, a finished session's lease, an old plan. The caller (`prune`)
+/// answers for the protocol; this refuses every other kind.
+///
+/// # Errors
+/// The backend's failure; a missing object is
+/// [`super::ErrorKind::NotFound`].
+pub(crate) async fn collected(backend: &DynBackend, name: &ObjectName) -> Result<(), BackendError> {
+    match name {
+        ObjectName::Pack(..)
+        | ObjectName::Index(..)
+        | ObjectName::Snapshot(_)
+        | ObjectName::Lease(_)
+        | ObjectName::Plan(_)
+        | ObjectName::Deletions(_) => backend.delete(name, &Deletion(())).await,
+        other => Err(BackendError {
+            kind: super::ErrorKind::Other,
+            op: "delete",
+            object: other.path(),
+            location: backend.location(),
+            detail: "the collector never deletes this kind of object".into(),
+        }),
+    }
 }
 
 /// Removes a key file.

@@ -69,6 +69,13 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Prune afterwards: delete the data no snapshot uses any more.
+    #[arg(long)]
+    prune: bool,
+    /// With --prune: how long to wait for a running backup before fencing
+    /// it, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = ops::prune::DEFAULT_MAX_WAIT_S)]
+    max_wait: u64,
 }
 
 pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
@@ -108,6 +115,15 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
         print(&mut out, &report, &tz)?;
     }
     out.flush()?;
+    drop(out);
+    if args.prune && !opts.dry_run {
+        let prune = ops::PruneOptions {
+            max_wait_s: args.max_wait,
+            dry_run: false,
+        };
+        let report = ops::prune(&repo, &cat, &prune, &ctx.cancel).await?;
+        super::prune::print(&report, args.json)?;
+    }
     Ok(Status::Success)
 }
 
