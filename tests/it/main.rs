@@ -14,6 +14,7 @@ mod databases;
 mod dedup;
 mod files;
 mod hardening;
+mod prune;
 mod retention;
 mod s3;
 mod s3_network;

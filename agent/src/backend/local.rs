@@ -5,6 +5,9 @@
 //! which fails if the name exists, so of racing creators exactly one wins and
 //! nobody ever sees a partial object; overwrites use `rename(2)`. The
 //! directory is fsynced after publishing.
+//!
+//! Mutable objects (leases and `gc/state`) are kept as numbered create-only
+//! versions instead ([`versions`]), so that compare-and-swap needs no lock.
 
 use super::delete::Deletion;
 use super::{Backend, BackendError, ErrorKind, Expect, PutMode, Stat, Version};
@@ -14,6 +17,18 @@ use cairn_repo_format::{ObjectKind, ObjectName};
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+
+mod versions;
+
+/// Whether objects of this kind are mutable (kept as versions).
+fn versioned(kind: ObjectKind) -> bool {
+    matches!(kind, ObjectKind::Lease | ObjectKind::GcState)
+}
+
+/// A version number as a [`Version`].
+fn version(n: u64) -> Version {
+    Version(n.to_string())
+}
 
 /// A repository rooted at a directory.
 #[derive(Debug, Clone)]
@@ -29,6 +44,11 @@ impl LocalBackend {
 
     fn path(&self, name: &ObjectName) -> PathBuf {
         self.root.join(name.path())
+    }
+
+    /// The directory of a mutable object's versions.
+    fn versions(&self, name: &ObjectName) -> PathBuf {
+        versions::dir_of(&self.path(name))
     }
 
     fn err(&self, op: &'static str, object: &str, e: &std::io::Error) -> BackendError {
@@ -159,23 +179,6 @@ fn publish_file(spooled: &Path, path: &Path, mode: PutMode, modes: Modes) -> std
     write_object(path, &fs::read(spooled)?, mode, modes)
 }
 
-/// A compare-and-swap: under an exclusive `flock(2)` on the object's
-/// directory (every compare-and-swap in it takes the same lock, across
-/// processes), the object is read, compared with `expected` and replaced.
-fn swap_object(path: &Path, data: &[u8], expected: &Version, modes: Modes) -> std::io::Result<()> {
-    let dir = fs::File::open(parent(path)?)?;
-    rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockExclusive)?;
-    let now = fs::read(path)?;
-    if Version::of_bytes(&now) != *expected {
-        return Err(std::io::Error::other(CHANGED));
-    }
-    // The lock goes with `dir`, after the replace.
-    write_object(path, data, PutMode::Overwrite, modes)
-}
-
-/// The message by which [`swap_object`] says the object changed.
-const CHANGED: &str = "the object changed since it was read";
-
 fn list_dir(dir: &Path, depth: usize, prefix: &str, out: &mut Vec<String>) -> std::io::Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
@@ -209,6 +212,21 @@ impl Backend for LocalBackend {
     }
 
     async fn put(&self, name: &ObjectName, data: Bytes, mode: PutMode) -> Result<(), BackendError> {
+        if versioned(name.kind()) {
+            return match mode {
+                PutMode::Create => self
+                    .put_versioned(name, data, Expect::Absent)
+                    .await
+                    .map(|_| ()),
+                PutMode::Overwrite => {
+                    let (dir, modes) = (self.versions(name), Modes::of(&self.root));
+                    self.blocking("put", name.path(), move || {
+                        versions::overwrite(&dir, &data, modes).map(|_| ())
+                    })
+                    .await
+                }
+            };
+        }
         let path = self.path(name);
         let modes = Modes::of(&self.root);
         self.blocking("put", name.path(), move || {
@@ -241,6 +259,9 @@ impl Backend for LocalBackend {
     }
 
     async fn get(&self, name: &ObjectName) -> Result<Bytes, BackendError> {
+        if versioned(name.kind()) {
+            return Ok(self.get_versioned(name).await?.0);
+        }
         let path = self.path(name);
         self.blocking("get", name.path(), move || fs::read(path).map(Bytes::from))
             .await
@@ -252,6 +273,16 @@ impl Backend for LocalBackend {
         offset: u64,
         len: u64,
     ) -> Result<Bytes, BackendError> {
+        if versioned(name.kind()) {
+            let data = self.get(name).await?;
+            let start = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(data.len());
+            let end = start
+                .saturating_add(usize::try_from(len).unwrap_or(usize::MAX))
+                .min(data.len());
+            return Ok(data.slice(start..end));
+        }
         let path = self.path(name);
         self.blocking("get", name.path(), move || {
             let mut f = fs::File::open(path)?;
@@ -265,9 +296,15 @@ impl Backend for LocalBackend {
 
     async fn stat(&self, name: &ObjectName) -> Result<Stat, BackendError> {
         use std::os::unix::fs::MetadataExt;
-        let path = self.path(name);
+        let (path, versions) = (self.path(name), versioned(name.kind()));
+        let dir = self.versions(name);
         self.blocking("head", name.path(), move || {
-            fs::metadata(path).map(|m| Stat {
+            let meta = if versions {
+                versions::read(&dir).map(|(_, _, m)| m)
+            } else {
+                fs::metadata(path)
+            };
+            meta.map(|m| Stat {
                 size: m.len(),
                 modified_ns: m
                     .mtime()
@@ -279,9 +316,16 @@ impl Backend for LocalBackend {
     }
 
     async fn get_versioned(&self, name: &ObjectName) -> Result<(Bytes, Version), BackendError> {
-        let data = self.get(name).await?;
-        let v = Version::of_bytes(&data);
-        Ok((data, v))
+        if !versioned(name.kind()) {
+            let data = self.get(name).await?;
+            let v = Version::of_bytes(&data);
+            return Ok((data, v));
+        }
+        let dir = self.versions(name);
+        self.blocking("get", name.path(), move || {
+            versions::read(&dir).map(|(data, n, _)| (Bytes::from(data), version(n)))
+        })
+        .await
     }
 
     async fn put_versioned(
@@ -290,26 +334,48 @@ impl Backend for LocalBackend {
         data: Bytes,
         expect: Expect<'_>,
     ) -> Result<Version, BackendError> {
-        let version = Version::of_bytes(&data);
-        let path = self.path(name);
-        let modes = Modes::of(&self.root);
+        if !versioned(name.kind()) {
+            return match expect {
+                Expect::Absent => {
+                    let v = Version::of_bytes(&data);
+                    self.put(name, data, PutMode::Create).await.map(|()| v)
+                }
+                Expect::Version(_) => Err(BackendError {
+                    kind: ErrorKind::Other,
+                    op: "put",
+                    object: name.path(),
+                    location: self.location(),
+                    detail: "this kind of object is never replaced".into(),
+                }),
+            };
+        }
+        let (dir, modes) = (self.versions(name), Modes::of(&self.root));
         let expected = match expect {
             Expect::Absent => None,
-            Expect::Version(v) => Some(v.clone()),
+            Expect::Version(v) => Some(v.0.parse::<u64>().map_err(|_| BackendError {
+                kind: ErrorKind::Changed,
+                op: "put",
+                object: name.path(),
+                location: self.location(),
+                detail: format!("version {:?} is not one of this repository's", v.0),
+            })?),
         };
-        let r = self
-            .blocking("put", name.path(), move || match expected {
-                None => write_object(&path, &data, PutMode::Create, modes),
-                Some(v) => swap_object(&path, &data, &v, modes),
+        let object = name.path();
+        let swapped = self
+            .blocking("put", object.clone(), move || match expected {
+                None => versions::create(&dir, &data, modes).map(Ok),
+                Some(n) => versions::swap(&dir, &data, n, modes),
             })
-            .await;
-        match r {
-            Err(mut e) if e.detail == CHANGED => {
-                e.kind = ErrorKind::Changed;
-                Err(e)
-            }
-            r => r.map(|()| version),
-        }
+            .await?;
+        swapped
+            .map(version)
+            .map_err(|versions::Changed| BackendError {
+                kind: ErrorKind::Changed,
+                op: "put",
+                object,
+                location: self.location(),
+                detail: "the object changed since it was read".into(),
+            })
     }
 
     async fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectName>, BackendError> {
@@ -318,19 +384,30 @@ impl Backend for LocalBackend {
         let names = self
             .blocking("list", kind.prefix().to_owned(), move || {
                 let mut out = Vec::new();
+                let single = root.join(kind.prefix());
                 if depth == 0 {
-                    if root.join(kind.prefix()).exists() {
-                        out.push(kind.prefix().to_owned());
+                    if single.exists() || versions::dir_of(&single).exists() {
+                        out.push(format!(
+                            "{}{}",
+                            kind.prefix(),
+                            if versioned(kind) { ".v" } else { "" }
+                        ));
                     }
                 } else {
-                    list_dir(&root.join(kind.prefix()), depth, kind.prefix(), &mut out)?;
+                    list_dir(&single, depth, kind.prefix(), &mut out)?;
                 }
                 Ok(out)
             })
             .await?;
         Ok(names
             .iter()
-            .filter_map(|n| ObjectName::parse(n))
+            .filter_map(|n| {
+                if versioned(kind) {
+                    ObjectName::parse(versions::object_of(n)?)
+                } else {
+                    ObjectName::parse(n)
+                }
+            })
             .filter(|n| n.kind() == kind)
             .collect())
     }
@@ -355,6 +432,12 @@ impl Backend for LocalBackend {
     }
 
     async fn delete(&self, name: &ObjectName, _: &Deletion) -> Result<(), BackendError> {
+        if versioned(name.kind()) {
+            let dir = self.versions(name);
+            return self
+                .blocking("delete", name.path(), move || versions::remove(&dir))
+                .await;
+        }
         let path = self.path(name);
         self.blocking("delete", name.path(), move || {
             fs::remove_file(&path)?;

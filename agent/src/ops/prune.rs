@@ -233,11 +233,27 @@ impl<'a> Collector<'a> {
             other.short(),
             state.hostname
         );
+        // A plan taken over in `marked` is published again under a new
+        // id: the deletion set is named by the plan, and the old prune may
+        // still write one for its plan; ours must be a name only we write.
+        let plan = match (state.phase, state.plan) {
+            (Phase::Marked, Some(old)) => {
+                let condemned = gc::read_plan(self.repo, ObjectName::Plan(old)).await?;
+                let plan = PlanId::random();
+                let name = ObjectName::Plan(plan);
+                self.repo
+                    .put_new(&name, condemned.seal(&self.repo.keys.enc, &name))
+                    .await?;
+                Some(plan)
+            }
+            (_, plan) => plan,
+        };
         self.observed = gc::swap_state(
             self.repo,
             &self.observed,
             GcState {
                 pruner: Some(me),
+                plan,
                 ..state
             },
         )
@@ -305,9 +321,18 @@ impl<'a> Collector<'a> {
         Ok(())
     }
 
-    /// Runs the phases from where the state is, to `idle`.
+    /// Runs the phases from where the state is, to `idle`. It stops at
+    /// once if its session is found fenced (another prune took over).
     async fn run(mut self) -> Result<PruneReport> {
-        let result = self.phases().await;
+        let fence = self.session.fence.clone();
+        let generation = self.observed.state.generation;
+        let result = fence.or_cancel(self.phases()).await.map_err(|e| {
+            if self.session.fenced() {
+                Error::TakenOver { generation }
+            } else {
+                e
+            }
+        });
         let Collector {
             repo,
             session,
@@ -319,7 +344,10 @@ impl<'a> Collector<'a> {
                 session.end(repo).await;
                 Ok(report)
             }
-            Err(e) => Err(session.abandon(repo, e).await),
+            Err(e) => {
+                session.end(repo).await;
+                Err(e)
+            }
         }
     }
 
