@@ -275,7 +275,7 @@ fn a_writer_paused_past_its_lease_is_fenced_and_fails_cleanly() {
     }
     // A backup that writes a pack, then waits on its command.
     let marker = r.tmp("started");
-    let mut writer = slow_backup(
+    let writer = slow_backup(
         &r,
         "paused",
         "4",
