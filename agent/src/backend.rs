@@ -252,6 +252,20 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     ) -> Result<Version, BackendError>;
     /// All objects of a kind.
     async fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectName>, BackendError>;
+    /// All objects of a kind with their sizes. This default asks each
+    /// object's size after listing.
+    async fn list_sizes(&self, kind: ObjectKind) -> Result<Vec<(ObjectName, u64)>, BackendError> {
+        let mut out = Vec::new();
+        for name in self.list(kind).await? {
+            match self.head(&name).await {
+                Ok(size) => out.push((name, size)),
+                // Deleted since the listing.
+                Err(e) if e.kind == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
     /// Removes an object.
     async fn delete(&self, name: &ObjectName, gate: &Deletion) -> Result<(), BackendError>;
     /// Whether anything at all is stored at the location: objects of a

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 mod backup;
 mod catalog_cmd;
+mod check;
 mod diff;
 mod find;
 mod forget;
@@ -136,6 +137,9 @@ enum Command {
     Forget(forget::Args),
     /// Delete the data no snapshot uses any more (safe while backups run).
     Prune(prune::Args),
+    /// Check that the repository is whole; with --read-data, read and
+    /// verify every blob.
+    Check(check::Args),
     /// Manage the local catalog.
     Catalog {
         #[command(subcommand)]
@@ -266,6 +270,7 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<Status> {
         Command::Restore(args) => restore::run(&ctx, args).await,
         Command::Forget(args) => forget::run(&ctx, args).await,
         Command::Prune(args) => prune::run(&ctx, args).await,
+        Command::Check(args) => check::run(&ctx, args).await,
         Command::Snapshots(args) => {
             let cat = ctx.synced(Trees::Of(&[])).await?;
             stdout_closed(snapshots::run(&cat, args))

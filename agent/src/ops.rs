@@ -10,11 +10,13 @@
 //! - [`keys`]: the passphrases that open a repository.
 //! - [`catalog`]: rebuild and check the local catalog.
 //! - [`forget()`]: snapshots stop counting, by retention rules or by id.
+//! - [`check()`]: is the repository whole (structure, and with
+//!   `read_data` every blob)?
 //!
 //! - [`prune()`]: the collector, the only operation that deletes data
 //!   (through [`crate::backend::delete`]).
 //!
-//! Check, copy and restore drills come here as they are built.
+//! Copy and restore drills come here as they are built.
 
 use crate::cancel::Cancel;
 use crate::catalog::Catalog;
@@ -24,6 +26,7 @@ use std::sync::Arc;
 
 pub mod backup;
 pub mod catalog;
+pub mod check;
 pub mod forget;
 pub mod keys;
 pub mod open;
@@ -32,6 +35,7 @@ pub mod restore;
 
 pub use crate::sync::{SyncReport, Trees};
 pub use backup::{backup, BackupOptions, BackupReport, Parent};
+pub use check::{check, CheckOptions, CheckReport, Subset};
 pub use forget::{forget, ForgetOptions, ForgetReport};
 pub use open::{init, open_catalog, open_repository, InitOptions, Place};
 pub use prune::{prune, PruneOptions, PruneReport};

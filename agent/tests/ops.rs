@@ -193,7 +193,10 @@ async fn a_session_whose_commit_exists_is_fenced() {
     let fence = async {
         f.until("the session's lease", |f| !f.objects("leases").is_empty())
             .await;
+        // A local repository keeps a lease as numbered versions in
+        // `leases/<session>.v/`.
         let session = f.objects("leases").remove(0);
+        let session = session.trim_end_matches(".v").to_owned();
         // A pruner fences a session by creating its commit first (format
         // §10); any bytes do, since a commit is create-only.
         std::fs::create_dir_all(f.path("repo/commits")).expect("mkdir");

@@ -7,6 +7,7 @@
 //! in the repository's objects.
 
 mod catalog;
+mod check;
 mod cli;
 mod compat;
 mod corruption;

@@ -129,6 +129,11 @@ impl Backend for Counted {
         self.inner.list(kind).await
     }
 
+    async fn list_sizes(&self, kind: ObjectKind) -> Result<Vec<(ObjectName, u64)>, BackendError> {
+        Requests::add(&self.requests.list);
+        self.inner.list_sizes(kind).await
+    }
+
     async fn delete(&self, name: &ObjectName, gate: &Deletion) -> Result<(), BackendError> {
         Requests::add(&self.requests.delete);
         self.inner.delete(name, gate).await

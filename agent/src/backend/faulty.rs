@@ -195,6 +195,15 @@ impl Backend for Faulty {
             .await
     }
 
+    async fn list_sizes(&self, kind: ObjectKind) -> Result<Vec<(ObjectName, u64)>, BackendError> {
+        self.read(
+            "list",
+            kind.prefix().to_owned(),
+            self.inner.list_sizes(kind),
+        )
+        .await
+    }
+
     async fn delete(&self, name: &ObjectName, gate: &Deletion) -> Result<(), BackendError> {
         self.read("delete", name.path(), self.inner.delete(name, gate))
             .await

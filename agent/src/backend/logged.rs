@@ -120,6 +120,12 @@ impl Backend for Logged {
         r
     }
 
+    async fn list_sizes(&self, kind: ObjectKind) -> Result<Vec<(ObjectName, u64)>, BackendError> {
+        let r = self.inner.list_sizes(kind).await;
+        log(format_args!("LIST {kind:?}"), &r);
+        r
+    }
+
     async fn delete(&self, name: &ObjectName, gate: &Deletion) -> Result<(), BackendError> {
         let r = self.inner.delete(name, gate).await;
         log(format_args!("DELETE {name}"), &r);

@@ -206,6 +206,10 @@ impl Backend for Retry {
         self.run(|_| self.inner.list(kind)).await
     }
 
+    async fn list_sizes(&self, kind: ObjectKind) -> Result<Vec<(ObjectName, u64)>, BackendError> {
+        self.run(|_| self.inner.list_sizes(kind)).await
+    }
+
     async fn delete(&self, name: &ObjectName, gate: &Deletion) -> Result<(), BackendError> {
         self.run(|_| self.inner.delete(name, gate)).await
     }

@@ -649,6 +649,16 @@ impl Backend for S3Backend {
     }
 
     async fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectName>, BackendError> {
+        Ok(self
+            .list_sizes(kind)
+            .await?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect())
+    }
+
+    /// One listing gives the sizes too.
+    async fn list_sizes(&self, kind: ObjectKind) -> Result<Vec<(ObjectName, u64)>, BackendError> {
         let prefix = if kind.is_single() {
             format!("{}{}", self.prefix, kind.prefix())
         } else {
@@ -668,7 +678,8 @@ impl Backend for S3Backend {
                 let Some(key) = obj.key() else { continue };
                 if let Some(name) = key.strip_prefix(&self.prefix).and_then(ObjectName::parse) {
                     if name.kind() == kind {
-                        out.push(name);
+                        let size = obj.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
+                        out.push((name, size));
                     }
                 }
             }

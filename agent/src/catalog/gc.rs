@@ -90,6 +90,30 @@ impl Catalog {
         rows.collect()
     }
 
+    /// The part (1 to `of`) after the one `check --read-data-subset
+    /// next/OF` read last with this catalog; remembered as read.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn next_part(&self, of: u32) -> rusqlite::Result<u32> {
+        use rusqlite::OptionalExtension;
+        let key = format!("check_part_of_{of}");
+        let conn = self.conn();
+        let last: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [&key], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let next = last
+            .and_then(|v| v.parse::<u32>().ok())
+            .map_or(1, |n| n % of.max(1) + 1);
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            params![key, next.to_string()],
+        )?;
+        Ok(next)
+    }
+
     /// Whether a blob is stored in a pack not known to be missing and not
     /// in `avoid` (the packs a prune condemns).
     ///

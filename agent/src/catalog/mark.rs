@@ -1,11 +1,13 @@
-//! What the collector asks of its own, private catalog (format §10.3): the
-//! set of live blobs, built by walking every snapshot's trees, and from it
-//! how much of each pack is still used and which condemned packs must be
-//! kept after all. The sets live in tables of the catalog's file, not in
-//! memory: a repository of millions of blobs is marked in bounded memory.
+//! What the collector and `check` ask of their own, private catalog
+//! (format §10.3): the set of live blobs, built by walking every
+//! snapshot's trees, and from it how much of each pack is still used,
+//! which condemned packs must be kept after all, and which blobs a
+//! snapshot needs that no index lists. The sets live in tables of the
+//! catalog's file, not in memory: a repository of millions of blobs is
+//! marked in bounded memory.
 
-use super::{pack_ref, Catalog, PackRef};
-use cairn_repo_format::{ChunkId, PackId, PackName, SessionId, SnapshotId};
+use super::{blob_entry, pack_ref, Catalog, PackRef};
+use cairn_repo_format::{BlobEntry, ChunkId, NodeKind, PackId, PackName, SessionId, SnapshotId};
 use rusqlite::params;
 use std::collections::HashSet;
 
@@ -157,6 +159,115 @@ impl Catalog {
             })?;
             for r in rows {
                 out.insert(r?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Live blobs that no pack known to be present holds.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub(crate) fn live_unindexed(&self) -> rusqlite::Result<Vec<ChunkId>> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT l.id FROM mark_live l WHERE NOT EXISTS (
+                 SELECT 1 FROM blobs b JOIN packs p ON p.n = b.pack
+                 WHERE b.id = l.id AND p.missing = 0)",
+        )?;
+        let rows = st.query_map([], |r| r.get::<_, [u8; 32]>(0).map(ChunkId::from_bytes))?;
+        rows.collect()
+    }
+
+    /// The blobs the index lists in a pack, in pack order (makes an index
+    /// of `blobs` by pack the first time: private catalogs only).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub(crate) fn blobs_in(&self, pack: &PackRef) -> rusqlite::Result<Vec<BlobEntry>> {
+        let conn = self.conn();
+        conn.execute_batch("CREATE INDEX IF NOT EXISTS blobs_by_pack ON blobs (pack)")?;
+        let mut st = conn.prepare_cached(
+            "SELECT DISTINCT b.id, b.offset, b.stored_len, b.raw_len, b.number, b.kind, b.compression
+             FROM packs p JOIN blobs b ON b.pack = p.n
+             WHERE p.session = ?1 AND p.id = ?2 ORDER BY b.number",
+        )?;
+        let rows = st.query_map(params![pack.session.as_bytes(), pack.id.as_bytes()], |r| {
+            blob_entry(r, 0)
+        })?;
+        rows.collect()
+    }
+
+    /// Whether a blob has a copy in a pack known to be present other than
+    /// those in `bad`.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub(crate) fn copy_outside(
+        &self,
+        id: &ChunkId,
+        bad: &HashSet<PackName>,
+    ) -> rusqlite::Result<bool> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "SELECT p.session, p.id FROM blobs b JOIN packs p ON p.n = b.pack
+             WHERE b.id = ?1 AND p.missing = 0",
+        )?;
+        let mut rows = st.query([id.as_bytes()])?;
+        while let Some(r) = rows.next()? {
+            let pack = (
+                SessionId::from_bytes(r.get(0)?),
+                PackId::from_bytes(r.get(1)?),
+            );
+            if !bad.contains(&pack) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The snapshots (that count) whose trees reach one of `blobs`.
+    ///
+    /// # Errors
+    /// A tree that cannot be read from the catalog.
+    pub(crate) fn snapshots_using(
+        &self,
+        blobs: &HashSet<ChunkId>,
+    ) -> crate::error::Result<Vec<SnapshotId>> {
+        let mut out = Vec::new();
+        for (sid, root) in self.roots()? {
+            let mut frontier = vec![root];
+            let mut seen = HashSet::new();
+            let mut hit = false;
+            while let Some(t) = frontier.pop() {
+                if blobs.contains(&t) {
+                    hit = true;
+                    break;
+                }
+                if !seen.insert(t) {
+                    continue;
+                }
+                let Ok(tree) = self.tree(&t) else {
+                    hit = true;
+                    break;
+                };
+                for node in tree.nodes() {
+                    match &node.kind {
+                        NodeKind::File { content, .. } => {
+                            if content.iter().any(|c| blobs.contains(c)) {
+                                hit = true;
+                            }
+                        }
+                        NodeKind::Dir { subtree } => frontier.push(*subtree),
+                        NodeKind::Symlink { .. } => {}
+                    }
+                }
+                if hit {
+                    break;
+                }
+            }
+            if hit {
+                out.push(sid);
             }
         }
         Ok(out)

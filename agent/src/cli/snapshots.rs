@@ -37,6 +37,7 @@ pub fn run(cat: &Catalog, args: Args) -> Result<Status> {
                 serde_json::json!({
                     "id": id.to_hex(),
                     "short_id": id.short(),
+                    "session": s.session.to_hex(),
                     "time_ns": s.time_ns,
                     "time": format_time(s.time_ns),
                     "hostname": s.hostname,

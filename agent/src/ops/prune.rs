@@ -28,6 +28,8 @@ use std::time::Instant;
 
 mod mark;
 mod sweep;
+#[cfg(test)]
+mod tests;
 
 /// How a prune runs.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
