@@ -19,4 +19,5 @@ mod prune;
 mod retention;
 mod s3;
 mod s3_network;
+mod soak;
 mod streams;

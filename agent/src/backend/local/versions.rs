@@ -89,15 +89,32 @@ fn link_version(dir: &Path, n: u64, data: &[u8], modes: Modes) -> io::Result<()>
 }
 
 /// Creates the object (version 1); `AlreadyExists` if it has a version.
+/// The directory is made with its first version under a temporary name and
+/// renamed into place, so nobody ever sees the object without a version
+/// (a prune would take that for a lease that is gone).
 pub(super) fn create(dir: &Path, data: &[u8], modes: Modes) -> io::Result<u64> {
-    modes.create_dirs(dir)?;
-    if !numbers(dir)?.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            "the object exists",
-        ));
+    let parent = dir.parent().ok_or_else(not_found)?;
+    modes.create_dirs(parent)?;
+    let tmp = crate::util::temp_path(parent);
+    modes.create_dirs(&tmp)?;
+    let made = link_version(&tmp, 1, data, modes).and_then(|()| {
+        // Onto an empty directory (left by a crash) the rename succeeds;
+        // onto one holding a version it fails.
+        fs::rename(&tmp, dir).map_err(|e| {
+            use rustix::io::Errno;
+            match Errno::from_io_error(&e) {
+                Some(Errno::NOTEMPTY | Errno::EXIST) => {
+                    io::Error::new(io::ErrorKind::AlreadyExists, "the object exists")
+                }
+                _ => e,
+            }
+        })
+    });
+    if made.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
     }
-    link_version(dir, 1, data, modes)?;
+    made?;
+    fsync_dir(parent)?;
     Ok(1)
 }
 
