@@ -164,3 +164,41 @@ fn an_uncommitted_session_is_invisible() {
     std::fs::remove_file(&commit).unwrap();
     assert_eq!(r.snapshots().len(), 1);
 }
+
+/// A repository written before retention existed (format v1 as of
+/// 2026-11-21) is forgotten in, pruned and checked by this release: the
+/// old objects read as before, new commits of payload version 2 go next to
+/// them, and what is kept restores exactly.
+#[test]
+fn a_v1_repository_written_before_retention_is_pruned_and_checked() {
+    let r = fixture();
+    let (stream, tree) = ids(&r);
+    let o = r.run(&["check", "--read-data"]);
+    assert!(
+        o.status.success(),
+        "the old repository checks clean: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    // New data into the old repository, then the old stream forgotten.
+    r.ok_with(&["backup", "--stdin", "--name", "new.bin"], &random_file());
+    r.ok(&["forget", &stream]);
+    let out = r.ok(&["prune", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert!(v["deleted_packs"].as_u64().unwrap() >= 1, "{v}");
+    let o = r.run(&["check", "--read-data"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    // The old tree snapshot and the new one restore exactly.
+    let out = r.tmp("out-after-prune");
+    r.ok(&["restore", &tree, "--target", out.to_str().unwrap()]);
+    let root = out.join(SRC.trim_start_matches('/'));
+    assert_eq!(
+        std::fs::read(root.join("dir/random.bin")).unwrap(),
+        random_file()
+    );
+    assert_eq!(r.ok(&["restore", "latest", "--stdout"]), random_file());
+    assert_eq!(r.snapshots().len(), 2);
+    // A machine that never saw the repository reads it from scratch.
+    let mut other = fixture();
+    other.path = r.path.clone();
+    assert_eq!(other.snapshots().len(), 2);
+}
