@@ -494,6 +494,9 @@ impl Catalog {
     pub fn private(dir: &Path, repository_id: &[u8; 16], auth: Auth) -> Result<Self> {
         let mut cat = Self::open(&dir.join("private.catalog"), repository_id, auth)?;
         cat.private = true;
+        // Sorting millions of rows (an index by pack) spills to temporary
+        // files rather than being held in memory.
+        cat.conn().pragma_update(None, "temp_store", "FILE")?;
         Ok(cat)
     }
 

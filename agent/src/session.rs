@@ -61,7 +61,7 @@ pub struct Committed {
 
 /// Splits packs into groups of at most [`INDEX_FILE_BLOBS`] blobs (a pack
 /// with more is a group of its own).
-fn index_groups(packs: &[IndexPack]) -> Vec<&[IndexPack]> {
+pub fn index_groups(packs: &[IndexPack]) -> Vec<&[IndexPack]> {
     let mut groups = Vec::new();
     let (mut start, mut blobs) = (0, 0);
     for (i, p) in packs.iter().enumerate() {

@@ -11,6 +11,11 @@ use cairn_repo_format::{BlobEntry, ChunkId, NodeKind, PackId, PackName, SessionI
 use rusqlite::params;
 use std::collections::HashSet;
 
+/// The blobs of a pack, found without reading the whole table: what a
+/// pack holds is asked per pack here (usage, rescue, repack, check). Only
+/// private catalogs get it (a backup would pay for it on every insert).
+const BY_PACK: &str = "CREATE INDEX IF NOT EXISTS blobs_by_pack ON blobs (pack)";
+
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS mark_live (id BLOB PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS mark_condemned (session BLOB NOT NULL, id BLOB NOT NULL,
@@ -40,6 +45,7 @@ impl Catalog {
     pub(crate) fn mark_reset(&self) -> rusqlite::Result<()> {
         let conn = self.conn();
         conn.execute_batch(TABLES)?;
+        conn.execute_batch(BY_PACK)?;
         conn.execute_batch("DELETE FROM mark_live; DELETE FROM mark_condemned;")
     }
 
@@ -164,7 +170,23 @@ impl Catalog {
         Ok(out)
     }
 
-    /// Live blobs that no pack known to be present holds.
+    /// Which of `entries`' blobs are live.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub(crate) fn live_of(&self, entries: &[BlobEntry]) -> rusqlite::Result<HashSet<ChunkId>> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached("SELECT 1 FROM mark_live WHERE id = ?1")?;
+        let mut out = HashSet::new();
+        for e in entries {
+            if st.exists([e.id.as_bytes()])? {
+                out.insert(e.id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Live blobs that no valid index lists (in any pack, present or not).
     ///
     /// # Errors
     /// SQLite errors.
@@ -172,8 +194,7 @@ impl Catalog {
         let conn = self.conn();
         let mut st = conn.prepare(
             "SELECT l.id FROM mark_live l WHERE NOT EXISTS (
-                 SELECT 1 FROM blobs b JOIN packs p ON p.n = b.pack
-                 WHERE b.id = l.id AND p.missing = 0)",
+                 SELECT 1 FROM blobs b WHERE b.id = l.id)",
         )?;
         let rows = st.query_map([], |r| r.get::<_, [u8; 32]>(0).map(ChunkId::from_bytes))?;
         rows.collect()
@@ -186,7 +207,7 @@ impl Catalog {
     /// SQLite errors.
     pub(crate) fn blobs_in(&self, pack: &PackRef) -> rusqlite::Result<Vec<BlobEntry>> {
         let conn = self.conn();
-        conn.execute_batch("CREATE INDEX IF NOT EXISTS blobs_by_pack ON blobs (pack)")?;
+        conn.execute_batch(BY_PACK)?;
         let mut st = conn.prepare_cached(
             "SELECT DISTINCT b.id, b.offset, b.stored_len, b.raw_len, b.number, b.kind, b.compression
              FROM packs p JOIN blobs b ON b.pack = p.n

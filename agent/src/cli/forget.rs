@@ -72,10 +72,8 @@ pub struct Args {
     /// Prune afterwards: delete the data no snapshot uses any more.
     #[arg(long)]
     prune: bool,
-    /// With --prune: how long to wait for a running backup before fencing
-    /// it, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = ops::prune::DEFAULT_MAX_WAIT_S)]
-    max_wait: u64,
+    #[command(flatten)]
+    tuning: super::prune::Tuning,
 }
 
 pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
@@ -117,10 +115,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
     out.flush()?;
     drop(out);
     if args.prune && !opts.dry_run {
-        let prune = ops::PruneOptions {
-            max_wait_s: args.max_wait,
-            dry_run: false,
-        };
+        let prune = args.tuning.options(false);
         let report = ops::prune(&repo, &cat, &prune, &ctx.cancel).await?;
         super::prune::print(&report, args.json)?;
     }

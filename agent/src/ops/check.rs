@@ -252,7 +252,9 @@ async fn structure(
             _ => None,
         })
         .collect();
-    let indexed = private.packs()?;
+    // Packs a read found missing while the trees were fetched too.
+    let mut indexed = private.packs()?;
+    indexed.extend(private.missing_packs()?);
     report.packs = indexed.len();
     let mut bad_packs: HashSet<PackName> = HashSet::new();
     let mut pack_problems = Vec::new();

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 mod mark;
+mod repack;
 mod sweep;
 #[cfg(test)]
 mod tests;
@@ -40,9 +41,23 @@ pub struct PruneOptions {
     /// fails and runs again).
     #[serde(default = "default_max_wait_s")]
     pub max_wait_s: u64,
+    /// Partly used packs whose unused share exceeds this many percent are
+    /// repacked (their live blobs copied, the packs deleted).
+    #[serde(default = "default_max_unused")]
+    pub max_unused_percent: f64,
+    /// At most this many bytes of live data are copied by one prune.
+    #[serde(default)]
+    pub max_repack_bytes: Option<u64>,
     /// Decide and report; change nothing.
     #[serde(default)]
     pub dry_run: bool,
+}
+
+/// restic's default: a pack more than 5 % unused is repacked.
+pub const DEFAULT_MAX_UNUSED_PERCENT: f64 = 5.0;
+
+fn default_max_unused() -> f64 {
+    DEFAULT_MAX_UNUSED_PERCENT
 }
 
 /// A day: a backup that runs longer than this while a prune waits is
@@ -57,6 +72,8 @@ impl Default for PruneOptions {
     fn default() -> Self {
         Self {
             max_wait_s: DEFAULT_MAX_WAIT_S,
+            max_unused_percent: DEFAULT_MAX_UNUSED_PERCENT,
+            max_repack_bytes: None,
             dry_run: false,
         }
     }
@@ -85,10 +102,14 @@ pub struct PruneReport {
     pub deleted_packs: u64,
     /// Bytes deleted (packs).
     pub deleted_bytes: u64,
-    /// Packs partly used (kept whole).
+    /// Packs partly used.
     pub partly_used_packs: u64,
     /// Unused bytes in them.
     pub partly_unused_bytes: u64,
+    /// Partly used packs repacked (then deleted with the unused ones).
+    pub repacked_packs: u64,
+    /// Live bytes copied to new packs.
+    pub repacked_bytes: u64,
     /// Sessions fenced (unfinished, silent past their lease).
     pub fenced_sessions: u64,
     /// Sessions whose index files were replaced by consolidated ones.
@@ -129,7 +150,7 @@ pub async fn prune(
     let mut report = cancel
         .or_cancel(async {
             if opts.dry_run {
-                dry_run(&counted, &private).await
+                dry_run(&counted, &private, opts).await
             } else {
                 Collector::start(&counted, private.clone(), opts)
                     .await?
@@ -152,17 +173,29 @@ pub async fn prune(
 }
 
 /// What a prune would do now: the mark alone, writing nothing.
-async fn dry_run(repo: &Repository, private: &Arc<Catalog>) -> Result<PruneReport> {
+async fn dry_run(
+    repo: &Repository,
+    private: &Arc<Catalog>,
+    opts: &PruneOptions,
+) -> Result<PruneReport> {
     let marked = mark::mark(repo, private, None).await?;
+    let repack = repack::choose(
+        &marked.usage,
+        opts.max_unused_percent / 100.0,
+        opts.max_repack_bytes,
+    );
     let mut report = PruneReport {
         dry_run: true,
         ..marked.report()
     };
-    // Besides the reads made: plan, state (2 swaps and the plan and the
-    // deletion set), a delete per pack, and the index files replaced.
-    report.deleted_packs = marked.condemned.len() as u64;
-    report.deleted_bytes = marked.condemned_bytes;
-    report.requests = 6 + report.deleted_packs;
+    report.repacked_packs = repack.len() as u64;
+    report.repacked_bytes = repack.iter().map(|u| u.live_bytes).sum();
+    report.deleted_packs = marked.condemned.len() as u64 + report.repacked_packs;
+    report.deleted_bytes =
+        marked.condemned_bytes + repack.iter().map(|u| u.pack.length).sum::<u64>();
+    // Besides the reads made: the lease, state changes, plan and deletion
+    // set, a read and about one write per repacked pack, a delete per pack.
+    report.requests = 8 + 2 * report.repacked_packs + report.deleted_packs;
     Ok(report)
 }
 
@@ -364,12 +397,24 @@ impl<'a> Collector<'a> {
                     let marked = mark::mark(self.repo, &self.private, Some(now)).await?;
                     let r = marked.report();
                     self.report.packs = r.packs;
-                    self.report.condemned_packs = r.condemned_packs;
-                    self.report.condemned_bytes = r.condemned_bytes;
                     self.report.partly_used_packs = r.partly_used_packs;
                     self.report.partly_unused_bytes = r.partly_unused_bytes;
+                    let chosen = repack::choose(
+                        &marked.usage,
+                        self.opts.max_unused_percent / 100.0,
+                        self.opts.max_repack_bytes,
+                    );
+                    let (repacked, copied) =
+                        repack::repack(self.repo, &self.private, &chosen).await?;
+                    self.report.repacked_packs = repacked.len() as u64;
+                    self.report.repacked_bytes = copied;
+                    let mut condemned = marked.condemned.clone();
+                    condemned.extend(repacked);
+                    self.report.condemned_packs = condemned.len() as u64;
+                    self.report.condemned_bytes =
+                        r.condemned_bytes + chosen.iter().map(|u| u.pack.length).sum::<u64>();
                     let plan = PlanId::random();
-                    let set = PackSet::new(marked.condemned.clone());
+                    let set = PackSet::new(condemned);
                     let name = ObjectName::Plan(plan);
                     self.repo
                         .put_new(&name, set.seal(&self.repo.keys.enc, &name))

@@ -3,7 +3,7 @@
 
 use super::{read_all, PruneReport};
 use crate::backend::ErrorKind;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, PackUsage};
 use crate::error::{Context, Error, Result};
 use crate::repo::Repository;
 use crate::util;
@@ -23,6 +23,8 @@ pub(super) struct Marked {
     /// Packs partly used, and their unused bytes.
     partly_used: u64,
     partly_unused_bytes: u64,
+    /// How much of each indexed pack is live.
+    pub usage: Vec<PackUsage>,
 }
 
 impl Marked {
@@ -115,6 +117,7 @@ pub(super) async fn mark(
         packs: usage.len() as u64,
         ..Marked::default()
     };
+    m.usage = usage.clone();
     let mut indexed: HashSet<PackName> = HashSet::new();
     for u in &usage {
         indexed.insert((u.pack.session, u.pack.id));
