@@ -170,6 +170,39 @@ impl Catalog {
         Ok(out)
     }
 
+    /// Marks every blob reachable from a snapshot that counts live
+    /// (starting a new mark). A tree that cannot be read is an error, or,
+    /// with `skip_unreadable` (a check, which reports it apart), skipped.
+    ///
+    /// # Errors
+    /// SQLite errors; an unreadable tree unless skipped.
+    pub(crate) fn mark_all_live(&self, skip_unreadable: bool) -> crate::error::Result<()> {
+        self.mark_reset()?;
+        for (_, root) in self.roots()? {
+            let mut frontier = vec![root];
+            while let Some(t) = frontier.pop() {
+                if !self.mark_live(&[t])?[0] {
+                    continue;
+                }
+                let tree = match self.tree(&t) {
+                    Ok(tree) => tree,
+                    Err(_) if skip_unreadable => continue,
+                    Err(e) => return Err(e),
+                };
+                let mut content: Vec<ChunkId> = Vec::new();
+                for node in tree.nodes() {
+                    match &node.kind {
+                        NodeKind::File { content: c, .. } => content.extend_from_slice(c),
+                        NodeKind::Dir { subtree } => frontier.push(*subtree),
+                        NodeKind::Symlink { .. } => {}
+                    }
+                }
+                self.mark_live(&content)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Which of `entries`' blobs are live.
     ///
     /// # Errors

@@ -238,7 +238,7 @@ async fn structure(
     let roots = private.roots()?;
     report.snapshots = roots.len();
     let cat = private.clone();
-    tokio::task::spawn_blocking(move || walk_live(&cat)).await??;
+    tokio::task::spawn_blocking(move || cat.mark_all_live(true)).await??;
     let unindexed: HashSet<ChunkId> = private.live_unindexed()?.into_iter().collect();
     // Packs: each indexed one there, with its length.
     let present: HashMap<PackName, u64> = repo
@@ -316,33 +316,6 @@ async fn structure(
             }),
             Err(e) if e.kind == ErrorKind::NotFound => {}
             Err(e) => return Err(e).context("reading a lease"),
-        }
-    }
-    Ok(())
-}
-
-/// Marks every blob the snapshots reach live; trees that cannot be read
-/// were reported already, and are skipped.
-fn walk_live(cat: &Catalog) -> Result<()> {
-    cat.mark_reset()?;
-    for (_, root) in cat.roots()? {
-        let mut frontier = vec![root];
-        while let Some(t) = frontier.pop() {
-            if !cat.mark_live(&[t])?[0] {
-                continue;
-            }
-            let Ok(tree) = cat.tree(&t) else { continue };
-            let mut content = Vec::new();
-            for node in tree.nodes() {
-                match &node.kind {
-                    cairn_repo_format::NodeKind::File { content: c, .. } => {
-                        content.extend_from_slice(c);
-                    }
-                    cairn_repo_format::NodeKind::Dir { subtree } => frontier.push(*subtree),
-                    cairn_repo_format::NodeKind::Symlink { .. } => {}
-                }
-            }
-            cat.mark_live(&content)?;
         }
     }
     Ok(())

@@ -11,9 +11,9 @@
 //! gone; it sees a higher version after linking, removes its file and
 //! reports the object changed (nothing reads below the current version).
 
-use super::{fsync_dir, Modes};
+use super::{fsync_dir, write_object, Modes, PutMode};
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// The directory of `path`'s versions.
@@ -68,24 +68,10 @@ pub(super) fn read(dir: &Path) -> io::Result<(Vec<u8>, u64, fs::Metadata)> {
     ))
 }
 
-/// Writes version `n` create-only: `AlreadyExists` if it exists.
+/// Writes version `n` create-only (as any object): `AlreadyExists` if it
+/// exists.
 fn link_version(dir: &Path, n: u64, data: &[u8], modes: Modes) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = crate::util::temp_path(dir);
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(modes.file)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        drop(f);
-        fs::hard_link(&tmp, dir.join(n.to_string()))
-    })();
-    let _ = fs::remove_file(&tmp);
-    result?;
-    fsync_dir(dir)
+    write_object(&dir.join(n.to_string()), data, PutMode::Create, modes)
 }
 
 /// Creates the object (version 1); `AlreadyExists` if it has a version.

@@ -4,10 +4,10 @@
 use super::{read_all, PruneReport};
 use crate::backend::ErrorKind;
 use crate::catalog::{Catalog, PackUsage};
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Result};
 use crate::repo::Repository;
 use crate::util;
-use cairn_repo_format::{ChunkId, Lease, NodeKind, ObjectKind, ObjectName, PackName, SessionId};
+use cairn_repo_format::{Lease, ObjectKind, ObjectName, PackName, SessionId};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -45,29 +45,7 @@ impl Marked {
 /// `private` (its trees are all there).
 pub(super) async fn walk(private: &Arc<Catalog>) -> Result<()> {
     let cat = private.clone();
-    tokio::task::spawn_blocking(move || {
-        cat.mark_reset()?;
-        for (_, root) in cat.roots()? {
-            let mut frontier = vec![root];
-            while let Some(t) = frontier.pop() {
-                if !cat.mark_live(&[t])?[0] {
-                    continue;
-                }
-                let tree = cat.tree(&t)?;
-                let mut content: Vec<ChunkId> = Vec::new();
-                for node in tree.nodes() {
-                    match &node.kind {
-                        NodeKind::File { content: c, .. } => content.extend_from_slice(c),
-                        NodeKind::Dir { subtree } => frontier.push(*subtree),
-                        NodeKind::Symlink { .. } => {}
-                    }
-                }
-                cat.mark_live(&content)?;
-            }
-        }
-        Ok::<_, Error>(())
-    })
-    .await?
+    tokio::task::spawn_blocking(move || cat.mark_all_live(false)).await?
 }
 
 /// How many seconds ago `session`'s lease was written, by the storage's
