@@ -645,8 +645,14 @@ impl Catalog {
     /// # Errors
     /// SQLite errors.
     pub(crate) fn incomplete(&self) -> rusqlite::Result<Vec<(SnapshotId, ChunkId)>> {
+        self.snapshot_trees("WHERE trees_complete = 0")
+    }
+
+    /// Snapshots and their root trees, those `filter` (a WHERE clause of
+    /// this module's) selects.
+    fn snapshot_trees(&self, filter: &str) -> rusqlite::Result<Vec<(SnapshotId, ChunkId)>> {
         let conn = self.conn();
-        let mut st = conn.prepare("SELECT id, tree FROM snapshots WHERE trees_complete = 0")?;
+        let mut st = conn.prepare(&format!("SELECT id, tree FROM snapshots {filter}"))?;
         let rows = st.query_map([], |r| {
             Ok((
                 SnapshotId::from_bytes(r.get(0)?),

@@ -349,14 +349,6 @@ impl Catalog {
     /// # Errors
     /// SQLite errors.
     pub(crate) fn roots(&self) -> rusqlite::Result<Vec<(SnapshotId, ChunkId)>> {
-        let conn = self.conn();
-        let mut st = conn.prepare("SELECT id, tree FROM snapshots")?;
-        let rows = st.query_map([], |r| {
-            Ok((
-                SnapshotId::from_bytes(r.get(0)?),
-                ChunkId::from_bytes(r.get(1)?),
-            ))
-        })?;
-        rows.collect()
+        self.snapshot_trees("")
     }
 }
