@@ -361,13 +361,19 @@ impl<'a> Collector<'a> {
     async fn run(mut self) -> Result<PruneReport> {
         let fence = self.session.fence.clone();
         let generation = self.observed.state.generation;
-        let result = fence.or_cancel(self.phases()).await.map_err(|e| {
-            if self.session.fenced() {
+        let mut result = fence.or_cancel(self.phases()).await;
+        if let Err(e) = result {
+            // A collection taken over shows in how it fails (its plan gone,
+            // its lease gone) before its own fence fires: gc/state says.
+            let me = Some(self.session.id);
+            let moved_on = self.session.fenced()
+                || matches!(gc::read_state(self.repo).await, Ok(o) if o.state.pruner != me);
+            result = Err(if moved_on {
                 Error::TakenOver { generation }
             } else {
                 e
-            }
-        });
+            });
+        }
         let Collector {
             repo,
             session,
