@@ -77,6 +77,9 @@ struct RawBlob {
     id: ChunkId,
     kind: BlobKind,
     data: Bytes,
+    /// `Some` when `data` is already in its stored form (a repack's copy):
+    /// the compression and the raw length. The workers pass it through.
+    stored: Option<(Compression, usize)>,
 }
 
 struct StoredBlob {
@@ -189,8 +192,47 @@ impl BlobSink {
         Stats::add(&self.stats.new_chunks, 1);
         Stats::add(&self.stats.new_bytes, data.len() as u64);
         self.tx
-            .send(RawBlob { id, kind, data })
+            .send(RawBlob {
+                id,
+                kind,
+                data,
+                stored: None,
+            })
             .map_err(|_| PipelineError::Aborted)
+    }
+
+    /// Stores a blob already in its stored form (`data` is the zstd frame
+    /// when `compression` says so) unless it is already stored: a repack
+    /// copies blobs so, without decompressing, hashing or compressing them
+    /// again. The caller vouches that `data` is the blob `id` (it was
+    /// authenticated where it was read); returns whether it was queued.
+    ///
+    /// # Errors
+    /// [`PipelineError::Aborted`] if a later stage has stopped.
+    pub fn submit_stored(
+        &mut self,
+        kind: BlobKind,
+        id: ChunkId,
+        raw_len: usize,
+        compression: Compression,
+        data: Bytes,
+    ) -> Result<bool, PipelineError> {
+        Stats::add(&self.stats.total_chunks, 1);
+        if self.known(&id)? {
+            return Ok(false);
+        }
+        self.seen.insert(id);
+        Stats::add(&self.stats.new_chunks, 1);
+        Stats::add(&self.stats.new_bytes, raw_len as u64);
+        self.tx
+            .send(RawBlob {
+                id,
+                kind,
+                data,
+                stored: Some((compression, raw_len)),
+            })
+            .map_err(|_| PipelineError::Aborted)?;
+        Ok(true)
     }
 
     /// Whether a blob is stored already (in the repository or this
@@ -380,14 +422,21 @@ fn compress_worker(
     let mut z =
         BlobCompressor::new(level).map_err(|e| PipelineError::Stage(format!("zstd: {e}")))?;
     for blob in rx {
-        let (compression, stored) = match z.compress(&blob.data) {
-            Some(c) => (Compression::Zstd, Bytes::copy_from_slice(c)),
-            None => (Compression::None, blob.data.clone()),
+        let (compression, raw_len, stored) = match blob.stored {
+            Some((compression, raw_len)) => (compression, raw_len, blob.data),
+            None => match z.compress(&blob.data) {
+                Some(c) => (
+                    Compression::Zstd,
+                    blob.data.len(),
+                    Bytes::copy_from_slice(c),
+                ),
+                None => (Compression::None, blob.data.len(), blob.data),
+            },
         };
         let out = StoredBlob {
             id: blob.id,
             kind: blob.kind,
-            raw_len: blob.data.len(),
+            raw_len,
             compression,
             stored,
         };
