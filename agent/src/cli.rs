@@ -13,6 +13,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+mod agent;
 mod backup;
 mod catalog_cmd;
 mod check;
@@ -145,6 +146,11 @@ enum Command {
         #[command(subcommand)]
         command: catalog_cmd::Command,
     },
+    /// The node-side agent: scheduled jobs from one configuration file.
+    Agent {
+        #[command(subcommand)]
+        command: agent::Command,
+    },
 }
 
 /// Connection options shared by every PostgreSQL client.
@@ -241,6 +247,11 @@ impl Ctx {
 
 /// Runs the parsed command; `cancel` (fired by a signal) stops it.
 pub async fn run(cli: Cli, cancel: Cancel) -> Result<Status> {
+    // The agent names its repositories in its configuration file.
+    let command = match cli.command {
+        Command::Agent { command } => return agent::run(command),
+        other => other,
+    };
     let repo = cli.repo.filter(|r| !r.is_empty());
     let Some(address) = repo else {
         usage!("no repository given: pass --repo PATH or set CAIRN_REPOSITORY");
@@ -262,10 +273,13 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<Status> {
         catalog: cli.catalog,
         cancel,
     };
-    match cli.command {
+    match command {
         Command::Init(args) => init::run(&ctx, args).await,
         Command::Key { command } => key::run(&ctx.open().await?, &ctx.cancel, command).await,
         Command::Catalog { command } => catalog_cmd::run(&ctx, command).await,
+        Command::Agent { .. } => {
+            unreachable!("the agent is dispatched before a repository is opened")
+        }
         Command::Backup(args) => backup::run(&ctx, args).await,
         Command::Restore(args) => restore::run(&ctx, args).await,
         Command::Forget(args) => forget::run(&ctx, args).await,

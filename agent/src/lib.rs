@@ -1,10 +1,11 @@
 //! The Cairn agent as a library: sources, the backup pipeline, backends,
 //! the repository, the catalog, and the operations the front ends (the
-//! `cairn` command line, later the daemon) call.
+//! `cairn` command line and the agent daemon) call.
 
 pub mod backend;
 pub mod cancel;
 pub mod catalog;
+pub mod daemon;
 pub mod error;
 pub mod gc;
 pub mod ops;

@@ -12,7 +12,9 @@ mod logging;
 mod progress;
 
 // The library's modules, under the names the front end's code uses.
-use cairn_agent::{backend, cancel, catalog, ops, repo, restore, retention, source, stats, util};
+use cairn_agent::{
+    backend, cancel, catalog, daemon, ops, repo, restore, retention, source, stats, util,
+};
 
 use cairn_agent::cancel::Reason;
 use clap::Parser;

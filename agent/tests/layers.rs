@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["sync", "session", "restore", "pipeline", "gc"],
     &["source"],
     &["ops"],
+    &["daemon"],
 ];
 
 /// The front end's modules (the `cairn` binary), which may use only the

@@ -6,6 +6,7 @@
 //! data on stdin or in files, results checked on stdout, in restored files and
 //! in the repository's objects.
 
+mod agent;
 mod catalog;
 mod check;
 mod cli;

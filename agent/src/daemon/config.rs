@@ -1,0 +1,782 @@
+//! The agent's configuration file (`docs/agent.md`): TOML read through
+//! serde into typed settings, then checked as a whole. Every error names
+//! the file, the line and the key; a file with any error is refused whole.
+//!
+//! Secrets are never in the file: a repository's passphrase, PostgreSQL's
+//! password and Redis's are named by a file (or, for the passphrase, an
+//! environment variable), and S3 credentials come from the AWS chain.
+
+use crate::retention::Rules;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use toml::Spanned;
+
+/// The default address of the HTTP endpoint (metrics and health).
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9464";
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentFile {
+    /// How the agent itself runs.
+    #[serde(default)]
+    pub agent: Settings,
+    /// The repository jobs back up to unless they name another.
+    pub repository: Option<Spanned<RepoSettings>>,
+    /// More repositories, by name.
+    #[serde(default)]
+    pub repositories: BTreeMap<String, Spanned<RepoSettings>>,
+    /// Pruning (only on agents that may delete).
+    pub prune: Option<Spanned<PruneSettings>>,
+    /// The jobs, by name (`[jobs.orders-db]`; TOML refuses a name given
+    /// twice).
+    #[serde(default)]
+    pub jobs: BTreeMap<String, Spanned<JobSettings>>,
+}
+
+/// `[agent]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Settings {
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    #[serde(default = "default_listen")]
+    pub listen: Spanned<String>,
+    /// Jobs running at once on this node.
+    #[serde(default = "one")]
+    pub max_concurrent_jobs: Spanned<usize>,
+    /// On SIGTERM, how long running jobs may take to finish before they
+    /// are aborted.
+    #[serde(default = "five_minutes")]
+    pub shutdown_grace: Duration,
+    /// The catalog's directory (default: the CLI's).
+    #[serde(default)]
+    pub catalog: Option<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            max_concurrent_jobs: one(),
+            shutdown_grace: five_minutes(),
+            catalog: None,
+        }
+    }
+}
+
+fn default_listen() -> Spanned<String> {
+    Spanned::new(0..0, DEFAULT_LISTEN.into())
+}
+
+fn one() -> Spanned<usize> {
+    Spanned::new(0..0, 1)
+}
+
+fn five_minutes() -> Duration {
+    Duration(std::time::Duration::from_secs(300))
+}
+
+/// `[repository]` or `[repositories.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RepoSettings {
+    /// A directory, or `s3:BUCKET/PREFIX`.
+    pub url: String,
+    /// A file holding the passphrase.
+    #[serde(default)]
+    pub password_file: Option<Spanned<PathBuf>>,
+    /// An environment variable holding the passphrase.
+    #[serde(default)]
+    pub password_env: Option<Spanned<String>>,
+    /// S3 settings (credentials come from the AWS chain).
+    #[serde(default)]
+    pub s3: S3Settings,
+}
+
+/// `[repository.s3]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct S3Settings {
+    /// Endpoint URL of an S3-compatible store.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Region.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Virtual-hosted addressing even with a custom endpoint.
+    #[serde(default)]
+    pub virtual_hosted: bool,
+}
+
+/// `[prune]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PruneSettings {
+    /// A cron expression: five fields, or six with seconds first.
+    #[serde(default)]
+    pub schedule: Option<Spanned<String>>,
+    /// Or an interval (`6h`, `30m`).
+    #[serde(default)]
+    pub every: Option<Spanned<Duration>>,
+    /// The time zone of `schedule` (default: the system's).
+    #[serde(default)]
+    pub time_zone: Option<Spanned<String>>,
+    /// Each run starts up to this much later, at random.
+    #[serde(default)]
+    pub jitter: Option<Duration>,
+    /// A run missed while the agent was down runs once at start if it is
+    /// no older than this.
+    #[serde(default)]
+    pub starting_deadline: Option<Duration>,
+    /// The repository (default: `[repository]`).
+    #[serde(default)]
+    pub repository: Option<Spanned<String>>,
+    /// Repack packs more than this share unused (percent).
+    #[serde(default)]
+    pub max_unused: Option<Spanned<f64>>,
+    /// How long to wait for live backups before fencing them.
+    #[serde(default)]
+    pub max_wait: Option<Duration>,
+}
+
+/// When a job or the prune runs (the keys both have).
+#[derive(Debug, Clone, Copy)]
+pub struct When<'a> {
+    /// `schedule`.
+    pub schedule: Option<&'a Spanned<String>>,
+    /// `every`.
+    pub every: Option<&'a Spanned<Duration>>,
+    /// `time-zone`.
+    pub time_zone: Option<&'a Spanned<String>>,
+}
+
+impl PruneSettings {
+    /// When it runs.
+    pub fn when(&self) -> When<'_> {
+        When {
+            schedule: self.schedule.as_ref(),
+            every: self.every.as_ref(),
+            time_zone: self.time_zone.as_ref(),
+        }
+    }
+}
+
+impl JobSettings {
+    /// When it runs.
+    pub fn when(&self) -> When<'_> {
+        When {
+            schedule: self.schedule.as_ref(),
+            every: self.every.as_ref(),
+            time_zone: self.time_zone.as_ref(),
+        }
+    }
+}
+
+/// `[jobs.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct JobSettings {
+    /// What to back up.
+    pub source: Spanned<JobSource>,
+    /// A cron expression: five fields, or six with seconds first. A job
+    /// with neither this nor `every` runs only when asked (`--run`).
+    #[serde(default)]
+    pub schedule: Option<Spanned<String>>,
+    /// Or an interval (`6h`, `30m`).
+    #[serde(default)]
+    pub every: Option<Spanned<Duration>>,
+    /// The time zone of `schedule` (default: the system's).
+    #[serde(default)]
+    pub time_zone: Option<Spanned<String>>,
+    /// Each run starts up to this much later, at random.
+    #[serde(default)]
+    pub jitter: Option<Duration>,
+    /// A run missed while the agent was down runs once at start if it is
+    /// no older than this.
+    #[serde(default)]
+    pub starting_deadline: Option<Duration>,
+    /// The repository (default: `[repository]`).
+    #[serde(default)]
+    pub repository: Option<Spanned<String>>,
+    /// A run taking longer is aborted (nothing is committed).
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+    /// Runs that fail are tried again this many times.
+    #[serde(default)]
+    pub retries: u32,
+    /// The wait before the first retry; it doubles for each next one.
+    #[serde(default)]
+    pub retry_backoff: Option<Duration>,
+    /// Tags on every snapshot of the job.
+    #[serde(default)]
+    pub tags: Vec<Spanned<String>>,
+    /// What to keep (the rules of `cairn forget`); forgetting runs after
+    /// each successful backup.
+    #[serde(default)]
+    pub retention: Option<Spanned<Rules>>,
+    /// Commands run before the backup.
+    #[serde(default)]
+    pub pre: Vec<Spanned<Hook>>,
+    /// Commands run after the backup.
+    #[serde(default)]
+    pub post: Vec<Spanned<Hook>>,
+}
+
+/// A hook command (`[[jobs.NAME.pre]]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Hook {
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    /// It is killed after this long (default 5 minutes).
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+    /// What its failure does to the run.
+    #[serde(default)]
+    pub on_failure: OnFailure,
+}
+
+/// What a failing hook does.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFailure {
+    /// The run fails (a pre hook: before anything is backed up).
+    #[default]
+    Fail,
+    /// It is logged and the run goes on.
+    Continue,
+}
+
+/// `[jobs.NAME.source]`. (Serde reads an internally tagged enum through a
+/// buffer, so nothing inside it can carry its own span: errors point at
+/// the source table and name the key.)
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum JobSource {
+    /// A PostgreSQL database through pg_dump.
+    #[serde(alias = "pg")]
+    Postgres(PgSource),
+    /// A Redis server's RDB snapshot.
+    Redis(RedisSource),
+    /// File trees.
+    Files(FilesSource),
+    /// A command's standard output.
+    Command(CommandSource),
+}
+
+/// `type = "postgres"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PgSource {
+    /// Database name or connection string.
+    #[serde(default)]
+    pub dbname: Option<String>,
+    /// Host or socket directory.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Port.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// User.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// A password file in libpq's format (`PGPASSFILE`).
+    #[serde(default)]
+    pub passfile: Option<PathBuf>,
+    /// Also store `pg_dumpall --globals-only`.
+    #[serde(default)]
+    pub globals: bool,
+    /// Plain SQL instead of the custom format.
+    #[serde(default)]
+    pub plain: bool,
+    /// More pg_dump arguments.
+    #[serde(default)]
+    pub extra_args: Vec<String>,
+}
+
+/// `type = "redis"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RedisSource {
+    /// `redis://[user@]host:port` or `rediss://…`, without a password.
+    pub url: String,
+    /// A file holding the password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// CA certificates (PEM) for `rediss://`.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+/// `type = "files"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FilesSource {
+    /// Absolute paths.
+    pub paths: Vec<PathBuf>,
+}
+
+/// `type = "command"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CommandSource {
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    /// The file's name in the snapshot.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A duration written as `30s`, `5m`, `1h 30m` or ISO 8601 (`PT5M`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Duration(pub std::time::Duration);
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let parsed = jiff::SignedDuration::from_str(text.trim()).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a duration ({e}); write for example \"30s\", \"5m\" or \"1h 30m\""
+            ))
+        })?;
+        std::time::Duration::try_from(parsed)
+            .map(Self)
+            .map_err(|_| serde::de::Error::custom(format!("{text:?} is negative")))
+    }
+}
+
+/// One mistake in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line and column (0 when the whole file is meant).
+    pub line: usize,
+    /// Column.
+    pub column: usize,
+    /// The key, as a dotted path (`jobs.orders.schedule`).
+    pub key: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// Why a file was refused.
+#[derive(Debug)]
+pub struct Invalid {
+    /// The file.
+    pub path: PathBuf,
+    /// Every mistake found (parse errors stop at the first).
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "{}: {n} error{} in the agent configuration",
+            self.path.display(),
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  {}:{}:{}: ", self.path.display(), p.line, p.column)?;
+            if !p.key.is_empty() {
+                write!(f, "{}: ", p.key)?;
+            }
+            write!(f, "{}", p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// A file read and checked.
+#[derive(Debug)]
+pub struct Config {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Its settings.
+    pub file: AgentFile,
+}
+
+impl Config {
+    /// Reads and checks `path`.
+    ///
+    /// # Errors
+    /// [`Invalid`] naming every mistake, or the file cannot be read.
+    pub fn load(path: &Path) -> Result<Self, Invalid> {
+        let invalid = |problems| Invalid {
+            path: path.to_owned(),
+            problems,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            invalid(vec![Problem {
+                line: 0,
+                column: 0,
+                key: String::new(),
+                message: format!("cannot read it: {e}"),
+            }])
+        })?;
+        let file = parse(&text).map_err(invalid)?;
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+        })
+    }
+
+    /// The job names, in order.
+    pub fn job_names(&self) -> impl Iterator<Item = &str> {
+        self.file.jobs.keys().map(String::as_str)
+    }
+}
+
+/// Parses and checks a file's text.
+///
+/// # Errors
+/// Every mistake found, each with its line, column and key.
+pub fn parse(text: &str) -> Result<AgentFile, Vec<Problem>> {
+    let lines = Lines::new(text);
+    let file: AgentFile = toml::from_str(text).map_err(|e| {
+        let (line, column) = e.span().map_or((0, 0), |s| lines.at(s.start));
+        vec![Problem {
+            line,
+            column,
+            key: key_at(text, line),
+            message: e.message().trim_end().to_owned(),
+        }]
+    })?;
+    let mut check = Check {
+        lines: &lines,
+        problems: Vec::new(),
+    };
+    check.file(&file);
+    if check.problems.is_empty() {
+        Ok(file)
+    } else {
+        check.problems.sort_by_key(|p| (p.line, p.column));
+        Err(check.problems)
+    }
+}
+
+/// The dotted key a line of `text` sets (`jobs.orders.schedule`), or the
+/// table its header opens, as far as a line shows it: for the messages of
+/// errors the TOML reader finds, which name a key only sometimes.
+fn key_at(text: &str, line: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let header = |l: &str| {
+        let l = l.trim();
+        l.strip_prefix("[[")
+            .and_then(|r| r.split("]]").next())
+            .or_else(|| l.strip_prefix('[').and_then(|r| r.split(']').next()))
+            .map(|h| h.replace(['"', ' '], ""))
+    };
+    let Some(this) = line.checked_sub(1).and_then(|i| lines.get(i)) else {
+        return String::new();
+    };
+    if let Some(h) = header(this) {
+        return h;
+    }
+    let table = lines[..line - 1].iter().rev().find_map(|l| header(l));
+    let key = this
+        .split_once('=')
+        .map(|(k, _)| k.trim().replace(['"', ' '], ""));
+    match (table, key) {
+        (Some(t), Some(k)) => format!("{t}.{k}"),
+        (None, Some(k)) => k,
+        (Some(t), None) => t,
+        (None, None) => String::new(),
+    }
+}
+
+/// Byte offsets to lines and columns.
+struct Lines {
+    starts: Vec<usize>,
+}
+
+impl Lines {
+    fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Self { starts }
+    }
+
+    /// 1-based line and column of byte `offset`.
+    fn at(&self, offset: usize) -> (usize, usize) {
+        let line = self.starts.partition_point(|&s| s <= offset);
+        let start = self.starts[line.saturating_sub(1)];
+        (line, offset - start + 1)
+    }
+}
+
+/// The checks that need more than one value, or the file system.
+struct Check<'a> {
+    lines: &'a Lines,
+    problems: Vec<Problem>,
+}
+
+impl Check<'_> {
+    fn add<T>(&mut self, at: &Spanned<T>, key: &str, message: impl Into<String>) {
+        let (line, column) = if at.span().is_empty() && at.span().start == 0 {
+            (0, 0)
+        } else {
+            self.lines.at(at.span().start)
+        };
+        self.problems.push(Problem {
+            line,
+            column,
+            key: key.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn file(&mut self, file: &AgentFile) {
+        let a = &file.agent;
+        if a.listen.get_ref().parse::<std::net::SocketAddr>().is_err() {
+            self.add(
+                &a.listen,
+                "agent.listen",
+                format!(
+                    "{:?} is not an address and port (for example \"0.0.0.0:9464\")",
+                    a.listen.get_ref()
+                ),
+            );
+        }
+        if *a.max_concurrent_jobs.get_ref() == 0 {
+            self.add(
+                &a.max_concurrent_jobs,
+                "agent.max-concurrent-jobs",
+                "must be at least 1",
+            );
+        }
+        if let Some(r) = &file.repository {
+            self.repository(r, "repository");
+        }
+        for (name, r) in &file.repositories {
+            self.repository(r, &format!("repositories.{name}"));
+        }
+        let known = |name: &Option<Spanned<String>>| match name {
+            None => file.repository.is_some(),
+            Some(n) => file.repositories.contains_key(n.get_ref()),
+        };
+        if let Some(p) = &file.prune {
+            let s = p.get_ref();
+            self.when(s.when(), "prune", p);
+            if !known(&s.repository) {
+                self.unknown_repository(&s.repository, p, "prune");
+            }
+            if let Some(m) = &s.max_unused {
+                if !(0.0..=100.0).contains(m.get_ref()) {
+                    self.add(m, "prune.max-unused", "must be a percentage, 0 to 100");
+                }
+            }
+        }
+        for (name, job) in &file.jobs {
+            let key = format!("jobs.{name}");
+            if !valid_job_name(name) {
+                self.add(
+                    job,
+                    &key,
+                    "a job name is letters, digits, '-', '_' and '.', at most 64",
+                );
+            }
+            let j = job.get_ref();
+            self.when(j.when(), &key, job);
+            if !known(&j.repository) {
+                self.unknown_repository(&j.repository, job, &key);
+            }
+            for t in &j.tags {
+                if !cairn_repo_format::valid_tag(t.get_ref()) {
+                    self.add(
+                        t,
+                        &format!("{key}.tags"),
+                        format!(
+                            "{:?} is not a valid tag (1 to {} bytes, no comma or control character)",
+                            t.get_ref(),
+                            cairn_repo_format::MAX_TAG_LEN
+                        ),
+                    );
+                }
+            }
+            if let Some(r) = &j.retention {
+                if r.get_ref() == &Rules::default() {
+                    self.add(
+                        r,
+                        &format!("{key}.retention"),
+                        "no rule: give keep-last, keep-daily, … (or remove the section to keep everything)",
+                    );
+                }
+            }
+            for (which, hooks) in [("pre", &j.pre), ("post", &j.post)] {
+                for h in hooks {
+                    if h.get_ref().command.is_empty() {
+                        self.add(h, &format!("{key}.{which}.command"), "is empty");
+                    }
+                }
+            }
+            self.source(&j.source, &format!("{key}.source"));
+        }
+    }
+
+    fn repository(&mut self, r: &Spanned<RepoSettings>, key: &str) {
+        let s = r.get_ref();
+        if s.url.trim().is_empty() {
+            self.add(r, &format!("{key}.url"), "is empty");
+        }
+        match (&s.password_file, &s.password_env) {
+            (Some(f), Some(_)) => self.add(
+                f,
+                &format!("{key}.password-file"),
+                "give password-file or password-env, not both",
+            ),
+            (Some(f), None) => self.readable(f, f.get_ref(), &format!("{key}.password-file")),
+            (None, Some(v)) => {
+                if std::env::var_os(v.get_ref()).is_none() {
+                    self.add(
+                        v,
+                        &format!("{key}.password-env"),
+                        format!("the environment variable {} is not set", v.get_ref()),
+                    );
+                }
+            }
+            // CAIRN_PASSWORD_FILE or CAIRN_PASSWORD then, as for the CLI.
+            (None, None) => {}
+        }
+    }
+
+    /// `file` (named at `at`) can be opened for reading.
+    fn readable<T>(&mut self, at: &Spanned<T>, file: &Path, key: &str) {
+        if let Err(e) = std::fs::File::open(file) {
+            self.add(at, key, format!("cannot read {}: {e}", file.display()));
+        }
+    }
+
+    fn unknown_repository<T>(
+        &mut self,
+        name: &Option<Spanned<String>>,
+        at: &Spanned<T>,
+        key: &str,
+    ) {
+        match name {
+            Some(n) => self.add(
+                n,
+                &format!("{key}.repository"),
+                format!("no [repositories.{}] is defined", n.get_ref()),
+            ),
+            None => self.add(
+                at,
+                key,
+                "no repository: define [repository], or name one of [repositories] here",
+            ),
+        }
+    }
+
+    fn when<T>(&mut self, w: When<'_>, key: &str, at: &Spanned<T>) {
+        match (w.schedule, w.every) {
+            (Some(s), Some(_)) => {
+                self.add(
+                    s,
+                    &format!("{key}.schedule"),
+                    "give schedule or every, not both",
+                );
+            }
+            (Some(s), None) => {
+                if let Err(e) = cron(s.get_ref()) {
+                    self.add(s, &format!("{key}.schedule"), e);
+                }
+            }
+            (None, Some(e)) if e.get_ref().0.is_zero() => {
+                self.add(e, &format!("{key}.every"), "must be longer than 0s");
+            }
+            (None, None) if key == "prune" => {
+                self.add(at, key, "give schedule or every: when to prune");
+            }
+            _ => {}
+        }
+        if let Some(z) = w.time_zone {
+            if w.schedule.is_none() {
+                self.add(z, &format!("{key}.time-zone"), "is only for schedule");
+            } else if let Err(e) = jiff::tz::TimeZone::get(z.get_ref()) {
+                self.add(
+                    z,
+                    &format!("{key}.time-zone"),
+                    format!("{:?} is not a known time zone ({e})", z.get_ref()),
+                );
+            }
+        }
+    }
+
+    fn source(&mut self, s: &Spanned<JobSource>, key: &str) {
+        match s.get_ref() {
+            JobSource::Postgres(pg) => {
+                if let Some(f) = &pg.passfile {
+                    self.readable(s, f, &format!("{key}.passfile"));
+                }
+            }
+            JobSource::Redis(r) => {
+                let url = format!("{key}.url");
+                match url::Url::parse(&r.url) {
+                    Err(e) => self.add(s, &url, format!("{:?} is not a URL: {e}", r.url)),
+                    Ok(u) if u.password().is_some() => self.add(
+                        s,
+                        &url,
+                        "holds a password: put it in a file and name it with password-file",
+                    ),
+                    Ok(u) if !matches!(u.scheme(), "redis" | "rediss") => {
+                        self.add(s, &url, "must start with redis:// or rediss://");
+                    }
+                    Ok(_) => {}
+                }
+                if let Some(f) = &r.password_file {
+                    self.readable(s, f, &format!("{key}.password-file"));
+                }
+                if let Some(f) = &r.tls_ca_file {
+                    self.readable(s, f, &format!("{key}.tls-ca-file"));
+                }
+            }
+            JobSource::Files(f) => {
+                if f.paths.is_empty() {
+                    self.add(s, &format!("{key}.paths"), "is empty");
+                }
+                for p in f.paths.iter().filter(|p| !p.is_absolute()) {
+                    self.add(
+                        s,
+                        &format!("{key}.paths"),
+                        format!("{} is not an absolute path", p.display()),
+                    );
+                }
+            }
+            JobSource::Command(c) => {
+                if c.command.is_empty() {
+                    self.add(s, &format!("{key}.command"), "is empty");
+                }
+            }
+        }
+    }
+}
+
+/// Whether `name` can name a job (it appears in metrics and logs).
+fn valid_job_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Parses a cron expression: five fields (minute hour day month weekday),
+/// or six with seconds first.
+///
+/// # Errors
+/// What is wrong with it.
+pub fn cron(expr: &str) -> Result<croner::Cron, String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .build()
+        .parse(expr)
+        .map_err(|e| format!("{expr:?} is not a cron expression: {e}"))
+}
+
+#[cfg(test)]
+mod tests;
