@@ -111,7 +111,10 @@ pub struct S3Settings {
     pub virtual_hosted: bool,
 }
 
-/// `[prune]`.
+/// `[prune]`. Its schedule keys are those of a job, written out in both
+/// rather than shared through `#[serde(flatten)]`: serde reads a flattened
+/// struct through a buffer, which loses toml's spans (so errors could not
+/// name their line) and does not honour `deny_unknown_fields`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PruneSettings {
@@ -267,7 +270,9 @@ pub enum JobSource {
     Command(CommandSource),
 }
 
-/// `type = "postgres"`.
+/// `type = "postgres"`. The connection keys are those of
+/// [`crate::source::postgres::PgConn`], with the agent's own additions
+/// (`passfile`); `deny_unknown_fields` rules out flattening that in.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PgSource {
