@@ -185,20 +185,13 @@ impl BlobSink {
     }
 
     fn store(&mut self, kind: BlobKind, id: ChunkId, data: Bytes) -> Result<(), PipelineError> {
-        if self.known(&id)? {
-            return Ok(());
-        }
-        self.seen.insert(id);
-        Stats::add(&self.stats.new_chunks, 1);
-        Stats::add(&self.stats.new_bytes, data.len() as u64);
-        self.tx
-            .send(RawBlob {
-                id,
-                kind,
-                data,
-                stored: None,
-            })
-            .map_err(|_| PipelineError::Aborted)
+        self.queue(RawBlob {
+            id,
+            kind,
+            data,
+            stored: None,
+        })?;
+        Ok(())
     }
 
     /// Stores a blob already in its stored form (`data` is the zstd frame
@@ -218,20 +211,25 @@ impl BlobSink {
         data: Bytes,
     ) -> Result<bool, PipelineError> {
         Stats::add(&self.stats.total_chunks, 1);
-        if self.known(&id)? {
+        self.queue(RawBlob {
+            id,
+            kind,
+            data,
+            stored: Some((compression, raw_len)),
+        })
+    }
+
+    /// Queues a blob for the workers unless it is stored already; returns
+    /// whether it was queued.
+    fn queue(&mut self, blob: RawBlob) -> Result<bool, PipelineError> {
+        if self.known(&blob.id)? {
             return Ok(false);
         }
-        self.seen.insert(id);
+        self.seen.insert(blob.id);
+        let raw_len = blob.stored.map_or(blob.data.len(), |(_, raw_len)| raw_len);
         Stats::add(&self.stats.new_chunks, 1);
         Stats::add(&self.stats.new_bytes, raw_len as u64);
-        self.tx
-            .send(RawBlob {
-                id,
-                kind,
-                data,
-                stored: Some((compression, raw_len)),
-            })
-            .map_err(|_| PipelineError::Aborted)?;
+        self.tx.send(blob).map_err(|_| PipelineError::Aborted)?;
         Ok(true)
     }
 
