@@ -385,7 +385,11 @@ impl fmt::Display for Invalid {
             if n == 1 { "" } else { "s" }
         )?;
         for p in &self.problems {
-            write!(f, "\n  {}:{}:{}: ", self.path.display(), p.line, p.column)?;
+            write!(f, "\n  {}", self.path.display())?;
+            if p.line > 0 {
+                write!(f, ":{}:{}", p.line, p.column)?;
+            }
+            write!(f, ": ")?;
             if !p.key.is_empty() {
                 write!(f, "{}: ", p.key)?;
             }

@@ -181,7 +181,6 @@ async fn send_live(
         entries,
         data,
     } = read;
-    let name = ObjectName::Pack(pack.session, pack.id);
     let keys = repo.keys.clone();
     let tx = tx.clone();
     tokio::task::spawn_blocking(move || {
@@ -190,7 +189,9 @@ async fn send_live(
             let from = usize::try_from(e.offset)?;
             let stored = data
                 .get(from..from + e.stored_len as usize)
-                .ok_or_else(|| Error::Corrupt(format!("{name} is shorter than its index says")))?;
+                .ok_or_else(|| {
+                    Error::Corrupt(format!("{} is shorter than its index says", cipher.name()))
+                })?;
             let plain = cipher.open_stored(&e, stored).map_err(|err| {
                 Error::Corrupt(format!("{err}; nothing was deleted. Run `cairn check`"))
             })?;
