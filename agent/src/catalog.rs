@@ -168,9 +168,12 @@ pub fn default_path(repository_id: &[u8; 16]) -> Result<PathBuf> {
         .ok_or_else(|| {
             Error::Input("no cache directory for the catalog: set HOME or XDG_CACHE_HOME, or pass --catalog PATH (or CAIRN_CATALOG)".into())
         })?;
-    Ok(base
-        .join("cairn")
-        .join(format!("{}.catalog", hex::encode(repository_id))))
+    Ok(path_in(&base.join("cairn"), repository_id))
+}
+
+/// The catalog of the repository `repository_id` in the directory `dir`.
+pub fn path_in(dir: &Path, repository_id: &[u8; 16]) -> PathBuf {
+    dir.join(format!("{}.catalog", hex::encode(repository_id)))
 }
 
 fn is_corruption(e: &rusqlite::Error) -> bool {

@@ -104,9 +104,10 @@ pub struct Cli {
     quiet: bool,
 
     /// How log lines look: human, or json (one object per line, for log
-    /// collectors).
-    #[arg(long, env = "CAIRN_LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Human)]
-    log_format: LogFormat,
+    /// collectors). Default: human, except for the agent daemon when
+    /// standard error is not a terminal (json).
+    #[arg(long, env = "CAIRN_LOG_FORMAT", global = true, value_enum)]
+    log_format: Option<LogFormat>,
 
     #[command(subcommand)]
     command: Command,
@@ -146,11 +147,9 @@ enum Command {
         #[command(subcommand)]
         command: catalog_cmd::Command,
     },
-    /// The node-side agent: scheduled jobs from one configuration file.
-    Agent {
-        #[command(subcommand)]
-        command: agent::Command,
-    },
+    /// The node-side agent: scheduled jobs from one configuration file
+    /// (`--config FILE`), one job once (`--run JOB`), `check-config`.
+    Agent(agent::Args),
 }
 
 /// Connection options shared by every PostgreSQL client.
@@ -203,10 +202,23 @@ pub struct Logging {
 impl Cli {
     /// How to log, from -v/-q and --log-format.
     pub fn logging(&self) -> Logging {
+        let format = self.log_format.unwrap_or_else(|| {
+            if self.is_daemon() && !std::io::stderr().is_terminal() {
+                LogFormat::Json
+            } else {
+                LogFormat::Human
+            }
+        });
         Logging {
             verbosity: i8::try_from(self.verbose).unwrap_or(i8::MAX) - i8::from(self.quiet),
-            format: self.log_format,
+            format,
         }
+    }
+
+    /// Whether this runs the agent daemon, which handles its own signals
+    /// (SIGTERM: finish within the grace period; SIGHUP: reload).
+    pub fn is_daemon(&self) -> bool {
+        matches!(&self.command, Command::Agent(a) if a.is_daemon())
     }
 }
 
@@ -249,7 +261,7 @@ impl Ctx {
 pub async fn run(cli: Cli, cancel: Cancel) -> Result<Status> {
     // The agent names its repositories in its configuration file.
     let command = match cli.command {
-        Command::Agent { command } => return agent::run(command),
+        Command::Agent(args) => return agent::run(args, cancel).await,
         other => other,
     };
     let repo = cli.repo.filter(|r| !r.is_empty());
@@ -277,7 +289,7 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<Status> {
         Command::Init(args) => init::run(&ctx, args).await,
         Command::Key { command } => key::run(&ctx.open().await?, &ctx.cancel, command).await,
         Command::Catalog { command } => catalog_cmd::run(&ctx, command).await,
-        Command::Agent { .. } => {
+        Command::Agent(_) => {
             unreachable!("the agent is dispatched before a repository is opened")
         }
         Command::Backup(args) => backup::run(&ctx, args).await,
@@ -346,19 +358,12 @@ pub fn stdout_closed<T>(r: Result<T>) -> Result<T> {
 /// dropped), `$var`, or the terminal (asking twice when `confirm`).
 pub fn passphrase(var: &str, file_var: &str, prompt: &str, confirm: bool) -> Result<Passphrase> {
     let bytes = if let Some(path) = std::env::var_os(file_var) {
-        let mut b = std::fs::read(&path).with_context(|| {
+        crate::util::read_passphrase_file(std::path::Path::new(&path)).with_context(|| {
             format!(
                 "reading the passphrase file {} (from {file_var})",
                 path.to_string_lossy()
             )
-        })?;
-        if b.last() == Some(&b'\n') {
-            b.pop();
-            if b.last() == Some(&b'\r') {
-                b.pop();
-            }
-        }
-        b
+        })?
     } else if let Some(p) = std::env::var_os(var) {
         std::os::unix::ffi::OsStringExt::into_vec(p)
     } else {

@@ -41,9 +41,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let daemon = args.is_daemon();
     let result = runtime.block_on(async {
-        let cancel = cancel::Cancel::on_signals()
-            .map_err(|e| anyhow::anyhow!("cannot install the signal handlers: {e}"))?;
+        let cancel = if daemon {
+            cancel::Cancel::new()
+        } else {
+            cancel::Cancel::on_signals()
+                .map_err(|e| anyhow::anyhow!("cannot install the signal handlers: {e}"))?
+        };
         cli::run(args, cancel).await
     });
     // Do not wait for stray blocking tasks (a stdin read) at exit.

@@ -102,6 +102,22 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// A passphrase file's contents, without the one line ending an editor
+/// adds (`\n` or `\r\n`).
+///
+/// # Errors
+/// If the file cannot be read.
+pub fn read_passphrase_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    let mut b = std::fs::read(path)?;
+    if b.last() == Some(&b'\n') {
+        b.pop();
+        if b.last() == Some(&b'\r') {
+            b.pop();
+        }
+    }
+    Ok(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,14 +1,33 @@
-//! `cairn agent`: the node-side daemon's commands. Today `check-config`,
-//! which reads an agent configuration file and names every mistake in it.
+//! `cairn agent`: the node-side daemon (`--config FILE`), one job run once
+//! (`--run JOB`, for a Kubernetes CronJob), and `check-config`.
 
-use crate::cli::Status;
+use crate::cancel::Cancel;
+use crate::cli::{usage, Status};
 use crate::daemon::config::Config;
-use anyhow::Result;
+use crate::daemon::job::{self, Outcome};
+use crate::daemon::{repos, service};
+use crate::util::human_bytes;
+use anyhow::{Context, Result};
 use std::path::PathBuf;
 
 /// `cairn agent …`.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The configuration file (TOML; docs/agent.md).
+    #[arg(long, short = 'c', env = "CAIRN_AGENT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Run this job once (hooks, backup, retention) and exit with the
+    /// backup's status (0, 1, or 3 for a partial snapshot), instead of
+    /// running the daemon.
+    #[arg(long, value_name = "JOB")]
+    run: Option<String>,
+}
+
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {
+enum Command {
     /// Check an agent configuration file: every mistake is named with its
     /// line and key; exit 1 if there is one.
     CheckConfig {
@@ -18,19 +37,99 @@ pub enum Command {
     },
 }
 
-pub fn run(command: Command) -> Result<Status> {
-    match command {
-        Command::CheckConfig { config } => {
-            let loaded = Config::load(&config)?;
-            let jobs: Vec<&str> = loaded.job_names().collect();
-            println!(
-                "{}: valid; {} job(s){}{}",
-                config.display(),
-                jobs.len(),
-                if jobs.is_empty() { "" } else { ": " },
-                jobs.join(", ")
-            );
+impl Args {
+    /// Whether this runs the daemon (which handles its own signals).
+    pub fn is_daemon(&self) -> bool {
+        self.command.is_none() && self.run.is_none()
+    }
+}
+
+pub async fn run(args: Args, cancel: Cancel) -> Result<Status> {
+    if let Some(Command::CheckConfig { config }) = args.command {
+        let loaded = Config::load(&config)?;
+        let jobs: Vec<&str> = loaded.job_names().collect();
+        println!(
+            "{}: valid; {} job(s){}{}",
+            config.display(),
+            jobs.len(),
+            if jobs.is_empty() { "" } else { ": " },
+            jobs.join(", ")
+        );
+        return Ok(Status::Success);
+    }
+    let Some(path) = args.config else {
+        usage!("no configuration file: pass --config FILE or set CAIRN_AGENT_CONFIG");
+    };
+    match args.run {
+        None => {
+            service::serve(&path).await?;
             Ok(Status::Success)
+        }
+        Some(name) => run_once(&path, &name, &cancel).await,
+    }
+}
+
+/// `--run JOB`: the job once, with its retries; stopped by a signal.
+async fn run_once(path: &std::path::Path, name: &str, cancel: &Cancel) -> Result<Status> {
+    let config = Config::load(path)?;
+    let Some(job) = config.file.jobs.get(name).map(toml::Spanned::get_ref) else {
+        let known: Vec<&str> = config.job_names().collect();
+        usage!(
+            "{}: no job {name:?}; the jobs are: {}",
+            path.display(),
+            if known.is_empty() {
+                "(none)".to_owned()
+            } else {
+                known.join(", ")
+            }
+        );
+    };
+    let repo_name = job
+        .repository
+        .as_ref()
+        .map_or(repos::DEFAULT, |n| n.get_ref().as_str());
+    let settings = match repo_name {
+        repos::DEFAULT => config.file.repository.as_ref(),
+        other => config.file.repositories.get(other),
+    }
+    .map(toml::Spanned::get_ref)
+    .context("the job's repository is not configured")?;
+    let repo = repos::open(
+        repo_name,
+        settings,
+        config.file.agent.catalog.as_deref(),
+        cancel,
+    )
+    .await
+    .with_context(|| format!("opening repository {repo_name} ({})", settings.url))?;
+    let report = job::run(&repo, name, job, &config.host(), cancel).await;
+    if let Some(b) = &report.backup {
+        let s = &b.snapshot.summary;
+        println!(
+            "job {name}: snapshot {} saved: {} read, {} new, {} stored, {:.1} s",
+            b.id.short(),
+            human_bytes(s.bytes_read),
+            human_bytes(s.new_bytes),
+            human_bytes(s.stored_bytes),
+            report.seconds
+        );
+    }
+    if let Some((kept, forgotten)) = report.retention {
+        println!("job {name}: retention kept {kept} snapshot(s), forgot {forgotten}");
+    }
+    match report.outcome {
+        Outcome::Success => Ok(Status::Success),
+        Outcome::Partial => Ok(Status::Partial),
+        Outcome::Failure => {
+            // Stopped by a signal: the conventional status.
+            if let Some(reason) = cancel.reason() {
+                return Err(cairn_agent::Error::Cancelled(reason).into());
+            }
+            anyhow::bail!(
+                "job {name} failed after {} attempt(s): {}",
+                report.attempts,
+                report.error.as_deref().unwrap_or("unknown error")
+            )
         }
     }
 }

@@ -39,6 +39,11 @@ pub struct Args {
     /// snapshots by their tags.
     #[arg(long = "tag", value_name = "TAG", global = true)]
     tags: Vec<String>,
+    /// The host name recorded in the snapshot, instead of this machine's
+    /// (retention groups by it; a files backup's parent is looked for
+    /// under it).
+    #[arg(long, env = "CAIRN_HOST", global = true)]
+    host: Option<String>,
     /// Print a JSON summary on standard output.
     #[arg(long, global = true)]
     json: bool,
@@ -110,6 +115,7 @@ fn source(args: &Args) -> Result<SourceSettings> {
             plain: pg.plain,
             globals: pg.globals,
             extra: pg.extra.clone(),
+            passfile: None,
         }),
         Some(Kind::Redis(r)) => SourceSettings::Redis(RedisSettings {
             url: r.url.clone(),
@@ -171,6 +177,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
         uploads: args.uploads,
         expect_min_bytes: args.expect_min_bytes,
         tags: args.tags.clone(),
+        host: args.host.clone(),
     };
     let (repo, cat) = ctx.open_with_catalog().await?;
     let stats = Arc::new(Stats::default());

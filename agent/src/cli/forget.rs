@@ -58,6 +58,9 @@ pub struct Args {
     /// Only snapshots taken on this host (repeat for several).
     #[arg(long = "host", value_name = "HOST")]
     hosts: Vec<String>,
+    /// Only snapshots with this tag (repeat: with all of them).
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
     /// Hours, days, weeks, months and years by UTC instead of the local
     /// time zone (TZ).
     #[arg(long)]
@@ -95,6 +98,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
         },
         group_by: args.group_by,
         hosts: args.hosts,
+        tags: args.tags,
         snapshots: args.snapshots,
         utc: args.utc,
         dry_run: args.dry_run,

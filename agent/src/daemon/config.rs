@@ -54,6 +54,11 @@ pub struct Settings {
     /// The catalog's directory (default: the CLI's).
     #[serde(default)]
     pub catalog: Option<PathBuf>,
+    /// The host name recorded in snapshots (default: `CAIRN_HOST`, else
+    /// the system's). On Kubernetes, the node's name: a pod's changes with
+    /// each restart, and a job's retention and last success are per host.
+    #[serde(default)]
+    pub host: Option<Spanned<String>>,
 }
 
 impl Default for Settings {
@@ -63,6 +68,7 @@ impl Default for Settings {
             max_concurrent_jobs: one(),
             shutdown_grace: five_minutes(),
             catalog: None,
+            host: None,
         }
     }
 }
@@ -435,6 +441,18 @@ impl Config {
         })
     }
 
+    /// The host name snapshots record: `[agent] host`, else `CAIRN_HOST`,
+    /// else the system's.
+    pub fn host(&self) -> String {
+        self.file
+            .agent
+            .host
+            .as_ref()
+            .map(|h| h.get_ref().clone())
+            .or_else(|| std::env::var("CAIRN_HOST").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(crate::util::hostname)
+    }
+
     /// The job names, in order.
     pub fn job_names(&self) -> impl Iterator<Item = &str> {
         self.file.jobs.keys().map(String::as_str)
@@ -551,6 +569,15 @@ impl Check<'_> {
                     a.listen.get_ref()
                 ),
             );
+        }
+        if let Some(h) = &a.host {
+            if h.get_ref().is_empty() || h.get_ref().chars().any(char::is_control) {
+                self.add(
+                    h,
+                    "agent.host",
+                    "must be a non-empty name without control characters",
+                );
+            }
         }
         if *a.max_concurrent_jobs.get_ref() == 0 {
             self.add(

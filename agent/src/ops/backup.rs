@@ -51,6 +51,12 @@ pub struct BackupOptions {
     /// The snapshot's tags.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// The host name recorded in the snapshot (default: this machine's).
+    /// Retention groups by it and a files backup's parent is looked for
+    /// under it: a pod whose host name changes with each restart names
+    /// its node here.
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 fn default_uploads() -> usize {
@@ -66,6 +72,7 @@ impl BackupOptions {
             uploads: default_uploads(),
             expect_min_bytes: 0,
             tags: Vec::new(),
+            host: None,
         }
     }
 }
@@ -134,6 +141,15 @@ pub async fn backup(
 ) -> Result<BackupReport> {
     let started = Instant::now();
     let tags = checked_tags(&opts.tags)?;
+    let host = match &opts.host {
+        Some(h) if h.is_empty() || h.chars().any(char::is_control) => {
+            input!(
+                "host name {h:?} is not allowed: give a non-empty name without control characters"
+            )
+        }
+        Some(h) => h.clone(),
+        None => util::hostname(),
+    };
     // Format §8.1: the lease first, then what a prune condemns, and only
     // then the index (the catalog's sync).
     let session = cancel.or_cancel(Session::start(repo)).await?;
@@ -143,7 +159,7 @@ pub async fn backup(
             sync::sync(cat, repo).await?;
             let plan = opts.source.plan().await?;
             let parent = match &plan {
-                Plan::Files(files) => choose_parent(repo, cat, files, &opts.parent).await?,
+                Plan::Files(files) => choose_parent(repo, cat, files, &opts.parent, &host).await?,
                 Plan::Streams(_) => None,
             };
             Ok::<_, Error>(Prepared {
@@ -201,7 +217,7 @@ pub async fn backup(
         session: session.id,
         time_ns: session.started_ns,
         finished_ns: util::now_ns(),
-        hostname: util::hostname(),
+        hostname: host,
         username: util::username(),
         source,
         tree,
@@ -262,6 +278,7 @@ async fn choose_parent(
     cat: &Arc<Catalog>,
     files: &FilesPlan,
     choice: &Parent,
+    host: &str,
 ) -> Result<Option<(SnapshotId, ChunkId)>> {
     let snapshots = cat.snapshots()?;
     let (id, snap) = match choice {
@@ -276,7 +293,7 @@ async fn choose_parent(
             }
             (id, snap)
         }
-        Parent::Latest => match files.latest_of_same(&snapshots, &util::hostname()) {
+        Parent::Latest => match files.latest_of_same(&snapshots, host) {
             Some((id, snap)) => (id, snap),
             None => return Ok(None),
         },

@@ -26,6 +26,9 @@ pub struct ForgetOptions {
     /// Only snapshots of these hosts are considered (all if empty).
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// Only snapshots with every one of these tags are considered.
+    #[serde(default)]
+    pub tags: Vec<String>,
     /// These snapshots (id prefixes, or `latest`) instead of rules.
     #[serde(default)]
     pub snapshots: Vec<String>,
@@ -86,6 +89,7 @@ fn decide(cat: &Catalog, opts: &ForgetOptions) -> Result<ForgetReport> {
     if !opts.hosts.is_empty() {
         snapshots.retain(|(_, s)| opts.hosts.contains(&s.hostname));
     }
+    snapshots.retain(|(_, s)| opts.tags.iter().all(|t| s.tags.contains(t)));
     let groups = match (opts.snapshots.is_empty(), opts.rules.is_empty()) {
         (true, true) => input!(
             "no retention rule and no snapshot given: nothing was forgotten. Give rules (--keep-last, --keep-daily, --keep-within, …) or snapshot ids"

@@ -102,7 +102,13 @@ impl CommandSettings {
         // (docs/format.md §7.1).
         let argv = self.argv.iter().take(1).cloned().collect();
         StreamPlan {
-            streams: vec![(name.clone(), StreamSpec::Command(self.argv.clone()))],
+            streams: vec![(
+                name.clone(),
+                StreamSpec::Command {
+                    argv: self.argv.clone(),
+                    env: Vec::new(),
+                },
+            )],
             expected_bytes: None,
             record: Box::new(move || Ok(Source::Command { name, argv })),
         }

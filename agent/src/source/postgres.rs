@@ -18,6 +18,8 @@ use crate::error::{input, Context, Error, Result};
 use crate::repo::Repository;
 use crate::restore::{client_failed, pipe_into, root_file, write_new_file};
 use cairn_repo_format::{Snapshot, Source};
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::Stdio;
 
 /// The dump in pg_dump's custom format.
@@ -81,6 +83,11 @@ pub struct PgSettings {
     /// Extra pg_dump arguments.
     #[serde(default)]
     pub extra: Vec<String>,
+    /// A password file in libpq's format, given to the clients as
+    /// `PGPASSFILE` (default: libpq's own choice, `~/.pgpass` or the
+    /// environment's `PGPASSFILE`).
+    #[serde(default)]
+    pub passfile: Option<PathBuf>,
 }
 
 /// What the server said about itself.
@@ -94,10 +101,12 @@ pub struct PgProbe {
     pub pg_dump_version: String,
 }
 
-/// Runs a client to completion; its stdout, or an error with its stderr tail.
-async fn capture(argv: &[String]) -> Result<String, SourceError> {
+/// Runs a client to completion, with `env` added to its environment; its
+/// stdout, or an error with its stderr tail.
+async fn capture(argv: &[String], env: &[(String, OsString)]) -> Result<String, SourceError> {
     let out = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output()
@@ -152,11 +161,20 @@ impl PgSettings {
         let probe = self.probe().await?;
         let mut streams = Vec::new();
         if self.globals {
-            streams.push((GLOBALS.to_owned(), StreamSpec::Command(self.dumpall_argv())));
+            streams.push((
+                GLOBALS.to_owned(),
+                StreamSpec::Command {
+                    argv: self.dumpall_argv(),
+                    env: self.env(),
+                },
+            ));
         }
         streams.push((
             self.file_name().to_owned(),
-            StreamSpec::Command(self.dump_argv()),
+            StreamSpec::Command {
+                argv: self.dump_argv(),
+                env: self.env(),
+            },
         ));
         let record = Source::Postgres {
             dbname: probe.dbname,
@@ -170,6 +188,14 @@ impl PgSettings {
             expected_bytes: None,
             record: Box::new(move || Ok(record)),
         })
+    }
+
+    /// What the clients get in their environment on top of cairn's.
+    pub fn env(&self) -> Vec<(String, OsString)> {
+        self.passfile
+            .iter()
+            .map(|f| ("PGPASSFILE".to_owned(), f.clone().into_os_string()))
+            .collect()
     }
 
     /// The pg_dump command line.
@@ -223,7 +249,7 @@ impl PgSettings {
             "--command=select current_database() || '|' || current_setting('server_version')"
                 .to_owned(),
         );
-        let out = capture(&q).await?;
+        let out = capture(&q, &self.env()).await?;
         let (dbname, server_version) = out
             .trim()
             .split_once('|')
@@ -231,7 +257,7 @@ impl PgSettings {
             .ok_or_else(|| SourceError::Postgres {
                 detail: format!("unexpected answer from psql: {:?}", out.trim()),
             })?;
-        let version = capture(&["pg_dump".to_owned(), "--version".to_owned()]).await?;
+        let version = capture(&["pg_dump".to_owned(), "--version".to_owned()], &[]).await?;
         let pg_dump_version = version
             .split_whitespace()
             .nth(2)

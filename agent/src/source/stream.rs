@@ -28,7 +28,13 @@ pub enum StreamSpec {
     /// Standard input.
     Stdin,
     /// A command's stdout.
-    Command(Vec<String>),
+    Command {
+        /// The program and its arguments.
+        argv: Vec<String>,
+        /// Variables set for it on top of cairn's environment (not
+        /// secrets: `PGPASSFILE` names a file).
+        env: Vec<(String, std::ffi::OsString)>,
+    },
     /// A stream a source module reads with a protocol of its own (Redis
     /// replication); it connects when the stream starts.
     Custom(Box<dyn Connect>),
@@ -70,7 +76,7 @@ impl StreamSpec {
     pub async fn start(self) -> Result<Stream, SourceError> {
         match self {
             StreamSpec::Stdin => Ok(Stream::stdin()),
-            StreamSpec::Command(argv) => Stream::command(&argv),
+            StreamSpec::Command { argv, env } => Stream::command(&argv, &env),
             StreamSpec::Custom(connect) => {
                 let what = connect.what();
                 let producer = connect.connect().await?;
@@ -184,14 +190,19 @@ impl Stream {
         }
     }
 
-    /// Starts `argv` with its stdout as the stream.
+    /// Starts `argv`, with `env` added to its environment, with its stdout
+    /// as the stream.
     ///
     /// # Errors
     /// [`SourceError::Spawn`] if it cannot be started.
-    pub fn command(argv: &[String]) -> Result<Self, SourceError> {
+    pub fn command(
+        argv: &[String],
+        env: &[(String, std::ffi::OsString)],
+    ) -> Result<Self, SourceError> {
         let program = argv.first().cloned().unwrap_or_default();
         let mut child = Command::new(&program)
             .args(&argv[1..])
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

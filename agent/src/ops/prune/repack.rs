@@ -91,9 +91,11 @@ pub(super) async fn repack(
     let fetch = async move {
         let (read_tx, mut read_rx) = tokio::sync::mpsc::channel(1);
         let reads = async move {
-            let mut reads = futures::stream::iter(packs)
-                .map(|u| read_live(repo, private, u))
-                .buffered(READS_AHEAD);
+            // The (lazy) futures are made before the stream: a closure
+            // in the stream's type, taking a borrowed argument, makes the
+            // whole future not provably Send (the agent spawns prunes).
+            let pending: Vec<_> = packs.iter().map(|u| read_live(repo, private, u)).collect();
+            let mut reads = futures::stream::iter(pending).buffered(READS_AHEAD);
             while let Some(read) = reads.next().await {
                 if read_tx.send(read?).await.is_err() {
                     break;

@@ -1,0 +1,399 @@
+//! One run of a job: its pre hooks, the backup, its retention, its post
+//! hooks; tried again with backoff when it fails, each attempt within the
+//! job's timeout, all of it stopped when the agent aborts.
+//!
+//! A job's snapshots carry the tag `job=NAME` and the agent's host name:
+//! that is how its retention finds them (and only them), and how a fresh
+//! agent learns from the repository when the job last succeeded.
+
+use super::config::{JobSettings, JobSource};
+use super::hooks::{self, HookError};
+use super::repos::Repo;
+use crate::cancel::{Cancel, Reason};
+use crate::error::{Action, Error};
+use crate::ops::{self, BackupOptions, BackupReport, ForgetOptions};
+use crate::retention::GroupBy;
+use crate::source::command::CommandSettings;
+use crate::source::files::FilesSettings;
+use crate::source::postgres::{PgConn, PgSettings};
+use crate::source::redis::RedisSettings;
+use crate::source::SourceSettings;
+use crate::stats::Stats;
+use crate::util;
+use cairn_repo_format::SnapshotId;
+use jiff::Timestamp;
+use std::ffi::OsString;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The tag on every snapshot of job `name`.
+pub fn tag(name: &str) -> String {
+    format!("job={name}")
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A snapshot of everything.
+    Success,
+    /// A snapshot of what could be read; some entries failed.
+    Partial,
+    /// No snapshot.
+    Failure,
+}
+
+impl Outcome {
+    /// Its name in metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Partial => "partial",
+            Outcome::Failure => "failure",
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub struct RunReport {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The backup, when one was committed.
+    pub backup: Option<BackupReport>,
+    /// The job's snapshots kept and forgotten by its retention (when it
+    /// has rules and they ran).
+    pub retention: Option<(usize, usize)>,
+    /// Why it failed (the last attempt's error).
+    pub error: Option<String>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Wall time of the whole run, retries included.
+    pub seconds: f64,
+}
+
+/// Why an attempt failed.
+#[derive(Debug, thiserror::Error)]
+enum AttemptError {
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    #[error(transparent)]
+    Op(#[from] Error),
+}
+
+impl AttemptError {
+    /// Whether another attempt could do better.
+    fn retryable(&self) -> bool {
+        match self {
+            AttemptError::Hook(HookError::Cancelled { .. }) => false,
+            AttemptError::Hook(_) => true,
+            AttemptError::Op(e) => !matches!(
+                e.action(),
+                Action::FixInput | Action::FixAccess | Action::Repair | Action::GiveUp
+            ),
+        }
+    }
+}
+
+/// The backup options of a job, its secrets read now (a rotated password
+/// file is read at the next run).
+///
+/// # Errors
+/// [`Error::Input`] for a password file that cannot be read.
+pub fn backup_options(name: &str, job: &JobSettings, host: &str) -> Result<BackupOptions, Error> {
+    let source = match job.source.get_ref() {
+        JobSource::Postgres(pg) => SourceSettings::Postgres(PgSettings {
+            conn: PgConn {
+                dbname: pg.dbname.clone(),
+                host: pg.host.clone(),
+                port: pg.port,
+                username: pg.username.clone(),
+            },
+            plain: pg.plain,
+            globals: pg.globals,
+            extra: pg.extra_args.clone(),
+            passfile: pg.passfile.clone(),
+        }),
+        JobSource::Redis(r) => {
+            let password = match &r.password_file {
+                Some(f) => {
+                    let bytes = util::read_passphrase_file(f).map_err(|e| {
+                        Error::Input(format!(
+                            "job {name}: cannot read the Redis password file {}: {e}",
+                            f.display()
+                        ))
+                    })?;
+                    Some(String::from_utf8(bytes).map_err(|_| {
+                        Error::Input(format!(
+                            "job {name}: the Redis password file {} is not UTF-8",
+                            f.display()
+                        ))
+                    })?)
+                }
+                None => None,
+            };
+            SourceSettings::Redis(RedisSettings {
+                url: r.url.clone(),
+                password,
+                tls_ca_file: r.tls_ca_file.clone(),
+            })
+        }
+        JobSource::Files(f) => SourceSettings::Files(FilesSettings {
+            paths: f.paths.clone(),
+        }),
+        JobSource::Command(c) => SourceSettings::Command(CommandSettings {
+            argv: c.command.clone(),
+            name: c.name.clone(),
+        }),
+    };
+    let mut tags: Vec<String> = job.tags.iter().map(|t| t.get_ref().clone()).collect();
+    tags.push(tag(name));
+    Ok(BackupOptions {
+        tags,
+        host: Some(host.to_owned()),
+        ..BackupOptions::new(source)
+    })
+}
+
+/// When job `name` last succeeded on `host`, from the catalog (the end of
+/// its newest snapshot that is not partial).
+///
+/// # Errors
+/// If the catalog cannot be read.
+pub fn last_success(repo: &Repo, name: &str, host: &str) -> Result<Option<Timestamp>, Error> {
+    let tag = tag(name);
+    Ok(repo
+        .cat
+        .snapshots()?
+        .iter()
+        .filter(|(_, s)| s.hostname == host && !s.partial && s.tags.contains(&tag))
+        .map(|(_, s)| s.finished_ns)
+        .max()
+        .and_then(|ns| Timestamp::from_nanosecond(i128::from(ns)).ok()))
+}
+
+/// Runs job `name` once, with its retries. `abort` stops it at once (its
+/// commands are killed, nothing is committed).
+pub async fn run(
+    repo: &Repo,
+    name: &str,
+    job: &JobSettings,
+    host: &str,
+    abort: &Cancel,
+) -> RunReport {
+    let started = Instant::now();
+    let run_id = format!("{:08x}", rand::random::<u32>());
+    let span = tracing::info_span!("job", job = name, run = %run_id);
+    let mut attempts = 0;
+    let mut backoff = job.retry_backoff.map_or(Duration::from_secs(30), |d| d.0);
+    loop {
+        attempts += 1;
+        let result = {
+            let cancel = Cancel::new();
+            let work = attempt(repo, name, job, host, &run_id, &cancel);
+            tracing::Instrument::instrument(
+                limited(work, &cancel, abort, job.timeout.map(|t| t.0)),
+                span.clone(),
+            )
+            .await
+        };
+        match result {
+            Ok(done) => {
+                let outcome = match (&done.post_error, done.backup.snapshot.partial) {
+                    (Some(_), _) => Outcome::Failure,
+                    (None, true) => Outcome::Partial,
+                    (None, false) => Outcome::Success,
+                };
+                return RunReport {
+                    outcome,
+                    error: done
+                        .post_error
+                        .map(|e| format!("the snapshot was saved, but a post hook failed: {e}")),
+                    backup: Some(done.backup),
+                    retention: done.retention,
+                    attempts,
+                    seconds: started.elapsed().as_secs_f64(),
+                };
+            }
+            Err(e) => {
+                let last = attempts > job.retries || !e.retryable() || abort.reason().is_some();
+                span.in_scope(|| {
+                    if last {
+                        tracing::error!(attempt = attempts, "{e}");
+                    } else {
+                        tracing::warn!(
+                            attempt = attempts,
+                            "{e}; trying again in {}s",
+                            backoff.as_secs()
+                        );
+                    }
+                });
+                if last {
+                    return RunReport {
+                        outcome: Outcome::Failure,
+                        backup: None,
+                        retention: None,
+                        error: Some(e.to_string()),
+                        attempts,
+                        seconds: started.elapsed().as_secs_f64(),
+                    };
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = abort.cancelled() => {}
+                }
+                backoff = backoff.saturating_mul(2);
+            }
+        }
+    }
+}
+
+/// Runs `work` (which watches `cancel`) until it ends, firing `cancel`
+/// when `abort` fires or `timeout` passes; `work` then stops cleanly (its
+/// lease removed, its commands killed) and ends with the cancellation.
+async fn limited<T>(
+    work: impl std::future::Future<Output = T>,
+    cancel: &Cancel,
+    abort: &Cancel,
+    timeout: Option<Duration>,
+) -> T {
+    tokio::pin!(work);
+    let deadline = async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let mut fired = false;
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            reason = abort.cancelled(), if !fired => {
+                cancel.cancel(reason);
+                fired = true;
+            }
+            () = &mut deadline, if !fired => {
+                cancel.cancel(Reason::Requested("the job's timeout"));
+                fired = true;
+            }
+        }
+    }
+}
+
+/// An attempt that committed a snapshot.
+struct Attempted {
+    backup: BackupReport,
+    retention: Option<(usize, usize)>,
+    /// A post hook that failed with `on-failure = "fail"`: the run fails,
+    /// but is not tried again (its snapshot stands).
+    post_error: Option<HookError>,
+}
+
+/// One attempt: pre hooks, backup, retention; the post hooks always run
+/// once the pre hooks started, told how the attempt ended.
+async fn attempt(
+    repo: &Repo,
+    name: &str,
+    job: &JobSettings,
+    host: &str,
+    run_id: &str,
+    cancel: &Cancel,
+) -> Result<Attempted, AttemptError> {
+    let mut env: Vec<(String, OsString)> = vec![
+        ("CAIRN_JOB".into(), name.into()),
+        ("CAIRN_RUN_ID".into(), run_id.into()),
+    ];
+    let main = async {
+        hooks::run_all(&job.pre, "pre", &env, cancel).await?;
+        let opts = backup_options(name, job, host)?;
+        let stats = Arc::new(Stats::default());
+        let backup = ops::backup(&repo.repo, &repo.cat, &opts, cancel, stats).await?;
+        repo.reached();
+        let s = &backup.snapshot.summary;
+        tracing::info!(
+            snapshot = %backup.id.short(),
+            bytes_read = s.bytes_read,
+            new_bytes = s.new_bytes,
+            stored_bytes = s.stored_bytes,
+            seconds = backup.seconds,
+            partial = backup.snapshot.partial,
+            "snapshot {} saved",
+            backup.id.short()
+        );
+        let retention = match &job.retention {
+            None => None,
+            Some(rules) => match retain(repo, name, rules.get_ref(), host, cancel).await {
+                Ok(r) => Some(r),
+                // The backup stands; the next run forgets what this one
+                // could not.
+                Err(e) => {
+                    tracing::error!("retention failed: {e}");
+                    None
+                }
+            },
+        };
+        Ok::<_, AttemptError>(Attempted {
+            backup,
+            retention,
+            post_error: None,
+        })
+    }
+    .await;
+    let (result, snapshot) = match &main {
+        Ok(a) if a.backup.snapshot.partial => ("partial", Some(a.backup.id)),
+        Ok(a) => ("success", Some(a.backup.id)),
+        Err(_) => ("failure", None),
+    };
+    if job.post.is_empty() {
+        return main;
+    }
+    env.push(("CAIRN_RESULT".into(), result.into()));
+    if let Some(id) = snapshot.as_ref().map(SnapshotId::to_hex) {
+        env.push(("CAIRN_SNAPSHOT".into(), id.into()));
+    }
+    // A stopped run still thaws what its pre hooks froze: the post hooks
+    // are bounded by their own timeouts only.
+    let post = hooks::run_all(&job.post, "post", &env, &Cancel::new()).await;
+    match (main, post) {
+        (Ok(a), Err(e)) => {
+            tracing::error!("{e}");
+            Ok(Attempted {
+                post_error: Some(e),
+                ..a
+            })
+        }
+        (main, _) => main,
+    }
+}
+
+/// Applies the job's retention rules to its own snapshots from this host.
+async fn retain(
+    repo: &Repo,
+    name: &str,
+    rules: &crate::retention::Rules,
+    host: &str,
+    cancel: &Cancel,
+) -> Result<(usize, usize), Error> {
+    let opts = ForgetOptions {
+        rules: rules.clone(),
+        group_by: GroupBy {
+            host: true,
+            source: false,
+            tags: false,
+        },
+        hosts: vec![host.to_owned()],
+        tags: vec![tag(name)],
+        ..ForgetOptions::default()
+    };
+    let report = ops::forget(&repo.repo, &repo.cat, &opts, cancel).await?;
+    let total: usize = report.groups.iter().map(|g| g.snapshots.len()).sum();
+    let forgotten = report.forgotten.len();
+    if forgotten > 0 {
+        tracing::info!(
+            kept = total - forgotten,
+            forgotten,
+            "retention forgot {forgotten} snapshot(s)"
+        );
+    }
+    Ok((total - forgotten, forgotten))
+}

@@ -1,0 +1,408 @@
+//! The agent's Prometheus metrics (`docs/agent.md` lists them). A job's
+//! label is `job_name`: Prometheus puts its own `job` label (the scrape
+//! job) on every series.
+
+use super::job::{Outcome, RunReport};
+use prometheus::{
+    exponential_buckets, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+/// Every metric the agent exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    last_success: GaugeVec,
+    last_attempt: GaugeVec,
+    last_result: IntGaugeVec,
+    runs: IntCounterVec,
+    retries: IntCounterVec,
+    duration: HistogramVec,
+    read_bytes: IntCounterVec,
+    new_bytes: IntCounterVec,
+    stored_bytes: IntCounterVec,
+    kept: IntGaugeVec,
+    forgotten: IntCounterVec,
+    running: IntGaugeVec,
+    period: GaugeVec,
+    next_run: GaugeVec,
+    prune_last_success: Gauge,
+    prune_last_attempt: Gauge,
+    prune_runs: IntCounterVec,
+    prune_duration: Gauge,
+    prune_deleted_bytes: IntCounter,
+    prune_deleted_packs: IntCounter,
+    prune_repacked_bytes: IntCounter,
+    prune_period: Gauge,
+    config_reload_success: IntGauge,
+    config_reload_time: Gauge,
+    repository_up: IntGaugeVec,
+    repository_contact: GaugeVec,
+}
+
+const RESULTS: [Outcome; 3] = [Outcome::Success, Outcome::Partial, Outcome::Failure];
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help)
+}
+
+impl Metrics {
+    /// The metrics, registered, with the agent's version in `cairn_agent_info`.
+    ///
+    /// # Panics
+    /// Never: the names and labels are fixed and valid.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        macro_rules! reg {
+            ($m:expr) => {{
+                let m = $m.expect("a valid metric");
+                registry
+                    .register(Box::new(m.clone()))
+                    .expect("registered once");
+                m
+            }};
+        }
+        let job = &["job_name"];
+        let job_result = &["job_name", "result"];
+        let info = reg!(IntGaugeVec::new(
+            opts("cairn_agent_info", "The agent's version (always 1)."),
+            &["version"]
+        ));
+        info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        Self {
+            last_success: reg!(GaugeVec::new(
+                opts(
+                    "cairn_job_last_success_timestamp_seconds",
+                    "When the job's newest complete snapshot from this host ended (from the repository: it survives restarts)."
+                ),
+                job
+            )),
+            last_attempt: reg!(GaugeVec::new(
+                opts(
+                    "cairn_job_last_attempt_timestamp_seconds",
+                    "When the job's last run on this agent ended, whatever its result."
+                ),
+                job
+            )),
+            last_result: reg!(IntGaugeVec::new(
+                opts(
+                    "cairn_job_last_result",
+                    "1 for the result of the job's last run on this agent (success, partial, failure), 0 for the others."
+                ),
+                job_result
+            )),
+            runs: reg!(IntCounterVec::new(
+                opts("cairn_job_runs_total", "Runs of the job by result."),
+                job_result
+            )),
+            retries: reg!(IntCounterVec::new(
+                opts(
+                    "cairn_job_retries_total",
+                    "Attempts of the job tried again after a failure."
+                ),
+                job
+            )),
+            duration: reg!(HistogramVec::new(
+                HistogramOpts::new(
+                    "cairn_job_duration_seconds",
+                    "Wall time of the job's runs, hooks and retries included."
+                )
+                .buckets(exponential_buckets(1.0, 2.0, 16).expect("buckets")),
+                job
+            )),
+            read_bytes: reg!(IntCounterVec::new(
+                opts(
+                    "cairn_job_read_bytes_total",
+                    "Bytes read from the job's source by committed backups."
+                ),
+                job
+            )),
+            new_bytes: reg!(IntCounterVec::new(
+                opts(
+                    "cairn_job_new_bytes_total",
+                    "Bytes of chunks new to the repository, before compression."
+                ),
+                job
+            )),
+            stored_bytes: reg!(IntCounterVec::new(
+                opts(
+                    "cairn_job_stored_bytes_total",
+                    "Bytes of packs written (compressed, encrypted)."
+                ),
+                job
+            )),
+            kept: reg!(IntGaugeVec::new(
+                opts(
+                    "cairn_job_snapshots_kept",
+                    "The job's snapshots from this host its retention kept at its last run."
+                ),
+                job
+            )),
+            forgotten: reg!(IntCounterVec::new(
+                opts(
+                    "cairn_job_snapshots_forgotten_total",
+                    "The job's snapshots its retention forgot."
+                ),
+                job
+            )),
+            running: reg!(IntGaugeVec::new(
+                opts(
+                    "cairn_job_running",
+                    "1 while a run of the job is in progress (its hooks included)."
+                ),
+                job
+            )),
+            period: reg!(GaugeVec::new(
+                opts(
+                    "cairn_job_period_seconds",
+                    "The time between two scheduled runs of the job."
+                ),
+                job
+            )),
+            next_run: reg!(GaugeVec::new(
+                opts(
+                    "cairn_job_next_run_timestamp_seconds",
+                    "When the job runs next."
+                ),
+                job
+            )),
+            prune_last_success: reg!(Gauge::new(
+                "cairn_prune_last_success_timestamp_seconds",
+                "When this agent's last successful prune ended."
+            )),
+            prune_last_attempt: reg!(Gauge::new(
+                "cairn_prune_last_attempt_timestamp_seconds",
+                "When this agent's last prune ended, whatever its result."
+            )),
+            prune_runs: reg!(IntCounterVec::new(
+                opts("cairn_prune_runs_total", "Prunes by result."),
+                &["result"]
+            )),
+            prune_duration: reg!(Gauge::new(
+                "cairn_prune_duration_seconds",
+                "Wall time of the last prune."
+            )),
+            prune_deleted_bytes: reg!(IntCounter::new(
+                "cairn_prune_deleted_bytes_total",
+                "Bytes of packs prune deleted (unused ones, and those it repacked)."
+            )),
+            prune_deleted_packs: reg!(IntCounter::new(
+                "cairn_prune_deleted_packs_total",
+                "Packs prune deleted."
+            )),
+            prune_repacked_bytes: reg!(IntCounter::new(
+                "cairn_prune_repacked_bytes_total",
+                "Bytes still used that prune copied out of partly used packs."
+            )),
+            prune_period: reg!(Gauge::new(
+                "cairn_prune_period_seconds",
+                "The time between two scheduled prunes."
+            )),
+            config_reload_success: reg!(IntGauge::new(
+                "cairn_agent_config_last_reload_successful",
+                "1 if the last configuration load (start or SIGHUP) succeeded."
+            )),
+            config_reload_time: reg!(Gauge::new(
+                "cairn_agent_config_last_reload_timestamp_seconds",
+                "When the configuration was last loaded (start or SIGHUP), successfully or not."
+            )),
+            repository_up: reg!(IntGaugeVec::new(
+                opts(
+                    "cairn_repository_up",
+                    "1 if the repository is open (reached and its passphrase accepted)."
+                ),
+                &["repository"]
+            )),
+            repository_contact: reg!(GaugeVec::new(
+                opts(
+                    "cairn_repository_last_contact_timestamp_seconds",
+                    "When the repository's storage last answered."
+                ),
+                &["repository"]
+            )),
+            registry,
+        }
+    }
+
+    /// The exposition, in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Only an invalid metric fails to encode; ours are fixed.
+        if let Err(e) =
+            prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out)
+        {
+            tracing::error!("cannot encode the metrics: {e}");
+        }
+        out
+    }
+
+    /// A job is configured: its series exist from the start (at 0).
+    pub fn job_configured(&self, job: &str, period: Option<std::time::Duration>) {
+        for r in RESULTS {
+            self.runs.with_label_values(&[job, r.name()]);
+        }
+        self.running.with_label_values(&[job]).set(0);
+        self.retries.with_label_values(&[job]);
+        for c in [
+            &self.read_bytes,
+            &self.new_bytes,
+            &self.stored_bytes,
+            &self.forgotten,
+        ] {
+            c.with_label_values(&[job]);
+        }
+        if let Some(p) = period {
+            self.period.with_label_values(&[job]).set(p.as_secs_f64());
+        }
+    }
+
+    /// A job is no longer configured (after a reload): its series go.
+    pub fn job_removed(&self, job: &str) {
+        for v in [
+            &self.last_success,
+            &self.last_attempt,
+            &self.period,
+            &self.next_run,
+        ] {
+            let _ = v.remove_label_values(&[job]);
+        }
+        for v in [&self.kept, &self.running] {
+            let _ = v.remove_label_values(&[job]);
+        }
+        for c in [
+            &self.read_bytes,
+            &self.new_bytes,
+            &self.stored_bytes,
+            &self.forgotten,
+            &self.retries,
+        ] {
+            let _ = c.remove_label_values(&[job]);
+        }
+        let _ = self.duration.remove_label_values(&[job]);
+        for r in RESULTS {
+            let _ = self.runs.remove_label_values(&[job, r.name()]);
+            let _ = self.last_result.remove_label_values(&[job, r.name()]);
+        }
+    }
+
+    /// When the job last succeeded (from the repository).
+    pub fn last_success(&self, job: &str, at: jiff::Timestamp) {
+        self.last_success.with_label_values(&[job]).set(seconds(at));
+    }
+
+    /// When the job runs next.
+    pub fn next_run(&self, job: &str, at: Option<jiff::Timestamp>) {
+        match at {
+            Some(t) => self.next_run.with_label_values(&[job]).set(seconds(t)),
+            None => {
+                let _ = self.next_run.remove_label_values(&[job]);
+            }
+        }
+    }
+
+    /// A run of the job started (`true`) or ended.
+    pub fn running(&self, job: &str, on: bool) {
+        self.running.with_label_values(&[job]).set(i64::from(on));
+    }
+
+    /// A run of the job ended.
+    pub fn run_ended(&self, job: &str, report: &RunReport) {
+        let now = seconds(jiff::Timestamp::now());
+        let outcome = report.outcome;
+        self.last_attempt.with_label_values(&[job]).set(now);
+        for r in RESULTS {
+            self.last_result
+                .with_label_values(&[job, r.name()])
+                .set(i64::from(r == outcome));
+        }
+        self.runs.with_label_values(&[job, outcome.name()]).inc();
+        self.retries
+            .with_label_values(&[job])
+            .inc_by(u64::from(report.attempts.saturating_sub(1)));
+        self.duration
+            .with_label_values(&[job])
+            .observe(report.seconds);
+        if let Some(b) = &report.backup {
+            let s = &b.snapshot.summary;
+            self.read_bytes
+                .with_label_values(&[job])
+                .inc_by(s.bytes_read);
+            self.new_bytes.with_label_values(&[job]).inc_by(s.new_bytes);
+            self.stored_bytes
+                .with_label_values(&[job])
+                .inc_by(s.stored_bytes);
+            if outcome == Outcome::Success {
+                let ns = i128::from(b.snapshot.finished_ns);
+                if let Ok(t) = jiff::Timestamp::from_nanosecond(ns) {
+                    self.last_success(job, t);
+                }
+            }
+        }
+        if let Some((kept, forgotten)) = report.retention {
+            self.kept
+                .with_label_values(&[job])
+                .set(i64::try_from(kept).unwrap_or(i64::MAX));
+            self.forgotten
+                .with_label_values(&[job])
+                .inc_by(u64::try_from(forgotten).unwrap_or(u64::MAX));
+        }
+    }
+
+    /// The prune is configured.
+    pub fn prune_configured(&self, period: Option<std::time::Duration>) {
+        for r in ["success", "failure"] {
+            self.prune_runs.with_label_values(&[r]);
+        }
+        if let Some(p) = period {
+            self.prune_period.set(p.as_secs_f64());
+        }
+    }
+
+    /// A prune ended: its report, or a failure.
+    pub fn prune_ended(&self, report: Option<&crate::ops::PruneReport>, seconds_taken: f64) {
+        let now = seconds(jiff::Timestamp::now());
+        self.prune_last_attempt.set(now);
+        self.prune_duration.set(seconds_taken);
+        let Some(r) = report else {
+            self.prune_runs.with_label_values(&["failure"]).inc();
+            return;
+        };
+        self.prune_runs.with_label_values(&["success"]).inc();
+        self.prune_last_success.set(now);
+        self.prune_deleted_bytes.inc_by(r.deleted_bytes);
+        self.prune_deleted_packs.inc_by(r.deleted_packs);
+        self.prune_repacked_bytes.inc_by(r.repacked_bytes);
+    }
+
+    /// A configuration load ended.
+    pub fn config_loaded(&self, ok: bool) {
+        self.config_reload_success.set(i64::from(ok));
+        self.config_reload_time.set(seconds(jiff::Timestamp::now()));
+    }
+
+    /// A repository was opened (or could not be).
+    pub fn repository_up(&self, name: &str, up: bool) {
+        self.repository_up
+            .with_label_values(&[name])
+            .set(i64::from(up));
+    }
+
+    /// A repository's storage answered at `unix_seconds`.
+    pub fn repository_contact(&self, name: &str, unix_seconds: i64) {
+        #[allow(clippy::cast_precision_loss)]
+        self.repository_contact
+            .with_label_values(&[name])
+            .set(unix_seconds as f64);
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn seconds(t: jiff::Timestamp) -> f64 {
+    t.as_millisecond() as f64 / 1000.0
+}
