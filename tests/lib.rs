@@ -4,7 +4,9 @@
 //! The binary is built once per test run (`cargo build -p cairn-agent` in the
 //! same profile as the tests), so a test never runs a stale `cairn`.
 
+mod daemon;
 mod net;
+pub use daemon::{http_get, Agent};
 pub use net::{FaultyProxy, NetFaults, NET_WINDOW};
 
 use std::io::Write;

@@ -25,7 +25,7 @@ fn args<'a>(head: &[&'a str], tail: &'a [String]) -> Vec<&'a str> {
 }
 
 /// Every table's row count and a checksum of its rows.
-fn table_sums(pg: &PgServer, db: &str) -> Vec<String> {
+pub(crate) fn table_sums(pg: &PgServer, db: &str) -> Vec<String> {
     let tables = pg.sql(
         db,
         "select tablename from pg_tables where schemaname = 'public' order by 1",
@@ -39,7 +39,7 @@ fn table_sums(pg: &PgServer, db: &str) -> Vec<String> {
         .collect()
 }
 
-fn make_database(pg: &PgServer, db: &str) {
+pub(crate) fn make_database(pg: &PgServer, db: &str) {
     pg.sql("postgres", &format!("create database {db}"));
     let st = Command::new("pgbench")
         .args(["-i", "-s", "1", "-q", "-h"])
@@ -158,7 +158,7 @@ fn assert_failed_without_snapshot(r: &Repo, o: &std::process::Output, needle: &s
 }
 
 /// Holds an exclusive lock on `table` so that pg_dump waits on it.
-fn lock_table(pg: &PgServer, db: &str, table: &str) -> std::process::Child {
+pub(crate) fn lock_table(pg: &PgServer, db: &str, table: &str) -> std::process::Child {
     let sql = format!("begin; lock table {table} in access exclusive mode; select pg_sleep(120);");
     let child = pg
         .psql(db)
@@ -178,7 +178,7 @@ fn lock_table(pg: &PgServer, db: &str, table: &str) -> std::process::Child {
 
 /// Waits until pg_dump for `db` is blocked on a lock; returns its pid (a
 /// child of the `cairn` process `parent`).
-fn blocked_pg_dump(pg: &PgServer, db: &str, parent: u32) -> String {
+pub(crate) fn blocked_pg_dump(pg: &PgServer, db: &str, parent: u32) -> String {
     let q = format!("select count(*) from pg_stat_activity where datname = '{db}' and application_name = 'pg_dump' and wait_event_type = 'Lock'");
     let deadline = Instant::now() + Duration::from_secs(30);
     while pg.sql("postgres", &q) != "1" {
@@ -278,7 +278,7 @@ fn break_a_blocked_dump(
 }
 
 /// Every key's type, value and whether it has a TTL, sorted.
-fn redis_state(r: &RedisServer) -> Vec<String> {
+pub(crate) fn redis_state(r: &RedisServer) -> Vec<String> {
     let mut keys: Vec<String> = r
         .cli(&["KEYS", "*"])
         .unwrap_or_default()
@@ -359,7 +359,7 @@ fn cli_lines(r: &RedisServer, commands: &[String]) -> Vec<String> {
     lines
 }
 
-fn fill_redis(r: &RedisServer) {
+pub(crate) fn fill_redis(r: &RedisServer) {
     let mut script: Vec<String> = (0..3000)
         .map(|i| format!("SET str:{i} value-{i}-{}", "x".repeat(80)))
         .collect();
@@ -377,12 +377,13 @@ fn fill_redis(r: &RedisServer) {
     cli_lines(r, &script);
 }
 
-/// Restores the latest snapshot's RDB into a fresh server and returns it.
-fn restore_into_new_server(repo: &Repo) -> RedisServer {
+/// Restores a snapshot's RDB (`latest`, or an id) into a fresh server and
+/// returns it.
+pub(crate) fn restore_into_new_server(repo: &Repo, snapshot: &str) -> RedisServer {
     let dir = repo.tmp(&format!("rdb-{}", rand::random::<u32>()));
     std::fs::create_dir_all(&dir).unwrap();
     let rdb = dir.join("dump.rdb");
-    repo.ok(&["restore", "latest", "--redis-rdb", rdb.to_str().unwrap()]);
+    repo.ok(&["restore", snapshot, "--redis-rdb", rdb.to_str().unwrap()]);
     // The server loads it from the repository's scratch directory, which
     // goes with the test's repository (the server saves nothing: --save '').
     RedisServer::start(&format!("--dir {} --dbfilename dump.rdb", dir.display()))
@@ -406,7 +407,7 @@ fn redis_round_trip_diskless_and_disk_based() {
     assert!(snap["source"]["rdb_version"].as_u64().unwrap() >= 9);
 
     server.cli(&["FLUSHALL"]).unwrap();
-    let restored = restore_into_new_server(&r);
+    let restored = restore_into_new_server(&r, "latest");
     assert_eq!(redis_state(&restored), before);
 
     // The disk-based form ($<length>) as well.
@@ -415,7 +416,7 @@ fn redis_round_trip_diskless_and_disk_based() {
         .unwrap();
     fill_redis(&server);
     r.backup_json(&["redis", "--url", &server.url()], b"");
-    let restored = restore_into_new_server(&r);
+    let restored = restore_into_new_server(&r, "latest");
     assert_eq!(redis_state(&restored), redis_state(&server));
 }
 
@@ -494,7 +495,7 @@ fn redis_with_its_default_settings_and_a_large_dataset() {
             .unwrap();
         let s = r.backup_json(&["redis", "--url", &server.url()], b"");
         assert!(s["bytes_read"].as_u64().unwrap() > 100 << 20, "{mode}: {s}");
-        let restored = restore_into_new_server(&r);
+        let restored = restore_into_new_server(&r, "latest");
         assert_same_sample(&server, &restored, keys);
     }
 }
@@ -544,7 +545,7 @@ fn redis_over_ipv6_tls_and_odd_passwords() {
         b"",
     );
     assert!(s["bytes_read"].as_u64().unwrap() > 50_000, "{s}");
-    let restored = restore_into_new_server(&r);
+    let restored = restore_into_new_server(&r, "latest");
     assert_eq!(restored.cli(&["DBSIZE"]).unwrap(), before);
     // Without the CA the server is not trusted; plain text to a TLS port fails.
     let o = r.run(&["backup", "redis", "--url", &tls.url()]);

@@ -12,6 +12,7 @@ mod check;
 mod cli;
 mod compat;
 mod corruption;
+mod daemon;
 mod databases;
 mod dedup;
 mod files;

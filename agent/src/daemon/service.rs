@@ -558,6 +558,18 @@ async fn schedule_job(
             return;
         };
         shared.metrics.running(&name, false);
+        // A run that outlived a reload removing its job leaves no series.
+        let configured = shared
+            .config
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .file
+            .jobs
+            .contains_key(&name);
+        if !configured {
+            shared.metrics.job_removed(&name);
+            return;
+        }
         match report {
             Some(report) => {
                 shared.metrics.run_ended(&name, &report);

@@ -1,0 +1,509 @@
+//! `cairn agent` as a daemon and as a one-shot job, against real servers:
+//! PostgreSQL, a stock Redis, SeaweedFS for S3, file trees and commands.
+
+use crate::databases::{
+    blocked_pg_dump, fill_redis, lock_table, make_database, redis_state, restore_into_new_server,
+    table_sums,
+};
+use cairn_e2e::{
+    files_under, listing, random_bytes, s3_server, Agent, PgServer, RedisServer, Repo,
+};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// The snapshots of `r` with the tag `job=JOB`, oldest first.
+fn of_job(r: &Repo, job: &str) -> Vec<serde_json::Value> {
+    let tag = format!("job={job}");
+    r.snapshots()
+        .into_iter()
+        .filter(|s| {
+            s["tags"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|x| x == tag.as_str()))
+        })
+        .collect()
+}
+
+fn id(s: &serde_json::Value) -> String {
+    s["id"].as_str().unwrap_or_default().to_owned()
+}
+
+/// A password file for the agent's repository.
+fn pass_file(r: &Repo) -> std::path::PathBuf {
+    let p = r.tmp("repo-pass");
+    std::fs::write(&p, format!("{}\n", r.pass)).unwrap();
+    p
+}
+
+/// The runs of `job` by result, from `/metrics`.
+fn runs(a: &Agent, job: &str, result: &str) -> f64 {
+    a.metric(&format!(
+        "cairn_job_runs_total{{job_name=\"{job}\",result=\"{result}\"}}"
+    ))
+    .unwrap_or(0.0)
+}
+
+/// Jobs of every source kind on second-level schedules write into S3;
+/// each snapshot restores byte-exact (the database into a fresh one), the
+/// retention of two jobs leaves exactly what its rules say, and the
+/// snapshots are exactly those the agent logged.
+#[test]
+fn daemon_backs_up_every_source_kind_into_s3_on_schedule() {
+    let s3 = s3_server();
+    let r = Repo::new_s3();
+    r.ok(&["init"]);
+    let pg = PgServer::start();
+    make_database(&pg, "shop");
+    let before = table_sums(&pg, "shop");
+    let passfile = r.tmp("pgpass");
+    std::fs::write(
+        &passfile,
+        format!("127.0.0.1:{}:*:postgres:{}\n", pg.port, pg.password),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &passfile,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    // Redis as Debian ships it: diskless replication after a 5 s delay.
+    let redis = RedisServer::start("");
+    fill_redis(&redis);
+    let redis_before = redis_state(&redis);
+    let tree = r.tmp("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("a.bin"), random_bytes(300_000, 1)).unwrap();
+    std::fs::write(tree.join("sub/b.txt"), b"hello from the agent\n").unwrap();
+    let blob = r.tmp("blob.bin");
+    std::fs::write(&blob, random_bytes(500_000, 2)).unwrap();
+    let config = format!(
+        r#"
+[agent]
+listen = "{{listen}}"
+catalog = "{cat}"
+max-concurrent-jobs = 4
+host = "node-a"
+
+[repository]
+url = "{url}"
+password-file = "{pass}"
+[repository.s3]
+endpoint = "{endpoint}"
+region = "us-east-1"
+
+[jobs.db]
+source = {{ type = "pg", dbname = "shop", host = "127.0.0.1", port = {port}, username = "postgres", passfile = "{passfile}", globals = true }}
+schedule = "*/4 * * * * *"
+retention = {{ keep-last = 2 }}
+
+[jobs.cache]
+source = {{ type = "redis", url = "{redis}" }}
+every = "3s"
+
+[jobs.tree]
+source = {{ type = "files", paths = ["{tree}"] }}
+schedule = "*/2 * * * * *"
+retention = {{ keep-last = 3 }}
+tags = ["pvc"]
+
+[jobs.out]
+source = {{ type = "command", command = ["cat", "{blob}"], name = "blob.bin" }}
+every = "2s"
+"#,
+        cat = r.tmp("agent-catalog").display(),
+        url = r.path.display(),
+        pass = pass_file(&r).display(),
+        endpoint = s3.endpoint,
+        port = pg.port,
+        passfile = passfile.display(),
+        redis = redis.url(),
+        tree = tree.display(),
+        blob = blob.display(),
+    );
+    let env: Vec<(String, String)> = r
+        .env
+        .iter()
+        .filter(|(k, _)| k.starts_with("AWS_ACCESS") || k.starts_with("AWS_SECRET"))
+        .cloned()
+        .collect();
+    let mut agent = Agent::start(&r.dir.path().join("a"), &config, &env);
+    let jobs = ["db", "cache", "tree", "out"];
+    agent.wait_until(
+        "every job succeeded 3 times",
+        Duration::from_secs(120),
+        |a| jobs.iter().all(|j| runs(a, j, "success") >= 3.0),
+    );
+    for j in jobs {
+        assert_eq!(
+            runs(&agent, j, "failure"),
+            0.0,
+            "{j}:\n{}",
+            agent.log_text()
+        );
+    }
+    assert_eq!(agent.get("/readyz").0, 200);
+    agent.signal("-TERM");
+    let (st, _) = agent.wait_exit(Duration::from_secs(60));
+    assert!(st.success(), "{st:?}\n{}", agent.log_text());
+
+    // What the log says was saved is in the repository; retention kept
+    // exactly its rule's count of the jobs that have one.
+    for (job, keep) in [
+        ("db", Some(2)),
+        ("cache", None),
+        ("tree", Some(3)),
+        ("out", None),
+    ] {
+        let saved = agent.saved(job);
+        let snaps = of_job(&r, job);
+        assert!(saved.len() >= 3, "{job}: {saved:?}");
+        match keep {
+            Some(n) => assert_eq!(snaps.len(), n, "{job}"),
+            None => assert_eq!(snaps.len(), saved.len(), "{job}"),
+        }
+        for s in &snaps {
+            assert!(
+                saved.contains(&s["short_id"].as_str().unwrap().to_owned()),
+                "{job}: {s}"
+            );
+            assert_eq!(s["hostname"], "node-a");
+        }
+    }
+    let newest = |job: &str| id(of_job(&r, job).last().unwrap());
+
+    // Byte-exact restores: the tree, the command's output, the RDB, and
+    // the database into a fresh cluster state.
+    let target = r.tmp("restored-tree");
+    r.ok(&[
+        "restore",
+        &newest("tree"),
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        listing(&target.join(tree.strip_prefix("/").unwrap())),
+        listing(&tree)
+    );
+    let out = r.ok(&["restore", &newest("out"), "--stdout"]);
+    assert_eq!(out, std::fs::read(&blob).unwrap());
+    let restored = restore_into_new_server(&r, &newest("cache"));
+    assert_eq!(redis_state(&restored), redis_before);
+    pg.sql("postgres", "drop database shop");
+    let o = r
+        .cairn()
+        .args([
+            "restore",
+            &newest("db"),
+            "--pg",
+            "--create",
+            "--dbname",
+            "postgres",
+        ])
+        .args(pg.args())
+        .envs(pg.env())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(table_sums(&pg, "shop"), before);
+}
+
+/// The repository of a test on the local disk, and a PostgreSQL database
+/// whose table `notes` can be locked to hold pg_dump.
+fn local_pg_config(r: &Repo, pg: &PgServer, grace: &str) -> String {
+    format!(
+        r#"
+[agent]
+listen = "{{listen}}"
+catalog = "{cat}"
+shutdown-grace = "{grace}"
+
+[repository]
+url = "{url}"
+password-file = "{pass}"
+
+[jobs.db]
+source = {{ type = "pg", dbname = "shop", host = "127.0.0.1", port = {port}, username = "postgres" }}
+every = "1h"
+"#,
+        cat = r.tmp("agent-catalog").display(),
+        url = r.path.display(),
+        pass = pass_file(r).display(),
+        port = pg.port,
+    )
+}
+
+fn no_pg_dump_left(pid: &str) {
+    let alive = Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ");
+    assert!(!alive, "pg_dump {pid} was left running");
+}
+
+/// SIGTERM during a long backup: the run gets the grace period, is then
+/// aborted (pg_dump killed, its lease removed, nothing committed) and the
+/// agent exits 0 within the grace period and a few seconds. A second
+/// SIGTERM aborts at once.
+#[test]
+fn sigterm_during_a_long_backup_aborts_it_cleanly() {
+    let pg = PgServer::start();
+    make_database(&pg, "shop");
+    for (grace, second) in [("3s", false), ("5m", true)] {
+        let r = Repo::init();
+        let mut lock = lock_table(&pg, "shop", "notes");
+        let mut agent = Agent::start(
+            &r.dir.path().join("a"),
+            &local_pg_config(&r, &pg, grace),
+            &pg.env(),
+        );
+        // An interval job that never succeeded runs at start.
+        let dump = blocked_pg_dump(&pg, "shop", agent.pid());
+        assert_eq!(
+            agent.metric("cairn_job_running{job_name=\"db\"}"),
+            Some(1.0)
+        );
+        agent.signal("-TERM");
+        if second {
+            std::thread::sleep(Duration::from_millis(500));
+            agent.signal("-TERM");
+        }
+        let (st, took) = agent.wait_exit(Duration::from_secs(30));
+        assert!(st.success(), "{st:?}\n{}", agent.log_text());
+        let limit = if second { 5 } else { 3 + 5 };
+        assert!(
+            took < Duration::from_secs(limit),
+            "{grace}: exit took {took:?}"
+        );
+        if !second {
+            assert!(
+                took >= Duration::from_secs(3),
+                "the grace period was not given: {took:?}"
+            );
+        }
+        no_pg_dump_left(&dump);
+        assert!(
+            r.snapshots().is_empty(),
+            "{grace}: a snapshot was committed"
+        );
+        assert!(
+            files_under(&r.path.join("leases")).is_empty(),
+            "{grace}: the lease was left behind"
+        );
+        let _ = lock.kill();
+        let _ = lock.wait();
+        // The killed clients' server sessions (the lock, the dump's wait)
+        // would outlive them.
+        pg.sql(
+            "postgres",
+            "select count(pg_terminate_backend(pid)) from pg_stat_activity where datname = 'shop'",
+        );
+    }
+}
+
+/// SIGHUP with a broken file keeps the running configuration (its jobs go
+/// on, the reload metric says 0); a valid file replaces it.
+#[test]
+fn sighup_reloads_only_a_valid_file() {
+    let r = Repo::init();
+    let base = format!(
+        "[agent]\nlisten = \"{{listen}}\"\ncatalog = \"{}\"\n\n[repository]\nurl = \"{}\"\npassword-file = \"{}\"\n\n[jobs.first]\nsource = {{ type = \"command\", command = [\"echo\", \"one\"] }}\nevery = \"1s\"\n",
+        r.tmp("cat").display(),
+        r.path.display(),
+        pass_file(&r).display()
+    );
+    let agent = Agent::start(&r.dir.path().join("a"), &base, &[]);
+    agent.wait_until("first ran", Duration::from_secs(30), |a| {
+        runs(a, "first", "success") >= 1.0
+    });
+    let text = std::fs::read_to_string(&agent.config).unwrap();
+    std::fs::write(
+        &agent.config,
+        format!("{text}\n[jobs.second]\nsource = {{ type = \"tape\" }}\n"),
+    )
+    .unwrap();
+    agent.signal("-HUP");
+    agent.wait_until("the reload failed", Duration::from_secs(10), |a| {
+        a.metric("cairn_agent_config_last_reload_successful") == Some(0.0)
+    });
+    let n = runs(&agent, "first", "success");
+    agent.wait_until("first still runs", Duration::from_secs(30), |a| {
+        runs(a, "first", "success") >= n + 2.0
+    });
+    let log = agent.log_text();
+    assert!(log.contains("the configuration running stays"), "{log}");
+    assert!(log.contains("unknown variant `tape`"), "{log}");
+    assert!(agent
+        .metric("cairn_job_runs_total{job_name=\"second\",result=\"success\"}")
+        .is_none());
+
+    std::fs::write(
+        &agent.config,
+        format!("{text}\n[jobs.second]\nsource = {{ type = \"command\", command = [\"echo\", \"two\"] }}\nevery = \"1s\"\n")
+            .replace("[jobs.first]", "[jobs.renamed]"),
+    )
+    .unwrap();
+    agent.signal("-HUP");
+    agent.wait_until("the new jobs ran", Duration::from_secs(30), |a| {
+        runs(a, "second", "success") >= 1.0 && runs(a, "renamed", "success") >= 1.0
+    });
+    assert_eq!(
+        agent.metric("cairn_agent_config_last_reload_successful"),
+        Some(1.0)
+    );
+    // A job no longer configured has no series left.
+    assert!(agent
+        .metric("cairn_job_runs_total{job_name=\"first\",result=\"success\"}")
+        .is_none());
+}
+
+fn run_job(config: &Path, job: &str) -> std::process::Output {
+    let mut c = Command::new(cairn_e2e::cairn_bin());
+    c.args(["agent", "--config"])
+        .arg(config)
+        .args(["--run", job])
+        .env_remove("CAIRN_PASSWORD")
+        .env_remove("CAIRN_PASSWORD_FILE")
+        .env_remove("CAIRN_REPOSITORY");
+    cairn_e2e::run_cmd(&mut c, b"")
+}
+
+/// `--run JOB` (a Kubernetes CronJob's command): hooks around the backup,
+/// the backup's exit status, and retention that touches only the job's own
+/// snapshots from its own host.
+#[test]
+fn run_once_with_hooks_retention_and_exit_status() {
+    let r = Repo::init();
+    // Someone else's snapshots: another job's tag, another host.
+    r.ok_with(
+        &[
+            "backup",
+            "--stdin",
+            "--tag",
+            "job=nightly",
+            "--host",
+            "node-b",
+        ],
+        b"b",
+    );
+    r.ok_with(&["backup", "--stdin", "--tag", "other"], b"x");
+    let hooks = r.tmp("hooks.log");
+    let config = r.tmp("agent.toml");
+    let write = |extra: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                r#"[agent]
+catalog = "{cat}"
+host = "node-a"
+[repository]
+url = "{url}"
+password-file = "{pass}"
+
+[jobs.nightly]
+source = {{ type = "command", command = ["sh", "-c", "echo dump; date +%s%N"] }}
+retention = {{ keep-last = 2 }}
+[[jobs.nightly.pre]]
+command = ["sh", "-c", "echo pre $CAIRN_JOB >> {hooks}"]
+[[jobs.nightly.post]]
+command = ["sh", "-c", "echo post $CAIRN_RESULT $CAIRN_SNAPSHOT >> {hooks}"]
+
+[jobs.broken]
+source = {{ type = "command", command = ["sh", "-c", "echo partial; exit 3"] }}
+[[jobs.broken.post]]
+command = ["sh", "-c", "echo post $CAIRN_RESULT >> {hooks}"]
+{extra}"#,
+                cat = r.tmp("cat").display(),
+                url = r.path.display(),
+                pass = pass_file(&r).display(),
+                hooks = hooks.display(),
+            ),
+        )
+        .unwrap();
+    };
+    write("");
+    for _ in 0..3 {
+        let o = run_job(&config, "nightly");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("job nightly: snapshot"));
+    }
+    let mine: Vec<_> = of_job(&r, "nightly")
+        .into_iter()
+        .filter(|s| s["hostname"] == "node-a")
+        .collect();
+    assert_eq!(mine.len(), 2, "keep-last 2 on the job's own snapshots");
+    assert_eq!(of_job(&r, "nightly").len(), 3, "node-b's snapshot stays");
+    assert_eq!(r.snapshots().len(), 4, "the untagged snapshot stays");
+    let log = std::fs::read_to_string(&hooks).unwrap();
+    assert_eq!(log.matches("pre nightly").count(), 3, "{log}");
+    assert!(
+        log.contains(&format!("post success {}", id(&mine[1]))),
+        "{log}"
+    );
+
+    // A failing source: exit 1, no snapshot, the post hook told "failure".
+    let o = run_job(&config, "broken");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("job broken failed"));
+    assert!(of_job(&r, "broken").is_empty());
+    assert!(std::fs::read_to_string(&hooks)
+        .unwrap()
+        .contains("post failure"));
+
+    // A pre hook that fails stops the run before the backup; one with
+    // on-failure = "continue" does not; a hook past its timeout is killed
+    // with what it started.
+    write(
+        r#"
+[jobs.guarded]
+source = { type = "command", command = ["echo", "guarded"] }
+[[jobs.guarded.pre]]
+command = ["false"]
+
+[jobs.lenient]
+source = { type = "command", command = ["echo", "lenient"] }
+[[jobs.lenient.pre]]
+command = ["false"]
+on-failure = "continue"
+
+[jobs.stuck]
+source = { type = "command", command = ["echo", "stuck"] }
+[[jobs.stuck.pre]]
+command = ["sh", "-c", "sleep 300 & sleep 301"]
+timeout = "1s"
+"#,
+    );
+    let o = run_job(&config, "guarded");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("hook false failed"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(of_job(&r, "guarded").is_empty());
+    let o = run_job(&config, "lenient");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(of_job(&r, "lenient").len(), 1);
+    let o = run_job(&config, "stuck");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("ran longer than 1s"));
+    let left = Command::new("pgrep")
+        .args(["-f", "sleep 30[01]"])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "the hook's children were left: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+
+    // An unknown job is a usage error naming the jobs.
+    let o = run_job(&config, "nope");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("the jobs are: broken, guarded"));
+}
