@@ -4,8 +4,8 @@
 
 use super::job::{Outcome, RunReport};
 use prometheus::{
-    exponential_buckets, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec, Opts, Registry,
+    exponential_buckets, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 /// Every metric the agent exports.
@@ -26,18 +26,46 @@ pub struct Metrics {
     running: IntGaugeVec,
     period: GaugeVec,
     next_run: GaugeVec,
-    prune_last_success: Gauge,
-    prune_last_attempt: Gauge,
-    prune_runs: IntCounterVec,
-    prune_duration: Gauge,
-    prune_deleted_bytes: IntCounter,
-    prune_deleted_packs: IntCounter,
-    prune_repacked_bytes: IntCounter,
-    prune_period: Gauge,
+    prune: Task,
+    check: Task,
+    prune_deleted_bytes: IntCounterVec,
+    prune_deleted_packs: IntCounterVec,
+    prune_repacked_bytes: IntCounterVec,
+    check_problems: IntGaugeVec,
+    check_read_bytes: IntCounterVec,
     config_reload_success: IntGauge,
     config_reload_time: Gauge,
     repository_up: IntGaugeVec,
     repository_contact: GaugeVec,
+}
+
+/// The repository-wide tasks an agent schedules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind {
+    /// `[prune]`.
+    Prune,
+    /// `[check]`.
+    Check,
+}
+
+impl TaskKind {
+    /// Its name (`prune`, `check`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskKind::Prune => "prune",
+            TaskKind::Check => "check",
+        }
+    }
+}
+
+/// The series of a scheduled task (prune or check), by repository.
+#[derive(Debug, Clone)]
+struct Task {
+    last_success: GaugeVec,
+    last_attempt: GaugeVec,
+    runs: IntCounterVec,
+    duration: GaugeVec,
+    period: GaugeVec,
 }
 
 const RESULTS: [Outcome; 3] = [Outcome::Success, Outcome::Partial, Outcome::Failure];
@@ -63,6 +91,12 @@ impl Metrics {
             }};
         }
         let job = &["job_name"];
+        let repo = &["repository"];
+        let start = reg!(Gauge::new(
+            "cairn_agent_start_time_seconds",
+            "When the agent started (Unix time)."
+        ));
+        start.set(seconds(jiff::Timestamp::now()));
         let job_result = &["job_name", "result"];
         let info = reg!(IntGaugeVec::new(
             opts("cairn_agent_info", "The agent's version (always 1)."),
@@ -166,37 +200,39 @@ impl Metrics {
                 ),
                 job
             )),
-            prune_last_success: reg!(Gauge::new(
-                "cairn_prune_last_success_timestamp_seconds",
-                "When this agent's last successful prune ended."
+            prune: task(&registry, "prune", "prunes"),
+            check: task(&registry, "check", "checks"),
+            prune_deleted_bytes: reg!(IntCounterVec::new(
+                opts(
+                    "cairn_prune_deleted_bytes_total",
+                    "Bytes of packs prune deleted (unused ones, and those it repacked)."
+                ),
+                repo
             )),
-            prune_last_attempt: reg!(Gauge::new(
-                "cairn_prune_last_attempt_timestamp_seconds",
-                "When this agent's last prune ended, whatever its result."
+            prune_deleted_packs: reg!(IntCounterVec::new(
+                opts("cairn_prune_deleted_packs_total", "Packs prune deleted."),
+                repo
             )),
-            prune_runs: reg!(IntCounterVec::new(
-                opts("cairn_prune_runs_total", "Prunes by result."),
-                &["result"]
+            prune_repacked_bytes: reg!(IntCounterVec::new(
+                opts(
+                    "cairn_prune_repacked_bytes_total",
+                    "Bytes still used that prune copied out of partly used packs."
+                ),
+                repo
             )),
-            prune_duration: reg!(Gauge::new(
-                "cairn_prune_duration_seconds",
-                "Wall time of the last prune."
+            check_problems: reg!(IntGaugeVec::new(
+                opts(
+                    "cairn_check_problems",
+                    "Damage the last check found (0: the repository is whole)."
+                ),
+                repo
             )),
-            prune_deleted_bytes: reg!(IntCounter::new(
-                "cairn_prune_deleted_bytes_total",
-                "Bytes of packs prune deleted (unused ones, and those it repacked)."
-            )),
-            prune_deleted_packs: reg!(IntCounter::new(
-                "cairn_prune_deleted_packs_total",
-                "Packs prune deleted."
-            )),
-            prune_repacked_bytes: reg!(IntCounter::new(
-                "cairn_prune_repacked_bytes_total",
-                "Bytes still used that prune copied out of partly used packs."
-            )),
-            prune_period: reg!(Gauge::new(
-                "cairn_prune_period_seconds",
-                "The time between two scheduled prunes."
+            check_read_bytes: reg!(IntCounterVec::new(
+                opts(
+                    "cairn_check_read_bytes_total",
+                    "Bytes of pack data checks downloaded and verified."
+                ),
+                repo
             )),
             config_reload_success: reg!(IntGauge::new(
                 "cairn_agent_config_last_reload_successful",
@@ -348,30 +384,73 @@ impl Metrics {
         }
     }
 
-    /// The prune is configured.
-    pub fn prune_configured(&self, period: Option<std::time::Duration>) {
+    /// A prune or check is scheduled for `repo`.
+    pub fn task_configured(&self, kind: TaskKind, repo: &str, period: Option<std::time::Duration>) {
+        let t = self.task(kind);
         for r in ["success", "failure"] {
-            self.prune_runs.with_label_values(&[r]);
+            t.runs.with_label_values(&[repo, r]);
         }
         if let Some(p) = period {
-            self.prune_period.set(p.as_secs_f64());
+            t.period.with_label_values(&[repo]).set(p.as_secs_f64());
+        }
+        match kind {
+            TaskKind::Prune => {
+                for c in [
+                    &self.prune_deleted_bytes,
+                    &self.prune_deleted_packs,
+                    &self.prune_repacked_bytes,
+                ] {
+                    c.with_label_values(&[repo]);
+                }
+            }
+            TaskKind::Check => {
+                self.check_read_bytes.with_label_values(&[repo]);
+            }
         }
     }
 
-    /// A prune ended: its report, or a failure.
-    pub fn prune_ended(&self, report: Option<&crate::ops::PruneReport>, seconds_taken: f64) {
+    /// A prune or check of `repo` ended.
+    pub fn task_ended(&self, kind: TaskKind, repo: &str, ok: bool, seconds_taken: f64) {
+        let t = self.task(kind);
         let now = seconds(jiff::Timestamp::now());
-        self.prune_last_attempt.set(now);
-        self.prune_duration.set(seconds_taken);
-        let Some(r) = report else {
-            self.prune_runs.with_label_values(&["failure"]).inc();
-            return;
-        };
-        self.prune_runs.with_label_values(&["success"]).inc();
-        self.prune_last_success.set(now);
-        self.prune_deleted_bytes.inc_by(r.deleted_bytes);
-        self.prune_deleted_packs.inc_by(r.deleted_packs);
-        self.prune_repacked_bytes.inc_by(r.repacked_bytes);
+        t.last_attempt.with_label_values(&[repo]).set(now);
+        t.duration.with_label_values(&[repo]).set(seconds_taken);
+        t.runs
+            .with_label_values(&[repo, if ok { "success" } else { "failure" }])
+            .inc();
+        if ok {
+            t.last_success.with_label_values(&[repo]).set(now);
+        }
+    }
+
+    /// What a prune of `repo` did.
+    pub fn pruned(&self, repo: &str, r: &crate::ops::PruneReport) {
+        self.prune_deleted_bytes
+            .with_label_values(&[repo])
+            .inc_by(r.deleted_bytes);
+        self.prune_deleted_packs
+            .with_label_values(&[repo])
+            .inc_by(r.deleted_packs);
+        self.prune_repacked_bytes
+            .with_label_values(&[repo])
+            .inc_by(r.repacked_bytes);
+    }
+
+    /// What a check of `repo` found.
+    pub fn checked(&self, repo: &str, r: &crate::ops::CheckReport) {
+        self.check_problems
+            .with_label_values(&[repo])
+            .set(i64::try_from(r.problems.len()).unwrap_or(i64::MAX));
+        self.check_read_bytes
+            .with_label_values(&[repo])
+            .inc_by(r.bytes_read);
+    }
+
+    fn task(&self, kind: TaskKind) -> &Task {
+        match kind {
+            TaskKind::Prune => &self.prune,
+            TaskKind::Check => &self.check,
+        }
     }
 
     /// A configuration load ended.
@@ -393,6 +472,53 @@ impl Metrics {
         self.repository_contact
             .with_label_values(&[name])
             .set(unix_seconds as f64);
+    }
+}
+
+/// The series of task `name` (`prune`), registered in `registry`.
+fn task(registry: &Registry, name: &str, plural: &str) -> Task {
+    let repo = &["repository"];
+    let gauge = |suffix: &str, help: String, labels: &[&str]| {
+        let g = GaugeVec::new(opts(&format!("cairn_{name}_{suffix}"), &help), labels)
+            .expect("a valid metric");
+        registry
+            .register(Box::new(g.clone()))
+            .expect("registered once");
+        g
+    };
+    let runs = IntCounterVec::new(
+        opts(
+            &format!("cairn_{name}_runs_total"),
+            &format!("The agent's {plural} by result."),
+        ),
+        &["repository", "result"],
+    )
+    .expect("a valid metric");
+    registry
+        .register(Box::new(runs.clone()))
+        .expect("registered once");
+    Task {
+        last_success: gauge(
+            "last_success_timestamp_seconds",
+            format!("When this agent's last successful {name} ended."),
+            repo,
+        ),
+        last_attempt: gauge(
+            "last_attempt_timestamp_seconds",
+            format!("When this agent's last {name} ended, whatever its result."),
+            repo,
+        ),
+        runs,
+        duration: gauge(
+            "duration_seconds",
+            format!("Wall time of the last {name}."),
+            repo,
+        ),
+        period: gauge(
+            "period_seconds",
+            format!("The time between two scheduled {plural}."),
+            repo,
+        ),
     }
 }
 

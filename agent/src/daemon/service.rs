@@ -17,7 +17,7 @@
 use super::config::{Config, Invalid, RepoSettings};
 use super::http::{self, Endpoints};
 use super::job::{self, Outcome};
-use super::metrics::Metrics;
+use super::metrics::{Metrics, TaskKind};
 use super::repos::{self, Repo};
 use super::schedule::{First, Schedule};
 use crate::cancel::{Cancel, Reason};
@@ -357,17 +357,72 @@ fn start(shared: &Arc<Shared>, tasks: &mut JoinSet<()>) -> Cancel {
         ));
     }
     if let Some(prune) = &config.file.prune {
-        if let Ok(schedule) = Schedule::of(prune.get_ref().when()) {
-            shared.metrics.prune_configured(schedule.period(now));
-            tasks.spawn(schedule_prune(
-                shared.clone(),
-                config.clone(),
-                schedule,
-                stop.clone(),
-            ));
-        }
+        let p = prune.get_ref();
+        let opts = PruneOptions {
+            max_unused_percent: p
+                .max_unused
+                .as_ref()
+                .map_or(ops::prune::DEFAULT_MAX_UNUSED_PERCENT, |m| *m.get_ref()),
+            max_wait_s: p
+                .max_wait
+                .map_or(ops::prune::DEFAULT_MAX_WAIT_S, |d| d.0.as_secs()),
+            max_repack_bytes: None,
+            dry_run: false,
+        };
+        spawn_task(
+            shared,
+            tasks,
+            &stop,
+            Task::Prune(opts),
+            p.when(),
+            p.repository.as_ref(),
+            p.jitter,
+        );
+    }
+    if let Some(check) = &config.file.check {
+        let c = check.get_ref();
+        let read_data = c
+            .read_data
+            .as_ref()
+            .and_then(|r| super::config::read_data(r.get_ref()).ok());
+        spawn_task(
+            shared,
+            tasks,
+            &stop,
+            Task::Check(ops::CheckOptions { read_data }),
+            c.when(),
+            c.repository.as_ref(),
+            c.jitter,
+        );
     }
     stop
+}
+
+/// Schedules a prune or check.
+fn spawn_task(
+    shared: &Arc<Shared>,
+    tasks: &mut JoinSet<()>,
+    stop: &Cancel,
+    task: Task,
+    when: super::config::When<'_>,
+    repository: Option<&toml::Spanned<String>>,
+    jitter: Option<super::config::Duration>,
+) {
+    let Ok(schedule) = Schedule::of(when) else {
+        return;
+    };
+    let repo = repo_name(repository);
+    shared
+        .metrics
+        .task_configured(task.kind(), &repo, schedule.period(Timestamp::now()));
+    tasks.spawn(schedule_task(
+        shared.clone(),
+        task,
+        repo,
+        schedule,
+        jitter,
+        stop.clone(),
+    ));
 }
 
 /// Opens a repository (unless a configuration before this one did),
@@ -624,78 +679,128 @@ async fn run_when_free<T>(
     Some(out)
 }
 
-/// Prunes the repository on the prune schedule until `stop` fires.
-async fn schedule_prune(
+/// A repository-wide task: what it runs, on which repository.
+#[derive(Clone)]
+enum Task {
+    Prune(PruneOptions),
+    Check(ops::CheckOptions),
+}
+
+impl Task {
+    fn kind(&self) -> TaskKind {
+        match self {
+            Task::Prune(_) => TaskKind::Prune,
+            Task::Check(_) => TaskKind::Check,
+        }
+    }
+
+    /// Runs it once on `repo`; `Ok` if it succeeded (a check that found
+    /// damage did not).
+    async fn run(&self, shared: &Shared, repo: &Repo) -> Result<(), String> {
+        let name = &repo.name;
+        match self {
+            Task::Prune(opts) => {
+                // Boxed as a `dyn Send` future, which the task's spawn needs.
+                let pruning: std::pin::Pin<
+                    Box<
+                        dyn std::future::Future<Output = crate::error::Result<ops::PruneReport>>
+                            + Send
+                            + '_,
+                    >,
+                > = Box::pin(ops::prune(&repo.repo, &repo.cat, opts, &shared.abort));
+                let r = pruning.await.map_err(|e| e.to_string())?;
+                shared.metrics.pruned(name, &r);
+                tracing::info!(
+                    deleted_packs = r.deleted_packs,
+                    deleted_bytes = r.deleted_bytes,
+                    repacked_bytes = r.repacked_bytes,
+                    seconds = r.seconds,
+                    "prune done"
+                );
+                Ok(())
+            }
+            Task::Check(opts) => {
+                let checking: std::pin::Pin<
+                    Box<
+                        dyn std::future::Future<Output = crate::error::Result<ops::CheckReport>>
+                            + Send
+                            + '_,
+                    >,
+                > = Box::pin(ops::check(&repo.repo, &repo.cat, opts, &shared.abort));
+                let r = checking.await.map_err(|e| e.to_string())?;
+                shared.metrics.checked(name, &r);
+                tracing::info!(
+                    snapshots = r.snapshots,
+                    packs = r.packs,
+                    packs_read = r.packs_read,
+                    bytes_read = r.bytes_read,
+                    problems = r.problems.len(),
+                    "check done"
+                );
+                match r.problems.first() {
+                    None => Ok(()),
+                    Some(p) => Err(format!(
+                        "the repository is damaged: {} problem(s), the first: {}: {}",
+                        r.problems.len(),
+                        p.object,
+                        p.what
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// Runs `task` on repository `repo_name` on `schedule` until `stop`
+/// fires. It is not caught up after a restart: it waits for its next
+/// time.
+async fn schedule_task(
     shared: Arc<Shared>,
-    config: Arc<Config>,
+    task: Task,
+    repo_name: String,
     schedule: Schedule,
+    jitter: Option<super::config::Duration>,
     stop: Cancel,
 ) {
-    let Some(settings) = config.file.prune.as_ref().map(toml::Spanned::get_ref) else {
-        return;
-    };
-    let repo_name = repo_name(settings.repository.as_ref());
-    let opts = PruneOptions {
-        max_unused_percent: settings
-            .max_unused
-            .as_ref()
-            .map_or(ops::prune::DEFAULT_MAX_UNUSED_PERCENT, |m| *m.get_ref()),
-        max_wait_s: settings
-            .max_wait
-            .map_or(ops::prune::DEFAULT_MAX_WAIT_S, |d| d.0.as_secs()),
-        max_repack_bytes: None,
-        dry_run: false,
-    };
-    // A prune is not caught up after a restart: it waits for its next time.
+    let kind = task.kind();
     let Some(mut due) = schedule.next_after(Timestamp::now()) else {
         return;
     };
-    let lock = shared.job_lock(" prune");
+    // Never two of a kind at once on this agent; a leading space keeps
+    // the lock apart from a job's.
+    let lock = shared.job_lock(&format!(" {}", kind.name()));
     loop {
-        if until_or_stop(due, &stop).await
-            || sleep_or_stop(jittered(settings.jitter.as_ref()), &stop).await
+        if until_or_stop(due, &stop).await || sleep_or_stop(jittered(jitter.as_ref()), &stop).await
         {
             return;
         }
         let done = run_when_free(&shared, &lock, &stop, async {
-            let repo = shared.repo(&repo_name)?;
-            let span = tracing::info_span!("prune", repository = %repo_name);
             let started = std::time::Instant::now();
-            // Boxed as a `dyn Send` future: the compiler cannot otherwise
-            // prove the prune's future Send for every lifetime here.
-            let pruning: std::pin::Pin<
-                Box<
-                    dyn std::future::Future<Output = crate::error::Result<ops::PruneReport>>
-                        + Send
-                        + '_,
-                >,
-            > = Box::pin(ops::prune(&repo.repo, &repo.cat, &opts, &shared.abort));
-            let result = tracing::Instrument::instrument(pruning, span.clone()).await;
-            let seconds = started.elapsed().as_secs_f64();
-            span.in_scope(|| match &result {
-                Ok(r) => {
-                    repo.reached();
-                    tracing::info!(
-                        deleted_packs = r.deleted_packs,
-                        deleted_bytes = r.deleted_bytes,
-                        repacked_bytes = r.repacked_bytes,
-                        seconds,
-                        "prune done"
-                    );
+            let span = tracing::info_span!("task", task = kind.name(), repository = %repo_name);
+            let result = match shared.repo(&repo_name) {
+                Ok(repo) => {
+                    let r = tracing::Instrument::instrument(task.run(&shared, &repo), span.clone())
+                        .await;
+                    if r.is_ok() {
+                        repo.reached();
+                    }
+                    r
                 }
-                Err(e) => tracing::error!("prune failed: {e}"),
-            });
-            shared.metrics.prune_ended(result.as_ref().ok(), seconds);
-            Ok::<_, String>(())
+                Err(why) => Err(why),
+            };
+            if let Err(e) = &result {
+                span.in_scope(|| tracing::error!("{} failed: {e}", kind.name()));
+            }
+            shared.metrics.task_ended(
+                kind,
+                &repo_name,
+                result.is_ok(),
+                started.elapsed().as_secs_f64(),
+            );
         })
         .await;
-        match done {
-            None => return,
-            Some(Err(why)) => {
-                tracing::error!("prune: {why}");
-                shared.metrics.prune_ended(None, 0.0);
-            }
-            Some(Ok(())) => {}
+        if done.is_none() {
+            return;
         }
         let Some(next) = schedule.after_run(due, Timestamp::now()) else {
             return;
