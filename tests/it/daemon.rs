@@ -507,3 +507,109 @@ timeout = "1s"
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("the jobs are: broken, guarded"));
 }
+
+/// Two agents (two nodes) back up into one S3 repository on overlapping
+/// schedules while one of them prunes every few seconds: no run fails,
+/// the prunes delete data, every job keeps exactly its rule's snapshots,
+/// and afterwards `check --read-data` finds the repository whole and every
+/// snapshot restores.
+#[test]
+fn two_agents_share_a_repository_while_one_prunes() {
+    let s3 = s3_server();
+    let r = Repo::new_s3();
+    r.ok(&["init"]);
+    let pass = pass_file(&r);
+    let base = r.tmp("base.bin");
+    std::fs::write(&base, random_bytes(200_000, 3)).unwrap();
+    let node = |host: &str, extra: &str| {
+        format!(
+            r#"
+[agent]
+listen = "{{listen}}"
+catalog = "{cat}"
+host = "{host}"
+
+[repository]
+url = "{url}"
+password-file = "{pass}"
+[repository.s3]
+endpoint = "{endpoint}"
+region = "us-east-1"
+
+[jobs.dump]
+source = {{ type = "command", command = ["sh", "-c", "cat {base}; date +%s%N"], name = "dump.bin" }}
+every = "1s"
+retention = {{ keep-last = 3 }}
+{extra}"#,
+            cat = r.tmp(&format!("cat-{host}")).display(),
+            url = r.path.display(),
+            pass = pass.display(),
+            endpoint = s3.endpoint,
+            base = base.display(),
+        )
+    };
+    let env: Vec<(String, String)> = r
+        .env
+        .iter()
+        .filter(|(k, _)| k.starts_with("AWS_ACCESS") || k.starts_with("AWS_SECRET"))
+        .cloned()
+        .collect();
+    let a = Agent::start(
+        &r.dir.path().join("a"),
+        &node("node-a", "[prune]\nevery = \"3s\"\nmax-unused = 0.0\n"),
+        &env,
+    );
+    let b = Agent::start(&r.dir.path().join("b"), &node("node-b", ""), &env);
+    let pruned = |a: &Agent| {
+        a.metric("cairn_prune_runs_total{repository=\"default\",result=\"success\"}")
+            .unwrap_or(0.0)
+    };
+    a.wait_until(
+        "3 prunes that deleted packs",
+        Duration::from_secs(180),
+        |a| {
+            pruned(a) >= 3.0
+                && a.metric("cairn_prune_deleted_packs_total{repository=\"default\"}")
+                    .unwrap_or(0.0)
+                    > 0.0
+        },
+    );
+    b.wait_until("node-b kept backing up", Duration::from_secs(60), |b| {
+        runs(b, "dump", "success") >= 5.0
+    });
+    for (mut agent, name) in [(a, "node-a"), (b, "node-b")] {
+        assert_eq!(
+            runs(&agent, "dump", "failure"),
+            0.0,
+            "{name}:\n{}",
+            agent.log_text()
+        );
+        if name == "node-a" {
+            assert_eq!(
+                agent.metric("cairn_prune_runs_total{repository=\"default\",result=\"failure\"}"),
+                Some(0.0),
+                "{}",
+                agent.log_text()
+            );
+        }
+        agent.signal("-TERM");
+        let (st, _) = agent.wait_exit(Duration::from_secs(60));
+        assert!(st.success(), "{name}: {st:?}");
+    }
+    let o = r.run(&["check", "--read-data"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let snaps = of_job(&r, "dump");
+    for host in ["node-a", "node-b"] {
+        let mine = snaps.iter().filter(|s| s["hostname"] == host).count();
+        assert_eq!(mine, 3, "{host}: keep-last 3");
+    }
+    let want = std::fs::read(&base).unwrap();
+    for s in &snaps {
+        let out = r.ok(&["restore", &id(s), "--stdout"]);
+        assert!(
+            out.starts_with(&want) && out.len() > want.len(),
+            "{}",
+            id(s)
+        );
+    }
+}
