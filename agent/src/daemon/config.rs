@@ -138,10 +138,6 @@ pub struct PruneSettings {
     /// Each run starts up to this much later, at random.
     #[serde(default)]
     pub jitter: Option<Duration>,
-    /// A run missed while the agent was down runs once at start if it is
-    /// no older than this.
-    #[serde(default)]
-    pub starting_deadline: Option<Duration>,
     /// The repository (default: `[repository]`).
     #[serde(default)]
     pub repository: Option<Spanned<String>>,

@@ -184,7 +184,7 @@ pub async fn run(
     let run_id = format!("{:08x}", rand::random::<u32>());
     let span = tracing::info_span!("job", job = name, run = %run_id);
     let mut attempts = 0;
-    let mut backoff = job.retry_backoff.map_or(Duration::from_secs(30), |d| d.0);
+    let mut backoff = job.retry_backoff.map_or(Duration::from_secs(60), |d| d.0);
     loop {
         attempts += 1;
         let result = {
