@@ -125,6 +125,7 @@ async fn backup_and_restore_in_process() {
     std::fs::write(src.join("sub/b.bin"), vec![7u8; 300_000]).expect("write");
     let files = SourceSettings::Files(FilesSettings {
         paths: vec![src.clone()],
+        excludes: Vec::new(),
     });
     let first = f
         .backup(files.clone(), &Cancel::new())

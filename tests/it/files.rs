@@ -291,3 +291,58 @@ fn unreadable_entries_make_a_partial_snapshot() {
     let o = cairn_e2e::run_cmd(unprivileged(&r).args(["snapshots"]), b"");
     assert!(String::from_utf8_lossy(&o.stdout).contains("(partial)"));
 }
+
+/// `--exclude`: a name pattern matches at any depth, a pattern from `/`
+/// only there, and an excluded directory goes whole; restoring gives the
+/// rest. Excludes on a stream are a usage error.
+#[test]
+fn excludes_skip_what_they_match() {
+    let r = Repo::init();
+    let src = r.tmp("src");
+    for f in [
+        "keep.txt",
+        "scratch.tmp",
+        "app/node_modules/lib/x.js",
+        "app/main.js",
+        "app/deep/er/cache.tmp",
+        "data/cache/blob",
+        "other/data/cache/kept",
+    ] {
+        let p = src.join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, f).unwrap();
+    }
+    let cache = src.join("data/cache");
+    let o = r.run(&[
+        "backup",
+        src.to_str().unwrap(),
+        "--exclude",
+        "*.tmp",
+        "--exclude",
+        "node_modules",
+        "--exclude",
+        cache.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = r.tmp("out");
+    r.ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
+    let restored = out.join(src.strip_prefix("/").unwrap());
+    let mut got: Vec<String> = cairn_e2e::files_under(&restored)
+        .iter()
+        .map(|p| p.strip_prefix(&restored).unwrap().display().to_string())
+        .collect();
+    got.sort();
+    assert_eq!(got, ["app/main.js", "keep.txt", "other/data/cache/kept"]);
+
+    let o = r.run_with(&["backup", "--stdin", "--exclude", "*.tmp"], b"x");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--exclude is for file backups"));
+    let o = r.run(&["backup", src.to_str().unwrap(), "--exclude", "a[b"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("exclude pattern \"a[b\""),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(r.snapshots().len(), 1);
+}

@@ -57,6 +57,12 @@ pub struct Args {
     /// Read every file, even those unchanged since the parent snapshot.
     #[arg(long)]
     force: bool,
+    /// Skip entries matching this pattern (repeat for several): `*.tmp`
+    /// and `node_modules` match at any depth, `/srv/data/cache` from the
+    /// root; `**` crosses directories. An excluded directory is skipped
+    /// whole.
+    #[arg(long = "exclude", value_name = "PATTERN")]
+    excludes: Vec<String>,
     /// Files and directories to back up.
     paths: Vec<PathBuf>,
     /// The command and its arguments (after `--`).
@@ -109,6 +115,9 @@ struct RedisArgs {
 /// The source the arguments name. Settings the library would refuse are
 /// usage errors here (exit status 2).
 fn source(args: &Args) -> Result<SourceSettings> {
+    if !args.excludes.is_empty() && (args.source.is_some() || args.stdin || args.command) {
+        usage!("--exclude is for file backups");
+    }
     let settings = match &args.source {
         Some(Kind::Pg(pg)) => SourceSettings::Postgres(PgSettings {
             conn: pg.conn.settings(),
@@ -152,6 +161,7 @@ fn source(args: &Args) -> Result<SourceSettings> {
             }
             SourceSettings::Files(FilesSettings {
                 paths: args.paths.clone(),
+                excludes: args.excludes.clone(),
             })
         }
     };

@@ -375,6 +375,10 @@ pub struct RedisSource {
 pub struct FilesSource {
     /// Absolute paths.
     pub paths: Vec<PathBuf>,
+    /// Entries not to back up (`*.tmp`, `/srv/data/cache`; as `cairn
+    /// backup --exclude`).
+    #[serde(default)]
+    pub excludes: Vec<String>,
 }
 
 /// `type = "command"`.

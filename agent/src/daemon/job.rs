@@ -139,6 +139,7 @@ pub fn backup_options(name: &str, job: &JobSettings, host: &str) -> Result<Backu
         }
         JobSource::Files(f) => SourceSettings::Files(FilesSettings {
             paths: f.paths.clone(),
+            excludes: f.excludes.clone(),
         }),
         JobSource::Command(c) => SourceSettings::Command(CommandSettings {
             argv: c.command.clone(),

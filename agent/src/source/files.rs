@@ -24,6 +24,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
+mod exclude;
+pub use exclude::Excludes;
+
 /// Which file trees to back up.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +34,9 @@ pub struct FilesSettings {
     /// Files and directories; relative ones are taken from the current
     /// directory.
     pub paths: Vec<PathBuf>,
+    /// Entries not to back up ([`Excludes`]).
+    #[serde(default)]
+    pub excludes: Vec<String>,
 }
 
 /// A files backup, ready to walk.
@@ -38,6 +44,8 @@ pub struct FilesSettings {
 pub struct FilesPlan {
     /// The absolute paths, as they are stored.
     pub paths: Vec<PathBuf>,
+    /// What the walk skips.
+    pub excludes: Excludes,
 }
 
 impl FilesSettings {
@@ -47,6 +55,7 @@ impl FilesSettings {
         if self.paths.is_empty() {
             input!("nothing to back up: give paths, --stdin, or --command -- CMD");
         }
+        Excludes::new(&self.excludes).map_err(crate::Error::Input)?;
         Ok(())
     }
 
@@ -63,7 +72,8 @@ impl FilesSettings {
             })?);
         }
         check_paths(&paths)?;
-        Ok(FilesPlan { paths })
+        let excludes = Excludes::new(&self.excludes).map_err(crate::Error::Input)?;
+        Ok(FilesPlan { paths, excludes })
     }
 }
 
@@ -112,6 +122,8 @@ pub struct WalkReport {
     pub errors: u64,
     /// Regular files unchanged since the parent snapshot (not read).
     pub unchanged: u64,
+    /// Entries skipped by an exclude pattern.
+    pub excluded: u64,
 }
 
 /// Makes `p` absolute and removes `.` and `..` lexically (symlinks are not
@@ -161,6 +173,7 @@ pub struct Walker<'a> {
     chunker: &'a mut StreamChunker,
     report: WalkReport,
     warn: &'a (dyn Fn(String) + Sync),
+    excludes: Option<&'a Excludes>,
 }
 
 impl std::fmt::Debug for Walker<'_> {
@@ -200,7 +213,15 @@ impl<'a> Walker<'a> {
             chunker,
             report: WalkReport::default(),
             warn,
+            excludes: None,
         }
+    }
+
+    /// Skips the entries `excludes` match (a directory whole).
+    #[must_use]
+    pub fn excluding(mut self, excludes: &'a Excludes) -> Self {
+        self.excludes = Some(excludes);
+        self
     }
 
     /// Backs up absolute `paths`; returns the root tree.
@@ -310,6 +331,10 @@ impl<'a> Walker<'a> {
         let mut nodes = Vec::with_capacity(names.len());
         for name in names {
             let full = path.join(OsStr::from_bytes(&name));
+            if self.excludes.is_some_and(|e| e.matches(&full)) {
+                self.report.excluded += 1;
+                continue;
+            }
             let before = parent.as_ref().and_then(|t| t.get(&name));
             nodes.extend(self.entry(&full, &name, before)?);
         }

@@ -278,6 +278,9 @@ impl Check<'_> {
                 if f.paths.is_empty() {
                     self.add(s, &format!("{key}.paths"), "is empty");
                 }
+                if let Err(e) = crate::source::files::Excludes::new(&f.excludes) {
+                    self.add(s, &format!("{key}.excludes"), e);
+                }
                 for p in f.paths.iter().filter(|p| !p.is_absolute()) {
                     self.add(
                         s,
