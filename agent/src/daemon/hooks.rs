@@ -132,7 +132,7 @@ pub async fn run(
         readers.push(tokio::spawn(async move {
             let mut lines = BufReader::new(stream).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                tracing::info!(hook = %program, stream = name, "{line}");
+                tracing::info!(hook = %program, stream = name, "hook {program}: {line}");
                 let mut t = tail
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -217,17 +217,16 @@ pub async fn run(
             }
             Err(e) => {
                 let last = attempts > job.retries || !e.retryable() || abort.reason().is_some();
-                span.in_scope(|| {
-                    if last {
-                        tracing::error!(attempt = attempts, "{e}");
-                    } else {
+                // The last attempt's error is the run's: its caller reports it.
+                if !last {
+                    span.in_scope(|| {
                         tracing::warn!(
                             attempt = attempts,
-                            "{e}; trying again in {}s",
+                            "job {name}: attempt {attempts} failed: {e}; trying again in {}s",
                             backoff.as_secs()
                         );
-                    }
-                });
+                    });
+                }
                 if last {
                     return RunReport {
                         outcome: Outcome::Failure,
@@ -318,8 +317,12 @@ async fn attempt(
             stored_bytes = s.stored_bytes,
             seconds = backup.seconds,
             partial = backup.snapshot.partial,
-            "snapshot {} saved",
-            backup.id.short()
+            "job {name}: snapshot {} saved: {} read, {} new, {} stored, {:.1} s",
+            backup.id.short(),
+            util::human_bytes(s.bytes_read),
+            util::human_bytes(s.new_bytes),
+            util::human_bytes(s.stored_bytes),
+            backup.seconds
         );
         let retention = match &job.retention {
             None => None,
@@ -328,7 +331,7 @@ async fn attempt(
                 // The backup stands; the next run forgets what this one
                 // could not.
                 Err(e) => {
-                    tracing::error!("retention failed: {e}");
+                    tracing::error!("job {name}: retention failed: {e}");
                     None
                 }
             },
@@ -357,7 +360,7 @@ async fn attempt(
     let post = hooks::run_all(&job.post, "post", &env, &Cancel::new()).await;
     match (main, post) {
         (Ok(a), Err(e)) => {
-            tracing::error!("{e}");
+            tracing::error!("job {name}: {e}");
             Ok(Attempted {
                 post_error: Some(e),
                 ..a
@@ -393,7 +396,8 @@ async fn retain(
         tracing::info!(
             kept = total - forgotten,
             forgotten,
-            "retention forgot {forgotten} snapshot(s)"
+            "job {name}: retention kept {}, forgot {forgotten} snapshot(s)",
+            total - forgotten
         );
     }
     Ok((total - forgotten, forgotten))

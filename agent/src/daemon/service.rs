@@ -569,7 +569,7 @@ async fn schedule_job(
     let last = match job::last_success(&repo, &name, &host) {
         Ok(l) => l,
         Err(e) => {
-            tracing::warn!(job = %name, "cannot read the job's last success from the catalog: {e}");
+            tracing::warn!(job = %name, "job {name}: cannot read its last success from the catalog: {e}");
             None
         }
     };
@@ -580,7 +580,7 @@ async fn schedule_job(
     let mut due = match schedule.first(Timestamp::now(), last, deadline) {
         First::Never => return,
         First::Now => {
-            tracing::info!(job = %name, "a scheduled run was missed while the agent was down: running it now");
+            tracing::info!(job = %name, "job {name}: a scheduled run was missed while the agent was down: running it now");
             Timestamp::now()
         }
         First::At(t) => t,
@@ -603,7 +603,7 @@ async fn schedule_job(
                     Some(job::run(&repo, &name, job, &host, &shared.abort).await)
                 }
                 Err(why) => {
-                    tracing::error!(job = %name, "{why}");
+                    tracing::error!(job = %name, "job {name}: {why}");
                     None
                 }
             }
@@ -632,7 +632,8 @@ async fn schedule_job(
                     tracing::error!(
                         job = %name,
                         attempts = report.attempts,
-                        "run failed: {}",
+                        "job {name}: run failed after {} attempt(s): {}",
+                        report.attempts,
                         report.error.as_deref().unwrap_or("unknown")
                     );
                 }
