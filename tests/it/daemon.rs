@@ -613,3 +613,130 @@ retention = {{ keep-last = 3 }}
         );
     }
 }
+
+/// The daemon refuses a file with a mistake; a fresh agent (a new pod, an
+/// empty catalog) learns from the repository when its job last succeeded
+/// and runs the run it missed while no agent was up.
+#[test]
+fn a_fresh_agent_learns_its_last_success_from_the_repository() {
+    let r = Repo::init();
+    let bad = r.tmp("bad.toml");
+    std::fs::write(
+        &bad,
+        "[agent]\nlisten = \"127.0.0.1:1\"\nmax-concurent-jobs = 2\n",
+    )
+    .unwrap();
+    let o = cairn_e2e::run_cmd(
+        Command::new(cairn_e2e::cairn_bin())
+            .args(["agent", "--config"])
+            .arg(&bad),
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("{}:3:1: agent.max-concurent-jobs", bad.display())),
+        "{err}"
+    );
+
+    let config = |catalog: &str| {
+        format!(
+            "[agent]\nlisten = \"{{listen}}\"\ncatalog = \"{}\"\nhost = \"pod-survivor\"\n\n[repository]\nurl = \"{}\"\npassword-file = \"{}\"\n\n[jobs.tick]\nsource = {{ type = \"command\", command = [\"echo\", \"tick\"] }}\nschedule = \"*/3 * * * * *\"\nstarting-deadline = \"1m\"\n",
+            r.tmp(catalog).display(),
+            r.path.display(),
+            pass_file(&r).display()
+        )
+    };
+    let mut first = Agent::start(&r.dir.path().join("a"), &config("cat-a"), &[]);
+    first.wait_until("tick ran", Duration::from_secs(30), |a| {
+        runs(a, "tick", "success") >= 1.0
+    });
+    first.signal("-TERM");
+    first.wait_exit(Duration::from_secs(30));
+    let last = of_job(&r, "tick").last().unwrap()["time_ns"]
+        .as_i64()
+        .unwrap();
+    // A scheduled time passes with no agent up.
+    std::thread::sleep(Duration::from_secs(4));
+    let second = Agent::start(&r.dir.path().join("b"), &config("cat-b"), &[]);
+    second.wait_until("the missed run ran", Duration::from_secs(30), |a| {
+        a.log_text().contains("was missed while the agent was down")
+    });
+    let learnt = second
+        .metric("cairn_job_last_success_timestamp_seconds{job_name=\"tick\"}")
+        .unwrap();
+    assert!(learnt * 1e9 >= last as f64, "{learnt} vs {last}");
+}
+
+/// `--run` of a files job that cannot read everything exits 3 and tells
+/// the post hook `partial`; a partial snapshot is not a success.
+#[test]
+fn run_once_exits_3_for_a_partial_snapshot() {
+    let r = Repo::new();
+    std::fs::set_permissions(
+        r.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let pass = pass_file(&r);
+    std::fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let src = r.tmp("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("readable.txt"), b"fine").unwrap();
+    std::fs::write(src.join("secret.txt"), b"no").unwrap();
+    std::fs::set_permissions(
+        src.join("secret.txt"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o000),
+    )
+    .unwrap();
+    let hooks = r.tmp("hooks.log");
+    let config = r.tmp("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\ncatalog = \"{}\"\n[repository]\nurl = \"{}\"\npassword-file = \"{}\"\n[jobs.tree]\nsource = {{ type = \"files\", paths = [\"{}\"] }}\n[[jobs.tree.post]]\ncommand = [\"sh\", \"-c\", \"echo $CAIRN_RESULT > {}\"]\n",
+            r.tmp("cat").display(),
+            r.path.display(),
+            pass.display(),
+            src.display(),
+            hooks.display()
+        ),
+    )
+    .unwrap();
+    // As root everything is readable: run as nobody, as files.rs does.
+    let as_user = |args: &[&str]| {
+        let mut c = if cairn_e2e::is_root() {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(cairn_e2e::cairn_bin());
+            c
+        } else {
+            Command::new(cairn_e2e::cairn_bin())
+        };
+        c.args(args)
+            .env("HOME", "/tmp")
+            .env("CAIRN_PASSWORD", &r.pass)
+            .env("CAIRN_REPOSITORY", &r.path)
+            .env_remove("CAIRN_PASSWORD_FILE");
+        cairn_e2e::run_cmd(&mut c, b"")
+    };
+    let o = as_user(&["init"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = as_user(&[
+        "agent",
+        "--config",
+        config.to_str().unwrap(),
+        "--run",
+        "tree",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&hooks).unwrap().trim(), "partial");
+    let snaps = of_job(&r, "tree");
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(snaps[0]["partial"], true);
+}
