@@ -740,3 +740,55 @@ fn run_once_exits_3_for_a_partial_snapshot() {
     assert_eq!(snaps.len(), 1);
     assert_eq!(snaps[0]["partial"], true);
 }
+
+/// A failed attempt is tried again after its backoff; an attempt past the
+/// job's timeout is stopped (its command killed, nothing committed).
+#[test]
+fn retries_and_timeouts() {
+    let r = Repo::init();
+    let flag = r.tmp("flag");
+    let config = r.tmp("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[agent]
+catalog = "{cat}"
+[repository]
+url = "{url}"
+password-file = "{pass}"
+
+[jobs.flaky]
+source = {{ type = "command", command = ["sh", "-c", "if [ -f {flag} ]; then echo ok; else touch {flag}; exit 1; fi"] }}
+retries = 2
+retry-backoff = "1s"
+
+[jobs.slow]
+source = {{ type = "command", command = ["sh", "-c", "echo start; sleep 30; echo never"] }}
+timeout = "2s"
+"#,
+            cat = r.tmp("cat").display(),
+            url = r.path.display(),
+            pass = pass_file(&r).display(),
+            flag = flag.display(),
+        ),
+    )
+    .unwrap();
+    let o = run_job(&config, "flaky");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("job flaky: attempt 1 failed"), "{err}");
+    assert_eq!(of_job(&r, "flaky").len(), 1);
+
+    let started = std::time::Instant::now();
+    let o = run_job(&config, "slow");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(err.contains("timeout"), "{err}");
+    assert!(of_job(&r, "slow").is_empty());
+    assert!(files_under(&r.path.join("leases")).is_empty());
+}

@@ -217,17 +217,8 @@ pub async fn run(
             }
             Err(e) => {
                 let last = attempts > job.retries || !e.retryable() || abort.reason().is_some();
-                // The last attempt's error is the run's: its caller reports it.
-                if !last {
-                    span.in_scope(|| {
-                        tracing::warn!(
-                            attempt = attempts,
-                            "job {name}: attempt {attempts} failed: {e}; trying again in {}s",
-                            backoff.as_secs()
-                        );
-                    });
-                }
                 if last {
+                    // The run's error: its caller reports it.
                     return RunReport {
                         outcome: Outcome::Failure,
                         backup: None,
@@ -237,6 +228,13 @@ pub async fn run(
                         seconds: started.elapsed().as_secs_f64(),
                     };
                 }
+                span.in_scope(|| {
+                    tracing::warn!(
+                        attempt = attempts,
+                        "job {name}: attempt {attempts} failed: {e}; trying again in {}s",
+                        backoff.as_secs()
+                    );
+                });
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     _ = abort.cancelled() => {}
