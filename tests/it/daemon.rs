@@ -29,6 +29,16 @@ fn id(s: &serde_json::Value) -> String {
     s["id"].as_str().unwrap_or_default().to_owned()
 }
 
+/// The S3 credentials of `r` for the agent's environment (the AWS chain);
+/// the endpoint and region are in its configuration file.
+fn credentials(r: &Repo) -> Vec<(String, String)> {
+    r.env
+        .iter()
+        .filter(|(k, _)| k.starts_with("AWS_ACCESS") || k.starts_with("AWS_SECRET"))
+        .cloned()
+        .collect()
+}
+
 /// A password file for the agent's repository.
 fn pass_file(r: &Repo) -> std::path::PathBuf {
     let p = r.tmp("repo-pass");
@@ -122,12 +132,7 @@ every = "2s"
         tree = tree.display(),
         blob = blob.display(),
     );
-    let env: Vec<(String, String)> = r
-        .env
-        .iter()
-        .filter(|(k, _)| k.starts_with("AWS_ACCESS") || k.starts_with("AWS_SECRET"))
-        .cloned()
-        .collect();
+    let env = credentials(&r);
     let mut agent = Agent::start(&r.dir.path().join("a"), &config, &env);
     let jobs = ["db", "cache", "tree", "out"];
     agent.wait_until(
@@ -548,12 +553,7 @@ retention = {{ keep-last = 3 }}
             base = base.display(),
         )
     };
-    let env: Vec<(String, String)> = r
-        .env
-        .iter()
-        .filter(|(k, _)| k.starts_with("AWS_ACCESS") || k.starts_with("AWS_SECRET"))
-        .cloned()
-        .collect();
+    let env = credentials(&r);
     let a = Agent::start(
         &r.dir.path().join("a"),
         &node("node-a", "[prune]\nevery = \"3s\"\nmax-unused = 0.0\n"),
