@@ -497,15 +497,23 @@ timeout = "1s"
     let o = run_job(&config, "stuck");
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("ran longer than 1s"));
-    let left = Command::new("pgrep")
-        .args(["-f", "sleep 30[01]"])
-        .output()
-        .unwrap();
-    assert!(
-        left.stdout.is_empty(),
-        "the hook's children were left: {}",
-        String::from_utf8_lossy(&left.stdout)
-    );
+    // SIGKILLed processes take a moment to be gone from /proc.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = Command::new("pgrep")
+            .args(["-af", "sleep 30[01]"])
+            .output()
+            .unwrap();
+        if left.stdout.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hook's children were left: {}",
+            String::from_utf8_lossy(&left.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // An unknown job is a usage error naming the jobs.
     let o = run_job(&config, "nope");
@@ -791,4 +799,44 @@ timeout = "2s"
     assert!(err.contains("timeout"), "{err}");
     assert!(of_job(&r, "slow").is_empty());
     assert!(files_under(&r.path.join("leases")).is_empty());
+}
+
+/// Two jobs due every second whose runs take longer than that, on a node
+/// limited to one run at a time: no run of a job overlaps another run of
+/// it, and no two runs overlap at all.
+#[test]
+fn runs_never_overlap_and_the_node_limit_holds() {
+    let r = Repo::init();
+    let log = r.tmp("runs.log");
+    let job = |name: &str| {
+        format!(
+            "[jobs.{name}]\nsource = {{ type = \"command\", command = [\"sh\", \"-c\", \"echo start {name} >> {log}; sleep 1.5; echo end {name} >> {log}; echo {name}\"] }}\nevery = \"1s\"\n",
+            log = log.display()
+        )
+    };
+    let config = format!(
+        "[agent]\nlisten = \"{{listen}}\"\ncatalog = \"{}\"\nmax-concurrent-jobs = 1\n\n[repository]\nurl = \"{}\"\npassword-file = \"{}\"\n\n{}\n{}",
+        r.tmp("cat").display(),
+        r.path.display(),
+        pass_file(&r).display(),
+        job("left"),
+        job("right")
+    );
+    let mut agent = Agent::start(&r.dir.path().join("a"), &config, &[]);
+    agent.wait_until("both jobs ran twice", Duration::from_secs(60), |a| {
+        runs(a, "left", "success") >= 2.0 && runs(a, "right", "success") >= 2.0
+    });
+    agent.signal("-TERM");
+    agent.wait_exit(Duration::from_secs(30));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 8, "{text}");
+    // With one slot, every start is followed by its own end.
+    for pair in lines.chunks(2) {
+        let [start, end] = pair else {
+            panic!("a run did not end:\n{text}");
+        };
+        let name = start.strip_prefix("start ").expect(start);
+        assert_eq!(*end, format!("end {name}"), "runs overlapped:\n{text}");
+    }
 }
