@@ -116,7 +116,11 @@ pub(super) async fn schedule_job(
     let mut due = match schedule.first(Timestamp::now(), last, deadline) {
         First::Never => return,
         First::Now => {
-            tracing::info!(job = %name, "job {name}: a scheduled run was missed while the agent was down: running it now");
+            if last.is_some() {
+                tracing::info!(job = %name, "job {name}: a scheduled run was missed while the agent was down: running it now");
+            } else {
+                tracing::info!(job = %name, "job {name}: no success on this host yet: running it now");
+            }
             Timestamp::now()
         }
         First::At(t) => t,
