@@ -187,17 +187,6 @@ pub fn read_data(text: &str) -> Result<crate::ops::Subset, String> {
         .map_err(|e| format!("{e}, or all"))
 }
 
-impl CheckSettings {
-    /// When it runs.
-    pub fn when(&self) -> When<'_> {
-        When {
-            schedule: self.schedule.as_ref(),
-            every: self.every.as_ref(),
-            time_zone: self.time_zone.as_ref(),
-        }
-    }
-}
-
 /// When a job, the prune or the check runs (the keys they have).
 #[derive(Debug, Clone, Copy)]
 pub struct When<'a> {
@@ -209,27 +198,23 @@ pub struct When<'a> {
     pub time_zone: Option<&'a Spanned<String>>,
 }
 
-impl PruneSettings {
-    /// When it runs.
-    pub fn when(&self) -> When<'_> {
-        When {
-            schedule: self.schedule.as_ref(),
-            every: self.every.as_ref(),
-            time_zone: self.time_zone.as_ref(),
+/// `.when()` for the sections with schedule keys (written out in each: see
+/// [`PruneSettings`]).
+macro_rules! when_of {
+    ($($t:ty),*) => {$(
+        impl $t {
+            /// When it runs.
+            pub fn when(&self) -> When<'_> {
+                When {
+                    schedule: self.schedule.as_ref(),
+                    every: self.every.as_ref(),
+                    time_zone: self.time_zone.as_ref(),
+                }
+            }
         }
-    }
+    )*};
 }
-
-impl JobSettings {
-    /// When it runs.
-    pub fn when(&self) -> When<'_> {
-        When {
-            schedule: self.schedule.as_ref(),
-            every: self.every.as_ref(),
-            time_zone: self.time_zone.as_ref(),
-        }
-    }
-}
+when_of!(JobSettings, PruneSettings, CheckSettings);
 
 /// `[jobs.NAME]`.
 #[derive(Debug, Deserialize)]
