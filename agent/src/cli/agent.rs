@@ -3,7 +3,7 @@
 
 use crate::cancel::Cancel;
 use crate::cli::{usage, Status};
-use crate::daemon::config::Config;
+use crate::daemon::config::{repository_name, Config};
 use crate::daemon::job::{self, Outcome};
 use crate::daemon::{repos, service};
 use crate::util::human_bytes;
@@ -84,18 +84,14 @@ async fn run_once(path: &std::path::Path, name: &str, cancel: &Cancel) -> Result
             }
         );
     };
-    let repo_name = job
-        .repository
-        .as_ref()
-        .map_or(repos::DEFAULT, |n| n.get_ref().as_str());
-    let settings = match repo_name {
-        repos::DEFAULT => config.file.repository.as_ref(),
-        other => config.file.repositories.get(other),
-    }
-    .map(toml::Spanned::get_ref)
-    .context("the job's repository is not configured")?;
+    let repo_name = repository_name(job.repository.as_ref());
+    let repositories = config.repositories();
+    let settings = repositories
+        .get(&repo_name)
+        .copied()
+        .context("the job's repository is not configured")?;
     let repo = repos::open(
-        repo_name,
+        &repo_name,
         settings,
         config.file.agent.catalog.as_deref(),
         cancel,

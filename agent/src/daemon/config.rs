@@ -174,6 +174,12 @@ pub struct CheckSettings {
     pub read_data: Option<Spanned<String>>,
 }
 
+/// The name of the repository a job, the prune or the check uses (its
+/// `repository` key, else [`super::repos::DEFAULT`]).
+pub fn repository_name(named: Option<&Spanned<String>>) -> String {
+    named.map_or_else(|| super::repos::DEFAULT.to_owned(), |n| n.get_ref().clone())
+}
+
 /// What `read-data` asks for: `all`, or a subset as `cairn check
 /// --read-data-subset` takes it.
 ///
@@ -487,6 +493,21 @@ impl Config {
             .map(|h| h.get_ref().clone())
             .or_else(|| std::env::var("CAIRN_HOST").ok().filter(|h| !h.is_empty()))
             .unwrap_or_else(crate::util::hostname)
+    }
+
+    /// The repositories it names, by name (`[repository]` as
+    /// [`super::repos::DEFAULT`]).
+    pub fn repositories(&self) -> BTreeMap<String, &RepoSettings> {
+        let f = &self.file;
+        let mut out: BTreeMap<String, &RepoSettings> = f
+            .repositories
+            .iter()
+            .map(|(n, r)| (n.clone(), r.get_ref()))
+            .collect();
+        if let Some(r) = &f.repository {
+            out.insert(super::repos::DEFAULT.to_owned(), r.get_ref());
+        }
+        out
     }
 
     /// The job names, in order.

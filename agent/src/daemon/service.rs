@@ -153,25 +153,6 @@ fn repo_key(s: &RepoSettings) -> String {
     )
 }
 
-/// The repositories a configuration names, by name.
-fn configured_repos(config: &Config) -> BTreeMap<String, &RepoSettings> {
-    let f = &config.file;
-    let mut out: BTreeMap<String, &RepoSettings> = f
-        .repositories
-        .iter()
-        .map(|(n, r)| (n.clone(), r.get_ref()))
-        .collect();
-    if let Some(r) = &f.repository {
-        out.insert(repos::DEFAULT.to_owned(), r.get_ref());
-    }
-    out
-}
-
-/// The repository name a job or the prune uses.
-fn repo_name(named: Option<&toml::Spanned<String>>) -> String {
-    named.map_or_else(|| repos::DEFAULT.to_owned(), |n| n.get_ref().clone())
-}
-
 /// Runs the agent with the configuration at `path` until SIGTERM or
 /// SIGINT.
 ///
@@ -298,7 +279,7 @@ fn start(shared: &Arc<Shared>, tasks: &mut JoinSet<()>) -> Cancel {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
     let stop = Cancel::new();
-    let wanted = configured_repos(&config);
+    let wanted = config.repositories();
     {
         let mut repos = shared
             .repos
@@ -410,7 +391,7 @@ async fn open_repo(
     slot: Arc<RwLock<Slot>>,
     stop: Cancel,
 ) {
-    let Some(settings) = configured_repos(&config).get(&name).copied() else {
+    let Some(settings) = config.repositories().get(&name).copied() else {
         return;
     };
     let catalog = config.file.agent.catalog.clone();

@@ -3,8 +3,9 @@
 //! node slot, runs, records the result in the metrics, and waits again,
 //! until its configuration's `stop` token fires.
 
-use super::{repo_name, Shared};
+use super::Shared;
 use crate::cancel::Cancel;
+use crate::daemon::config::repository_name as repo_name;
 use crate::daemon::config::Config;
 use crate::daemon::job::{self, Outcome};
 use crate::daemon::metrics::TaskKind;
