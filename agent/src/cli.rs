@@ -4,6 +4,7 @@
 use crate::backend;
 use crate::cancel::Cancel;
 use crate::catalog::Catalog;
+use crate::filter::SnapshotFilter;
 use crate::ops::{self, Trees};
 use crate::repo::Repository;
 use anyhow::{bail, Context, Result};
@@ -18,6 +19,7 @@ mod backup;
 mod catalog_cmd;
 mod check;
 mod diff;
+mod filter;
 mod find;
 mod forget;
 mod init;
@@ -302,24 +304,29 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<Status> {
             stdout_closed(snapshots::run(&cat, args))
         }
         Command::Ls(args) => {
+            let filter = args.filter.filter();
             let cat = ctx
-                .synced(Trees::Named(std::slice::from_ref(&args.snapshot)))
+                .synced(Trees::Named(std::slice::from_ref(&args.snapshot), &filter))
                 .await?;
             stdout_closed(ls::run(&cat, args))
         }
         Command::Find(args) => {
+            let filter = args.filter.filter();
             let cat = ctx
                 .synced(if args.snapshots.is_empty() {
                     Trees::All
                 } else {
-                    Trees::Named(&args.snapshots)
+                    Trees::Named(&args.snapshots, &filter)
                 })
                 .await?;
             stdout_closed(find::run(&cat, args))
         }
         Command::Diff(args) => {
             let cat = ctx
-                .synced(Trees::Named(&[args.from.clone(), args.to.clone()]))
+                .synced(Trees::Named(
+                    &[args.from.clone(), args.to.clone()],
+                    &SnapshotFilter::default(),
+                ))
                 .await?;
             stdout_closed(diff::run(&cat, args))
         }

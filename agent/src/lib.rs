@@ -7,6 +7,7 @@ pub mod cancel;
 pub mod catalog;
 pub mod daemon;
 pub mod error;
+pub mod filter;
 pub mod gc;
 pub mod ops;
 pub mod pipeline;

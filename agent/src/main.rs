@@ -13,7 +13,7 @@ mod progress;
 
 // The library's modules, under the names the front end's code uses.
 use cairn_agent::{
-    backend, cancel, catalog, daemon, ops, repo, restore, retention, source, stats, util,
+    backend, cancel, catalog, daemon, filter, ops, repo, restore, retention, source, stats, util,
 };
 
 use cairn_agent::cancel::Reason;

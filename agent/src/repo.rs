@@ -2,7 +2,6 @@
 //! sessions say is read into the catalog ([`crate::catalog`]).
 
 use crate::backend::{DynBackend, ErrorKind, PutMode};
-use crate::catalog::Listed;
 use crate::error::{input, Context, Error, Result};
 use crate::util;
 use bytes::Bytes;
@@ -214,36 +213,4 @@ impl Repository {
 
 fn file_unwrap(data: &[u8], id: KeyId, pass: &Passphrase) -> Result<MasterKey, KeyError> {
     keyfile::parse(data)?.unwrap(id, pass)
-}
-
-/// Resolves a SNAPSHOT argument among `snapshots` (oldest first): `latest`,
-/// or a unique prefix of an id.
-pub fn resolve_snapshot<'a>(snapshots: &'a [Listed], arg: &str) -> Result<&'a Listed> {
-    if snapshots.is_empty() {
-        input!("the repository has no snapshots yet");
-    }
-    if arg == "latest" {
-        return snapshots
-            .last()
-            .ok_or_else(|| Error::Input("the repository has no snapshots yet".into()));
-    }
-    let prefix = arg.to_ascii_lowercase();
-    if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
-        input!("{arg:?} is not a snapshot id: give a hex id prefix or `latest`");
-    }
-    let matches: Vec<_> = snapshots
-        .iter()
-        .filter(|(id, _)| id.to_hex().starts_with(&prefix))
-        .collect();
-    match matches.as_slice() {
-        [one] => Ok(one),
-        [] => input!("no snapshot matches {arg:?}; `cairn snapshots` lists them"),
-        many => input!(
-            "snapshot prefix {arg:?} is ambiguous: it matches {}; give more digits",
-            many.iter()
-                .map(|(id, _)| id.short())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
 }

@@ -7,7 +7,8 @@
 use crate::catalog::load::{self, BulkLoad};
 use crate::catalog::Catalog;
 use crate::error::{Context, Error, Result};
-use crate::repo::{read::read_blobs, resolve_snapshot, Repository};
+use crate::filter::{self, SnapshotFilter};
+use crate::repo::{read::read_blobs, Repository};
 use cairn_repo_format::{
     ChunkId, Commit, IndexFile, IndexId, IndexPack, NodeKind, ObjectKind, ObjectName, SessionId,
     Snapshot, SnapshotId, Tree,
@@ -276,10 +277,10 @@ pub enum Trees<'a> {
     All,
     /// These snapshots' (a restore, a backup's parent).
     Of(&'a [SnapshotId]),
-    /// The snapshots these arguments name (id prefixes or `latest`, as
-    /// [`crate::repo::resolve_snapshot`] takes them; `ls`, `diff`): every
-    /// one must name a snapshot.
-    Named(&'a [String]),
+    /// The snapshots these arguments name within a filter (id prefixes or
+    /// `latest`, as [`crate::filter::resolve`] takes them; `ls`, `diff`):
+    /// every one must name a snapshot.
+    Named(&'a [String], &'a SnapshotFilter),
 }
 
 /// Reads the trees of the snapshots `which` names that the catalog does not
@@ -294,11 +295,11 @@ pub async fn fetch_trees(cat: &Arc<Catalog>, repo: &Repository, which: Trees<'_>
     match which {
         Trees::All => {}
         Trees::Of(ids) => incomplete.retain(|(sid, _)| ids.contains(sid)),
-        Trees::Named(args) => {
+        Trees::Named(args, filter) => {
             let snapshots = cat.snapshots()?;
             let ids = args
                 .iter()
-                .map(|a| resolve_snapshot(&snapshots, a).map(|(id, _)| *id))
+                .map(|a| filter::resolve(&snapshots, a, filter).map(|(id, _)| *id))
                 .collect::<Result<Vec<_>>>()?;
             incomplete.retain(|(sid, _)| ids.contains(sid));
         }

@@ -88,6 +88,7 @@ impl Fixture {
     async fn restore_dir(&self, snapshot: &str, to: &Path) -> ops::RestoreReport {
         let opts = RestoreOptions {
             snapshot: snapshot.into(),
+            filter: cairn_agent::filter::SnapshotFilter::default(),
             to: Destination::Dir {
                 path: to.to_owned(),
                 include: Vec::new(),

@@ -22,5 +22,6 @@ mod prune;
 mod retention;
 mod s3;
 mod s3_network;
+mod selection;
 mod soak;
 mod streams;

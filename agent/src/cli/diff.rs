@@ -6,7 +6,7 @@
 
 use super::Status;
 use crate::catalog::Catalog;
-use crate::repo::resolve_snapshot;
+use crate::filter::{resolve, SnapshotFilter};
 use anyhow::Result;
 use cairn_repo_format::{ChunkId, Node, NodeKind};
 use std::io::Write;
@@ -129,8 +129,8 @@ impl<W: Write> Differ<'_, W> {
 
 pub fn run(cat: &Catalog, args: Args) -> Result<Status> {
     let all = cat.snapshots()?;
-    let (_, from) = resolve_snapshot(&all, &args.from)?;
-    let (_, to) = resolve_snapshot(&all, &args.to)?;
+    let (_, from) = resolve(&all, &args.from, &SnapshotFilter::default())?;
+    let (_, to) = resolve(&all, &args.to, &SnapshotFilter::default())?;
     let mut d = Differ {
         cat,
         out: std::io::BufWriter::new(std::io::stdout().lock()),

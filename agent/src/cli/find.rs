@@ -8,7 +8,7 @@
 use super::ls::line;
 use super::Status;
 use crate::catalog::Catalog;
-use crate::repo::resolve_snapshot;
+use crate::filter::resolve;
 use crate::source::describe;
 use crate::util::format_time;
 use anyhow::Result;
@@ -24,6 +24,8 @@ pub struct Args {
     /// Only these snapshots (id prefix or `latest`; repeatable).
     #[arg(long = "snapshot")]
     pub(super) snapshots: Vec<String>,
+    #[command(flatten)]
+    pub(super) filter: super::filter::FilterArgs,
 }
 
 /// Whether `text` matches the wildcard `pattern` (`*` and `?`).
@@ -103,12 +105,14 @@ impl Finder<'_> {
 
 pub fn run(cat: &Catalog, args: Args) -> Result<Status> {
     let all = cat.snapshots()?;
+    let filter = args.filter.filter();
     let chosen: Vec<_> = if args.snapshots.is_empty() {
-        all.iter().collect()
+        let f = filter.normalized()?;
+        all.iter().filter(|(_, s)| f.matches(s)).collect()
     } else {
         args.snapshots
             .iter()
-            .map(|s| resolve_snapshot(&all, s))
+            .map(|s| resolve(&all, s, &filter))
             .collect::<Result<_, _>>()?
     };
     let mut finder = Finder {

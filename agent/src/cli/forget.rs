@@ -55,12 +55,8 @@ pub struct Args {
     /// tags, a comma-separated list, or "" for one group.
     #[arg(long, value_name = "LIST", default_value = "host,source")]
     group_by: GroupBy,
-    /// Only snapshots taken on this host (repeat for several).
-    #[arg(long = "host", value_name = "HOST")]
-    hosts: Vec<String>,
-    /// Only snapshots with this tag (repeat: with all of them).
-    #[arg(long = "tag", value_name = "TAG")]
-    tags: Vec<String>,
+    #[command(flatten)]
+    filter: super::filter::FilterArgs,
     /// Hours, days, weeks, months and years by UTC instead of the local
     /// time zone (TZ).
     #[arg(long)]
@@ -97,8 +93,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
             keep_tag: args.keep_tag,
         },
         group_by: args.group_by,
-        hosts: args.hosts,
-        tags: args.tags,
+        filter: args.filter.filter(),
         snapshots: args.snapshots,
         utc: args.utc,
         dry_run: args.dry_run,

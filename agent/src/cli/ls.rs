@@ -2,7 +2,7 @@
 
 use super::Status;
 use crate::catalog::Catalog;
-use crate::repo::resolve_snapshot;
+use crate::filter::resolve;
 use crate::restore::find;
 use crate::util::format_time;
 use anyhow::{bail, Result};
@@ -15,6 +15,8 @@ pub struct Args {
     pub(super) snapshot: String,
     /// Only this path and what is below it.
     path: Option<String>,
+    #[command(flatten)]
+    pub(super) filter: super::filter::FilterArgs,
 }
 
 pub fn mode_string(node: &Node) -> String {
@@ -56,7 +58,7 @@ pub fn line(out: &mut impl Write, node: &Node, path: &str) -> std::io::Result<()
 
 pub fn run(cat: &Catalog, args: Args) -> Result<Status> {
     let snapshots = cat.snapshots()?;
-    let (_, snap) = resolve_snapshot(&snapshots, &args.snapshot)?;
+    let (_, snap) = resolve(&snapshots, &args.snapshot, &args.filter.filter())?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut stack: Vec<(ChunkId, String)> = Vec::new();
     match args

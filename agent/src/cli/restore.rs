@@ -14,7 +14,8 @@ pub struct Args {
     /// Print help (-h is the PostgreSQL server host, as in pg_restore).
     #[arg(long, action = clap::ArgAction::Help)]
     help: Option<bool>,
-    /// Snapshot id prefix, or `latest`.
+    /// Snapshot id prefix, or `latest` (the newest that passes the filters,
+    /// and of the source kind --pg or --redis-rdb restores).
     snapshot: String,
     /// Restore into this directory (created if missing; existing files of the
     /// same names are replaced).
@@ -43,6 +44,16 @@ pub struct Args {
     /// Write the RDB file of a Redis snapshot to this path (e.g. /var/lib/redis/dump.rdb).
     #[arg(long)]
     redis_rdb: Option<PathBuf>,
+    /// Only snapshots taken on this host (repeat for several; --host is
+    /// the PostgreSQL server).
+    #[arg(
+        long = "snapshot-host",
+        value_name = "HOST",
+        help_heading = "Snapshot filters"
+    )]
+    snapshot_hosts: Vec<String>,
+    #[command(flatten)]
+    filter: super::filter::FilterRest,
 }
 
 pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
@@ -70,6 +81,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
     };
     let opts = RestoreOptions {
         snapshot: args.snapshot.clone(),
+        filter: args.filter.filter(args.snapshot_hosts.clone()),
         to,
     };
     let (repo, cat) = ctx.open_with_catalog().await?;

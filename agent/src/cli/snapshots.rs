@@ -13,6 +13,8 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    filter: super::filter::FilterArgs,
 }
 
 /// A source as shown: a command's program only (snapshots written before
@@ -28,7 +30,7 @@ fn shown(source: &Source) -> Source {
 }
 
 pub fn run(cat: &Catalog, args: Args) -> Result<Status> {
-    let snapshots = cat.snapshots()?;
+    let snapshots = args.filter.filter().apply(cat.snapshots()?)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if args.json {
         let list: Vec<_> = snapshots

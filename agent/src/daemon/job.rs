@@ -11,6 +11,7 @@ use super::hooks::{self, HookError};
 use super::repos::Repo;
 use crate::cancel::{Cancel, Reason};
 use crate::error::{Action, Error};
+use crate::filter::SnapshotFilter;
 use crate::ops::{self, BackupOptions, BackupReport, ForgetOptions};
 use crate::retention::GroupBy;
 use crate::source::command::CommandSettings;
@@ -383,8 +384,11 @@ async fn retain(
             source: false,
             tags: false,
         },
-        hosts: vec![host.to_owned()],
-        tags: vec![tag(name)],
+        filter: SnapshotFilter {
+            hosts: vec![host.to_owned()],
+            tags: vec![tag(name)],
+            ..SnapshotFilter::default()
+        },
         ..ForgetOptions::default()
     };
     let report = ops::forget(&repo.repo, &repo.cat, &opts, cancel).await?;

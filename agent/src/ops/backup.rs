@@ -3,10 +3,11 @@
 use crate::cancel::Cancel;
 use crate::catalog::Catalog;
 use crate::error::{input, Error, Result};
+use crate::filter::{self, SnapshotFilter};
 use crate::gc;
 use crate::pipeline::chunk::StreamChunker;
 use crate::pipeline::{self, Options, Target};
-use crate::repo::{resolve_snapshot, Repository};
+use crate::repo::Repository;
 use crate::session::Session;
 use crate::source::files::{FilesPlan, WalkReport, Walker};
 use crate::source::{stream, Plan, SourceError, SourceSettings, StreamPlan};
@@ -284,13 +285,9 @@ async fn choose_parent(
     let (id, snap) = match choice {
         Parent::None => return Ok(None),
         Parent::Snapshot(p) => {
-            let (id, snap) = resolve_snapshot(&snapshots, p)?;
-            if !matches!(snap.source, Source::Files { .. }) {
-                input!(
-                    "--parent {p}: snapshot {} is not a file-tree backup",
-                    id.short()
-                );
-            }
+            let files_only = SnapshotFilter::default().of_kind("files");
+            let (id, snap) = filter::resolve(&snapshots, p, &files_only)
+                .map_err(|e| crate::Error::Input(format!("--parent {p}: {e}")))?;
             (id, snap)
         }
         Parent::Latest => match files.latest_of_same(&snapshots, host) {

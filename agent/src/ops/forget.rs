@@ -7,7 +7,8 @@
 use crate::cancel::Cancel;
 use crate::catalog::Catalog;
 use crate::error::{input, Result};
-use crate::repo::{resolve_snapshot, Repository};
+use crate::filter::{self, SnapshotFilter};
+use crate::repo::Repository;
 use crate::retention::{self, Decision, Group, GroupBy, GroupKey, Rules};
 use crate::util;
 use cairn_repo_format::{Commit, ObjectName, SessionId, SnapshotId};
@@ -23,12 +24,9 @@ pub struct ForgetOptions {
     /// How snapshots are grouped before the rules apply.
     #[serde(default)]
     pub group_by: GroupBy,
-    /// Only snapshots of these hosts are considered (all if empty).
+    /// Only the snapshots that pass it are considered.
     #[serde(default)]
-    pub hosts: Vec<String>,
-    /// Only snapshots with every one of these tags are considered.
-    #[serde(default)]
-    pub tags: Vec<String>,
+    pub filter: SnapshotFilter,
     /// These snapshots (id prefixes, or `latest`) instead of rules.
     #[serde(default)]
     pub snapshots: Vec<String>,
@@ -85,11 +83,7 @@ pub async fn forget(
 
 /// The decisions, from the catalog's snapshots.
 fn decide(cat: &Catalog, opts: &ForgetOptions) -> Result<ForgetReport> {
-    let mut snapshots = cat.snapshots()?;
-    if !opts.hosts.is_empty() {
-        snapshots.retain(|(_, s)| opts.hosts.contains(&s.hostname));
-    }
-    snapshots.retain(|(_, s)| opts.tags.iter().all(|t| s.tags.contains(t)));
+    let snapshots = opts.filter.apply(cat.snapshots()?)?;
     let groups = match (opts.snapshots.is_empty(), opts.rules.is_empty()) {
         (true, true) => input!(
             "no retention rule and no snapshot given: nothing was forgotten. Give rules (--keep-last, --keep-daily, --keep-within, …) or snapshot ids"
@@ -100,7 +94,7 @@ fn decide(cat: &Catalog, opts: &ForgetOptions) -> Result<ForgetReport> {
         (false, true) => {
             let mut named = Vec::new();
             for arg in &opts.snapshots {
-                let (id, s) = resolve_snapshot(&snapshots, arg)?;
+                let (id, s) = filter::resolve(&snapshots, arg, &opts.filter)?;
                 if !named.iter().any(|d: &Decision| d.id == *id) {
                     named.push(Decision {
                         id: *id,

@@ -4,7 +4,8 @@
 use crate::cancel::Cancel;
 use crate::catalog::Catalog;
 use crate::error::Result;
-use crate::repo::{resolve_snapshot, Repository};
+use crate::filter::{self, SnapshotFilter};
+use crate::repo::Repository;
 use crate::restore::{self, tree};
 use crate::source::{postgres, redis};
 use crate::sync::{self, Trees};
@@ -45,8 +46,12 @@ pub enum Destination {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreOptions {
-    /// A snapshot id prefix, or `latest`.
+    /// A snapshot id prefix, or `latest`: the newest that passes `filter`
+    /// (and is of the destination's kind, for a database).
     pub snapshot: String,
+    /// What `latest` is chosen among.
+    #[serde(default)]
+    pub filter: SnapshotFilter,
     /// Where it goes.
     pub to: Destination,
 }
@@ -80,7 +85,12 @@ pub async fn restore(
         .or_cancel(async {
             sync::sync(cat, repo).await?;
             let snapshots = cat.snapshots()?;
-            let (id, snap) = resolve_snapshot(&snapshots, &opts.snapshot)?;
+            let filter = match &opts.to {
+                Destination::Postgres(_) => opts.filter.of_kind("postgres"),
+                Destination::RedisRdb { .. } => opts.filter.of_kind("redis"),
+                Destination::Dir { .. } | Destination::Stdout { .. } => opts.filter.clone(),
+            };
+            let (id, snap) = filter::resolve(&snapshots, &opts.snapshot, &filter)?;
             tracing::Span::current().record("id", id.short());
             sync::fetch_trees(cat, repo, Trees::Of(&[*id])).await?;
             let mut report = RestoreReport {

@@ -93,11 +93,16 @@ impl FilesPlan {
     }
 
     /// The snapshot to compare files with: the latest of `snapshots`
-    /// (oldest first) of the same paths from `host`.
+    /// (oldest first) from `host` of the same set of paths, in whatever
+    /// order they were given.
     pub fn latest_of_same<'a>(&self, snapshots: &'a [Listed], host: &str) -> Option<&'a Listed> {
-        let paths = self.path_strings();
+        fn set(paths: &[String]) -> std::collections::BTreeSet<&str> {
+            paths.iter().map(String::as_str).collect()
+        }
+        let ours = self.path_strings();
+        let ours = set(&ours);
         snapshots.iter().rev().find(|(_, snap)| {
-            matches!(&snap.source, Source::Files { paths: p } if *p == paths)
+            matches!(&snap.source, Source::Files { paths } if set(paths) == ours)
                 && snap.hostname == host
         })
     }

@@ -115,6 +115,7 @@ impl Fixture {
             let to = self.dir.path().join(format!("out-{}", id.short()));
             let opts = RestoreOptions {
                 snapshot: id.to_hex(),
+                filter: crate::filter::SnapshotFilter::default(),
                 to: Destination::Dir {
                     path: to.clone(),
                     include: Vec::new(),

@@ -1,0 +1,136 @@
+//! Choosing snapshots (#22): the parent of a files backup found by host
+//! and the set of its paths, and `latest` within filters and within the
+//! source kind a restore mode implies.
+
+use cairn_e2e::{run_cmd, RedisServer, Repo};
+
+fn stdout(b: Vec<u8>) -> String {
+    String::from_utf8(b).expect("utf-8 output")
+}
+
+fn ids(r: &Repo, filters: &[&str]) -> Vec<String> {
+    let mut args = vec!["snapshots", "--json"];
+    args.extend_from_slice(filters);
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&r.ok(&args)).expect("JSON");
+    list.iter()
+        .map(|s| s["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+#[test]
+fn the_parent_is_found_by_host_and_set_of_paths() {
+    let r = Repo::init();
+    let (a, b) = (r.tmp("a"), r.tmp("b"));
+    for (dir, n) in [(&a, 3), (&b, 4)] {
+        std::fs::create_dir_all(dir).unwrap();
+        for i in 0..n {
+            std::fs::write(dir.join(format!("f{i}")), vec![b'x'; 1000 + i]).unwrap();
+        }
+    }
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let first = r.backup_json(&["--host", "pod-7f9c", a, b], b"");
+    assert!(first["bytes_read"].as_u64().unwrap() > 7000, "{first}");
+
+    // The same paths in another order, under the same host override (a pod
+    // whose own host name changes on every run): nothing is read again.
+    let again = r.backup_json(&["--host", "pod-7f9c", b, a], b"");
+    assert_eq!(again["bytes_read"].as_u64(), Some(0), "{again}");
+    assert_eq!(again["unchanged_files"].as_u64(), Some(7), "{again}");
+
+    // Another host has no parent of its own yet; CAIRN_HOST names it too.
+    let other = r.backup_json(&["--host", "elsewhere", a, b], b"");
+    assert_eq!(other["unchanged_files"].as_u64(), Some(0), "{other}");
+    let out = run_cmd(
+        r.cairn()
+            .env("CAIRN_HOST", "elsewhere")
+            .args(["backup", "--json", b, a]),
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let via_env: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(via_env["bytes_read"].as_u64(), Some(0), "{via_env}");
+
+    // A subset of the paths is another set: no parent.
+    let subset = r.backup_json(&["--host", "pod-7f9c", a], b"");
+    assert_eq!(subset["unchanged_files"].as_u64(), Some(0), "{subset}");
+
+    // The host filter sees them apart.
+    assert_eq!(ids(&r, &["--host", "pod-7f9c"]).len(), 3);
+    assert_eq!(
+        ids(&r, &["--host", "elsewhere", "--host", "pod-7f9c"]).len(),
+        5
+    );
+    assert_eq!(ids(&r, &["--path", b]).len(), 4);
+    assert_eq!(
+        ids(&r, &["--path", a, "--path", b, "--host", "elsewhere"]).len(),
+        2
+    );
+}
+
+#[test]
+fn latest_resolves_within_the_filters_and_the_restore_kind() {
+    let redis = RedisServer::start("");
+    let r = Repo::init();
+    let src = r.tmp("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("file"), b"tree content").unwrap();
+    let src = src.to_str().unwrap();
+
+    redis.cli(&["SET", "k", "v"]).expect("SET");
+    let rdb_snap = r.backup_json(&["redis", "--url", &redis.url()], b"");
+    let stream = r.backup_json(
+        &["--stdin", "--name", "s.txt", "--tag", "nightly"],
+        b"stream bytes",
+    );
+    let files = r.backup_json(&["--tag", "nightly", "--tag", "tree", src], b"");
+
+    // The README's own line: `restore latest --redis-rdb` after a files
+    // backup restores the newest Redis snapshot, not the files.
+    let rdb = r.tmp("dump.rdb");
+    r.ok(&["restore", "latest", "--redis-rdb", rdb.to_str().unwrap()]);
+    assert_eq!(&std::fs::read(&rdb).unwrap()[..5], b"REDIS");
+    // An id of another kind is refused, naming what it is.
+    let files_id = files["snapshot_id"].as_str().unwrap();
+    let out = r.run(&[
+        "restore",
+        &files_id[..10],
+        "--redis-rdb",
+        rdb.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("is a files backup"),
+        "{err}"
+    );
+
+    // Filters choose what `latest` is.
+    let got = r.ok(&["restore", "latest", "--stdout", "--source-kind", "stdin"]);
+    assert_eq!(got, b"stream bytes");
+    let listing = stdout(r.ok(&["ls", "latest", "--tag", "tree"]));
+    assert!(listing.contains("/file"), "{listing}");
+    let out = r.run(&["ls", "latest", "--source-kind", "postgres"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no snapshot matches --source-kind postgres"),
+        "{err}"
+    );
+
+    assert_eq!(ids(&r, &["--tag", "nightly"]).len(), 2);
+    assert_eq!(
+        ids(&r, &["--source-kind", "redis"]),
+        [rdb_snap["snapshot_id"].as_str().unwrap()]
+    );
+    let out = r.run(&["snapshots", "--source-kind", "mysql"]);
+    assert_eq!(out.status.code(), Some(1), "an unknown kind fails");
+
+    // forget within a filter leaves the rest alone.
+    r.ok(&["forget", "latest", "--source-kind", "stdin"]);
+    let left = ids(&r, &[]);
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(!left.contains(&stream["snapshot_id"].as_str().unwrap().to_owned()));
+    // find searches only the filtered snapshots.
+    let found = stdout(r.ok(&["find", "file", "--source-kind", "files"]));
+    assert!(found.contains("/file"), "{found}");
+    let none = r.run(&["find", "file", "--source-kind", "redis"]);
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no entry matches"));
+}
