@@ -65,7 +65,7 @@ impl SnapshotFilter {
         }
         let mut paths = Vec::new();
         for p in &self.paths {
-            let abs = crate::source::files::absolute(std::path::Path::new(p))
+            let abs = crate::util::absolute(std::path::Path::new(p))
                 .map_err(|e| Error::Input(format!("--path {p}: {e}")))?;
             paths.push(abs.to_string_lossy().into_owned());
         }

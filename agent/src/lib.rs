@@ -19,5 +19,6 @@ pub mod source;
 pub mod stats;
 pub mod sync;
 pub mod util;
+pub mod xattr;
 
 pub use error::{Action, Context, Error, Result};

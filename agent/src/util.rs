@@ -1,11 +1,12 @@
 //! Small helpers: host and user names, time, sizes, temporary names.
 
 use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A fresh temporary name in `dir`: `.tmp-` and 16 random hex digits.
 /// Every repository reader ignores names starting with a dot.
-pub fn temp_path(dir: &std::path::Path) -> std::path::PathBuf {
+pub fn temp_path(dir: &Path) -> PathBuf {
     dir.join(format!(".tmp-{}", hex::encode(rand::random::<[u8; 8]>())))
 }
 
@@ -107,7 +108,7 @@ pub fn human_bytes(n: u64) -> String {
 ///
 /// # Errors
 /// If the file cannot be read.
-pub fn read_passphrase_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+pub fn read_passphrase_file(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut b = std::fs::read(path)?;
     if b.last() == Some(&b'\n') {
         b.pop();
@@ -116,6 +117,32 @@ pub fn read_passphrase_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> 
         }
     }
     Ok(b)
+}
+
+/// `true`, for serde defaults of settings that are on unless turned off.
+pub fn yes() -> bool {
+    true
+}
+
+/// Makes `p` absolute and removes `.` and `..` lexically (symlinks are not
+/// followed: the path is stored as given).
+pub fn absolute(p: &Path) -> std::io::Result<PathBuf> {
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(p)
+    };
+    let mut out = PathBuf::from("/");
+    for c in joined.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -141,5 +168,13 @@ mod tests {
         assert_eq!(human_bytes(5), "5 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn absolute_is_lexical() -> std::io::Result<()> {
+        assert_eq!(absolute(Path::new("/a/./b/../c"))?, PathBuf::from("/a/c"));
+        assert_eq!(absolute(Path::new("/.."))?, PathBuf::from("/"));
+        assert!(absolute(Path::new("x"))?.is_absolute());
+        Ok(())
     }
 }

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 /// The layers, lowest first; a module may use the modules of any layer
 /// below its own, none of its own or above.
 const LAYERS: &[&[&str]] = &[
-    &["util", "stats", "cancel", "retention"],
+    &["util", "stats", "cancel", "retention", "xattr"],
     &["backend"],
     &["error"],
     &["catalog"],
-    &["repo"],
+    &["repo", "filter"],
     &["sync", "session", "restore", "pipeline", "gc"],
     &["source"],
     &["ops"],

@@ -92,6 +92,7 @@ impl Fixture {
             to: Destination::Dir {
                 path: to.to_owned(),
                 include: Vec::new(),
+                xattrs: true,
             },
         };
         ops::restore(&self.repo, &self.cat, &opts, &Cancel::new())
@@ -126,7 +127,7 @@ async fn backup_and_restore_in_process() {
     std::fs::write(src.join("sub/b.bin"), vec![7u8; 300_000]).expect("write");
     let files = SourceSettings::Files(FilesSettings {
         paths: vec![src.clone()],
-        excludes: Vec::new(),
+        ..FilesSettings::default()
     });
     let first = f
         .backup(files.clone(), &Cancel::new())

@@ -72,4 +72,6 @@ pub use pack::{
 pub use snapshot::{
     valid_stream_name, valid_tag, Commit, Lease, Snapshot, Source, Summary, MAX_TAGS, MAX_TAG_LEN,
 };
-pub use tree::{Node, NodeKind, NodeMeta, Tree};
+pub use tree::{
+    Node, NodeKind, NodeMeta, Tree, Xattr, MAX_XATTRS, MAX_XATTR_NAME, MAX_XATTR_VALUE,
+};

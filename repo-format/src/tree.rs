@@ -45,7 +45,56 @@ pub enum NodeKind {
         /// The link target's bytes.
         target: Vec<u8>,
     },
+    /// A named pipe.
+    Fifo,
+    /// A Unix-domain socket's file.
+    Socket,
+    /// A character device file.
+    CharDevice {
+        /// The device number's major part.
+        major: u32,
+        /// Its minor part.
+        minor: u32,
+    },
+    /// A block device file.
+    BlockDevice {
+        /// The device number's major part.
+        major: u32,
+        /// Its minor part.
+        minor: u32,
+    },
 }
+
+impl NodeKind {
+    /// The node's `type` in the format.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            NodeKind::File { .. } => "file",
+            NodeKind::Dir { .. } => "dir",
+            NodeKind::Symlink { .. } => "symlink",
+            NodeKind::Fifo => "fifo",
+            NodeKind::Socket => "socket",
+            NodeKind::CharDevice { .. } => "chardev",
+            NodeKind::BlockDevice { .. } => "blockdev",
+        }
+    }
+}
+
+/// One extended attribute (format §7.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Xattr {
+    /// Its name with the namespace (`user.x`, `security.capability`).
+    pub name: Vec<u8>,
+    /// Its value, as the kernel gives it.
+    pub value: Vec<u8>,
+}
+
+/// Longest extended attribute name, in bytes.
+pub const MAX_XATTR_NAME: usize = 255;
+/// Longest extended attribute value, in bytes.
+pub const MAX_XATTR_VALUE: usize = 65_536;
+/// Most extended attributes of one node.
+pub const MAX_XATTRS: usize = 1024;
 
 /// One entry of a directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +105,8 @@ pub struct Node {
     pub meta: NodeMeta,
     /// Type and type-specific data.
     pub kind: NodeKind,
+    /// Extended attributes, sorted by name.
+    pub xattrs: Vec<Xattr>,
 }
 
 /// A directory listing.
@@ -106,6 +157,25 @@ struct RawNode {
     target: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     target_hex: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    major: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    minor: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    xattrs: Option<Vec<RawXattr>>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawXattr {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name_hex: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    value_hex: Option<String>,
 }
 
 /// Splits bytes into the (`x`, `x_hex`) pair of the format: text when valid UTF-8.
@@ -143,13 +213,20 @@ fn from_text_or_hex(
 }
 
 impl Tree {
-    /// Builds a tree, sorting the nodes by name.
+    /// Builds a tree, sorting the nodes and their extended attributes by
+    /// name.
     ///
     /// # Errors
     /// [`FormatError::Invalid`] if a name is empty, `.`, `..`, contains `/` or
-    /// NUL, or appears twice.
+    /// NUL, or appears twice, or an attribute name appears twice on a node.
     pub fn new(mut nodes: Vec<Node>) -> Result<Self, FormatError> {
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        for n in &mut nodes {
+            n.xattrs.sort_by(|a, b| a.name.cmp(&b.name));
+            if n.xattrs.windows(2).any(|w| w[0].name == w[1].name) {
+                return Err(FormatError::invalid("tree", "duplicate xattr name"));
+            }
+        }
         check_names("tree", &nodes)?;
         Ok(Tree { nodes })
     }
@@ -192,20 +269,38 @@ impl Tree {
                     subtree: None,
                     target: None,
                     target_hex: None,
+                    major: None,
+                    minor: None,
+                    xattrs: (!n.xattrs.is_empty()).then(|| {
+                        n.xattrs
+                            .iter()
+                            .map(|x| {
+                                let (name, name_hex) = to_text_or_hex(&x.name);
+                                let (value, value_hex) = to_text_or_hex(&x.value);
+                                RawXattr {
+                                    name,
+                                    name_hex,
+                                    value,
+                                    value_hex,
+                                }
+                            })
+                            .collect()
+                    }),
                 };
+                raw.kind = n.kind.type_name().into();
                 match &n.kind {
                     NodeKind::File { size, content } => {
-                        raw.kind = "file".into();
                         raw.size = Some(*size);
                         raw.content = Some(content.clone());
                     }
-                    NodeKind::Dir { subtree } => {
-                        raw.kind = "dir".into();
-                        raw.subtree = Some(*subtree);
-                    }
+                    NodeKind::Dir { subtree } => raw.subtree = Some(*subtree),
                     NodeKind::Symlink { target } => {
-                        raw.kind = "symlink".into();
                         (raw.target, raw.target_hex) = to_text_or_hex(target);
+                    }
+                    NodeKind::Fifo | NodeKind::Socket => {}
+                    NodeKind::CharDevice { major, minor }
+                    | NodeKind::BlockDevice { major, minor } => {
+                        (raw.major, raw.minor) = (Some(*major), Some(*minor));
                     }
                 }
                 raw
@@ -239,47 +334,58 @@ impl Tree {
                 device: r.device,
                 links: r.links,
             };
-            let only = |ok: bool| {
-                if ok {
-                    Ok(())
-                } else {
-                    Err(FormatError::invalid(
-                        what,
-                        format!("node of type {} has fields of another type", r.kind),
-                    ))
-                }
+            // Which type-specific fields the node has: only its own may be.
+            let present = [
+                ("size", r.size.is_some()),
+                ("content", r.content.is_some()),
+                ("subtree", r.subtree.is_some()),
+                ("target", r.target.is_some() || r.target_hex.is_some()),
+                ("major", r.major.is_some() || r.minor.is_some()),
+            ];
+            let own: &[&str] = match r.kind.as_str() {
+                "file" => &["size", "content"],
+                "dir" => &["subtree"],
+                "symlink" => &["target"],
+                "chardev" | "blockdev" => &["major"],
+                _ => &[],
+            };
+            if present.iter().any(|(f, has)| *has && !own.contains(f)) {
+                return Err(FormatError::invalid(
+                    what,
+                    format!("node of type {} has fields of another type", r.kind),
+                ));
+            }
+            let xattrs = decode_xattrs(what, r.xattrs)?;
+            let device = |dev: fn(u32, u32) -> NodeKind| match (r.major, r.minor) {
+                (Some(major), Some(minor)) => Ok(dev(major, minor)),
+                _ => Err(FormatError::invalid(
+                    what,
+                    "device node needs major and minor",
+                )),
             };
             let kind = match r.kind.as_str() {
-                "file" => {
-                    only(r.subtree.is_none() && r.target.is_none() && r.target_hex.is_none())?;
-                    match (r.size, r.content) {
-                        (Some(size), Some(content)) => NodeKind::File { size, content },
-                        _ => {
-                            return Err(FormatError::invalid(
-                                what,
-                                "file node needs size and content",
-                            ))
-                        }
+                "file" => match (r.size, r.content) {
+                    (Some(size), Some(content)) => NodeKind::File { size, content },
+                    _ => {
+                        return Err(FormatError::invalid(
+                            what,
+                            "file node needs size and content",
+                        ))
                     }
-                }
+                },
                 "dir" => {
-                    only(
-                        r.size.is_none()
-                            && r.content.is_none()
-                            && r.target.is_none()
-                            && r.target_hex.is_none(),
-                    )?;
                     let subtree = r
                         .subtree
                         .ok_or_else(|| FormatError::invalid(what, "dir node needs subtree"))?;
                     NodeKind::Dir { subtree }
                 }
-                "symlink" => {
-                    only(r.size.is_none() && r.content.is_none() && r.subtree.is_none())?;
-                    NodeKind::Symlink {
-                        target: from_text_or_hex(what, "target", r.target, r.target_hex)?,
-                    }
-                }
+                "symlink" => NodeKind::Symlink {
+                    target: from_text_or_hex(what, "target", r.target, r.target_hex)?,
+                },
+                "fifo" => NodeKind::Fifo,
+                "socket" => NodeKind::Socket,
+                "chardev" => device(|major, minor| NodeKind::CharDevice { major, minor })?,
+                "blockdev" => device(|major, minor| NodeKind::BlockDevice { major, minor })?,
                 other => {
                     return Err(FormatError::invalid(
                         what,
@@ -287,7 +393,12 @@ impl Tree {
                     ))
                 }
             };
-            nodes.push(Node { name, meta, kind });
+            nodes.push(Node {
+                name,
+                meta,
+                kind,
+                xattrs,
+            });
         }
         if nodes.windows(2).any(|w| w[0].name >= w[1].name) {
             return Err(FormatError::invalid(
@@ -298,6 +409,41 @@ impl Tree {
         check_names(what, &nodes)?;
         Ok(Tree { nodes })
     }
+}
+
+/// A node's extended attributes, checked as §7.2 asks.
+fn decode_xattrs(what: &str, raw: Option<Vec<RawXattr>>) -> Result<Vec<Xattr>, FormatError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    if raw.is_empty() || raw.len() > MAX_XATTRS {
+        return Err(FormatError::invalid(
+            what,
+            format!("xattrs must hold 1 to {MAX_XATTRS} attributes (absent when none)"),
+        ));
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    for x in raw {
+        let name = from_text_or_hex(what, "xattr name", x.name, x.name_hex)?;
+        let value = from_text_or_hex(what, "xattr value", x.value, x.value_hex)?;
+        if name.is_empty() || name.len() > MAX_XATTR_NAME || name.contains(&0) {
+            return Err(FormatError::invalid(
+                what,
+                format!("invalid xattr name {:?}", String::from_utf8_lossy(&name)),
+            ));
+        }
+        if value.len() > MAX_XATTR_VALUE {
+            return Err(FormatError::invalid(what, "xattr value over 65,536 bytes"));
+        }
+        out.push(Xattr { name, value });
+    }
+    if out.windows(2).any(|w| w[0].name >= w[1].name) {
+        return Err(FormatError::invalid(
+            what,
+            "xattr names are not sorted and unique",
+        ));
+    }
+    Ok(out)
 }
 
 fn check_names(what: &str, nodes: &[Node]) -> Result<(), FormatError> {
@@ -344,7 +490,23 @@ mod tests {
             }),
             proptest::collection::vec(any::<u8>(), 0..20)
                 .prop_map(|target| NodeKind::Symlink { target }),
+            Just(NodeKind::Fifo),
+            Just(NodeKind::Socket),
+            (any::<u32>(), any::<u32>())
+                .prop_map(|(major, minor)| NodeKind::CharDevice { major, minor }),
+            (any::<u32>(), any::<u32>())
+                .prop_map(|(major, minor)| NodeKind::BlockDevice { major, minor }),
         ];
+        let xattrs = proptest::collection::btree_map(
+            proptest::collection::vec(1u8..=255, 1..8),
+            proptest::collection::vec(any::<u8>(), 0..16),
+            0..4,
+        )
+        .prop_map(|m| {
+            m.into_iter()
+                .map(|(name, value)| Xattr { name, value })
+                .collect::<Vec<_>>()
+        });
         (
             name,
             0u32..0o10000,
@@ -352,8 +514,9 @@ mod tests {
             any::<i64>(),
             any::<u64>(),
             kind,
+            xattrs,
         )
-            .prop_map(|(name, mode, uid, t, ino, kind)| Node {
+            .prop_map(|(name, mode, uid, t, ino, kind, xattrs)| Node {
                 name,
                 meta: NodeMeta {
                     mode,
@@ -366,6 +529,7 @@ mod tests {
                     links: 1,
                 },
                 kind,
+                xattrs,
             })
     }
 
@@ -394,7 +558,14 @@ mod tests {
             ok.replace("\"name\":\"a\"", "\"name\":\"..\""),
             ok.replace("\"target\":\"b\"", "\"target\":\"b\",\"size\":3"),
             ok.replace("\"mode\":511", "\"mode\":65535"),
+            ok.replace("\"symlink\"", "\"pipe\""),
             ok.replace("\"symlink\"", "\"fifo\""),
+            ok.replace("\"symlink\"", "\"chardev\"").replace("\"target\":\"b\"", "\"major\":1"),
+            ok.replace("\"target\":\"b\"", "\"target\":\"b\",\"major\":1,\"minor\":3"),
+            ok.replace("\"links\":1", "\"links\":1,\"xattrs\":[]"),
+            ok.replace("\"links\":1", "\"links\":1,\"xattrs\":[{\"name\":\"user.b\",\"value\":\"\"},{\"name\":\"user.a\",\"value\":\"\"}]"),
+            ok.replace("\"links\":1", "\"links\":1,\"xattrs\":[{\"name\":\"user.a\",\"value\":\"x\",\"value_hex\":\"ff\"}]"),
+            ok.replace("\"links\":1", "\"links\":1,\"xattrs\":[{\"name\":\"\",\"value\":\"x\"}]"),
             ok.replace("\"version\":1", "\"version\":2"),
             ok.replace("\"links\":1", "\"links\":1,\"color\":\"red\""),
             ok.replace("\"name\":\"a\"", "\"name_hex\":\"61\""),
@@ -410,10 +581,24 @@ mod tests {
             name: vec![0xff, b'x'],
             meta: NodeMeta::default(),
             kind: NodeKind::Symlink { target: vec![0xfe] },
+            xattrs: vec![
+                Xattr {
+                    name: b"user.a".to_vec(),
+                    value: b"text".to_vec(),
+                },
+                Xattr {
+                    name: b"system.posix_acl_access".to_vec(),
+                    value: vec![2, 0, 0, 0, 0xff],
+                },
+            ],
         };
         let t = Tree::new(vec![n]).unwrap_or_default();
         let json = String::from_utf8(t.encode()).unwrap_or_default();
         assert!(json.contains("\"name_hex\":\"ff78\""), "{json}");
+        assert!(
+            json.contains(r#""xattrs":[{"name":"system.posix_acl_access","value_hex":"02000000ff"},{"name":"user.a","value":"text"}]"#),
+            "{json}"
+        );
         assert_eq!(Tree::decode(json.as_bytes()).ok(), Some(t));
     }
 }

@@ -194,7 +194,7 @@ impl Catalog {
                     match &node.kind {
                         NodeKind::File { content: c, .. } => content.extend_from_slice(c),
                         NodeKind::Dir { subtree } => frontier.push(*subtree),
-                        NodeKind::Symlink { .. } => {}
+                        _ => {}
                     }
                 }
                 self.mark_live(&content)?;
@@ -307,13 +307,13 @@ impl Catalog {
                 };
                 for node in tree.nodes() {
                     match &node.kind {
-                        NodeKind::File { content, .. } => {
-                            if content.iter().any(|c| blobs.contains(c)) {
-                                hit = true;
-                            }
+                        NodeKind::File { content, .. }
+                            if content.iter().any(|c| blobs.contains(c)) =>
+                        {
+                            hit = true;
                         }
                         NodeKind::Dir { subtree } => frontier.push(*subtree),
-                        NodeKind::Symlink { .. } => {}
+                        _ => {}
                     }
                 }
                 if hit {

@@ -63,6 +63,10 @@ pub struct Args {
     /// whole.
     #[arg(long = "exclude", value_name = "PATTERN")]
     excludes: Vec<String>,
+    /// Do not record extended attributes (POSIX ACLs, file capabilities,
+    /// SELinux labels, user attributes).
+    #[arg(long)]
+    no_xattrs: bool,
     /// Files and directories to back up.
     paths: Vec<PathBuf>,
     /// The command and its arguments (after `--`).
@@ -162,6 +166,7 @@ fn source(args: &Args) -> Result<SourceSettings> {
             SourceSettings::Files(FilesSettings {
                 paths: args.paths.clone(),
                 excludes: args.excludes.clone(),
+                xattrs: !args.no_xattrs,
             })
         }
     };

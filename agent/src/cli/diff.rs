@@ -2,7 +2,7 @@
 //! alone. Identical subtrees (same tree id) are skipped without reading.
 //!
 //! `+` added, `-` removed, `M` content changed, `T` type changed, `U` only
-//! metadata (mode, owner, times) changed.
+//! metadata (mode, owner, times, extended attributes) changed.
 
 use super::Status;
 use crate::catalog::Catalog;
@@ -96,7 +96,8 @@ impl<W: Write> Differ<'_, W> {
         let meta_same = a.meta.mode == b.meta.mode
             && a.meta.uid == b.meta.uid
             && a.meta.gid == b.meta.gid
-            && a.meta.mtime_ns == b.meta.mtime_ns;
+            && a.meta.mtime_ns == b.meta.mtime_ns
+            && a.xattrs == b.xattrs;
         let content_changed = match (&a.kind, &b.kind) {
             (NodeKind::Dir { subtree: x }, NodeKind::Dir { subtree: y }) => {
                 if !meta_same {
@@ -115,6 +116,7 @@ impl<W: Write> Differ<'_, W> {
                 },
             ) => s1 != s2 || c1 != c2,
             (NodeKind::Symlink { target: x }, NodeKind::Symlink { target: y }) => x != y,
+            (x, y) if x.type_name() == y.type_name() => x != y,
             _ => return self.emit('T', path),
         };
         if content_changed {

@@ -24,22 +24,37 @@ pub fn mode_string(node: &Node) -> String {
         NodeKind::Dir { .. } => 'd',
         NodeKind::Symlink { .. } => 'l',
         NodeKind::File { .. } => '-',
+        NodeKind::Fifo => 'p',
+        NodeKind::Socket => 's',
+        NodeKind::CharDevice { .. } => 'c',
+        NodeKind::BlockDevice { .. } => 'b',
     };
     let m = node.meta.mode;
     let mut s = String::from(t);
-    for shift in [6, 3, 0] {
+    // Each class's execute place shows its special bit as ls does: s/S
+    // for set-user-id and set-group-id, t/T for sticky (upper case without
+    // the execute bit).
+    for (shift, special, set) in [(6, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')] {
         let bits = (m >> shift) & 7;
         s.push(if bits & 4 != 0 { 'r' } else { '-' });
         s.push(if bits & 2 != 0 { 'w' } else { '-' });
-        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+        s.push(match (bits & 1 != 0, m & special != 0) {
+            (true, false) => 'x',
+            (false, false) => '-',
+            (true, true) => set,
+            (false, true) => set.to_ascii_uppercase(),
+        });
     }
     s
 }
 
 pub fn line(out: &mut impl Write, node: &Node, path: &str) -> std::io::Result<()> {
     let size = match &node.kind {
-        NodeKind::File { size, .. } => *size,
-        _ => 0,
+        NodeKind::File { size, .. } => size.to_string(),
+        NodeKind::CharDevice { major, minor } | NodeKind::BlockDevice { major, minor } => {
+            format!("{major}, {minor}")
+        }
+        _ => "0".to_owned(),
     };
     let link = match &node.kind {
         NodeKind::Symlink { target } => format!(" -> {}", String::from_utf8_lossy(target)),
@@ -93,4 +108,43 @@ pub fn run(cat: &Catalog, args: Args) -> Result<Status> {
     }
     out.flush()?;
     Ok(Status::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_repo_format::NodeMeta;
+
+    fn mode(kind: NodeKind, mode: u32) -> String {
+        mode_string(&Node {
+            name: b"x".to_vec(),
+            meta: NodeMeta {
+                mode,
+                ..NodeMeta::default()
+            },
+            kind,
+            xattrs: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn modes_read_as_ls_shows_them() {
+        let file = || NodeKind::File {
+            size: 0,
+            content: Vec::new(),
+        };
+        assert_eq!(mode(file(), 0o644), "-rw-r--r--");
+        assert_eq!(mode(file(), 0o4755), "-rwsr-xr-x");
+        assert_eq!(mode(file(), 0o2644), "-rw-r-Sr--");
+        assert_eq!(mode(NodeKind::Fifo, 0o1777), "prwxrwxrwt");
+        assert_eq!(mode(NodeKind::Socket, 0o1776), "srwxrwxrwT");
+        assert_eq!(
+            mode(NodeKind::CharDevice { major: 1, minor: 3 }, 0o666),
+            "crw-rw-rw-"
+        );
+        assert_eq!(
+            mode(NodeKind::BlockDevice { major: 8, minor: 0 }, 0o660),
+            "brw-rw----"
+        );
+    }
 }

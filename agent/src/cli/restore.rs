@@ -27,6 +27,10 @@ pub struct Args {
     /// Restore only this path (repeatable; one file with --stdout).
     #[arg(long)]
     include: Vec<String>,
+    /// Do not set extended attributes (ACLs, capabilities, SELinux labels,
+    /// user attributes) on restored entries.
+    #[arg(long)]
+    no_xattrs: bool,
     /// Restore a PostgreSQL snapshot with pg_restore (custom format) or psql (plain); globals first.
     #[arg(long)]
     pg: bool,
@@ -77,6 +81,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
         Destination::Dir {
             path: args.target.clone().unwrap_or_default(),
             include: args.include.clone(),
+            xattrs: !args.no_xattrs,
         }
     };
     let opts = RestoreOptions {
@@ -104,8 +109,13 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
             let Some(t) = &r.tree else {
                 return Ok(Status::Success);
             };
+            let specials = if t.specials > 0 {
+                format!(", {} special files", t.specials)
+            } else {
+                String::new()
+            };
             eprintln!(
-                "restored snapshot {id} to {}: {} files ({}), {} dirs, {} symlinks, {} hard links",
+                "restored snapshot {id} to {}: {} files ({}), {} dirs, {} symlinks, {} hard links{specials}",
                 path.display(),
                 t.files,
                 human_bytes(t.bytes),
@@ -113,6 +123,15 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
                 t.symlinks,
                 t.hardlinks
             );
+            for w in &t.warnings {
+                tracing::warn!("{w}");
+            }
+            if t.warning_count > t.warnings.len() as u64 {
+                tracing::warn!(
+                    "{} more entries were restored without some of their metadata",
+                    t.warning_count - t.warnings.len() as u64
+                );
+            }
             if !t.damaged.is_empty() {
                 for (path, why) in &t.damaged {
                     eprintln!("not restored: {}: {why}", path.display());

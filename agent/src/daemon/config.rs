@@ -370,6 +370,10 @@ pub struct FilesSource {
     /// backup --exclude`).
     #[serde(default)]
     pub excludes: Vec<String>,
+    /// Whether extended attributes are recorded (`xattrs = false` as
+    /// `cairn backup --no-xattrs`).
+    #[serde(default = "crate::util::yes")]
+    pub xattrs: bool,
 }
 
 /// `type = "command"`.

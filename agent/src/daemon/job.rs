@@ -141,6 +141,7 @@ pub fn backup_options(name: &str, job: &JobSettings, host: &str) -> Result<Backu
         JobSource::Files(f) => SourceSettings::Files(FilesSettings {
             paths: f.paths.clone(),
             excludes: f.excludes.clone(),
+            xattrs: f.xattrs,
         }),
         JobSource::Command(c) => SourceSettings::Command(CommandSettings {
             argv: c.command.clone(),

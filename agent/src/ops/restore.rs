@@ -25,6 +25,9 @@ pub enum Destination {
         /// Snapshot paths to restore (all when empty).
         #[serde(default)]
         include: Vec<String>,
+        /// Whether the extended attributes recorded are set.
+        #[serde(default = "crate::util::yes")]
+        xattrs: bool,
     },
     /// One file to standard output: a stream snapshot's stream, or the
     /// file at `include`.
@@ -99,8 +102,13 @@ pub async fn restore(
                 tree: None,
             };
             match &opts.to {
-                Destination::Dir { path, include } => {
-                    report.tree = Some(tree::to_dir(repo, cat, snap, path, include).await?);
+                Destination::Dir {
+                    path,
+                    include,
+                    xattrs,
+                } => {
+                    report.tree =
+                        Some(tree::to_dir(repo, cat, snap, path, include, *xattrs).await?);
                 }
                 Destination::Stdout { include } => {
                     report.bytes = restore::to_stdout(repo, cat, snap, include.as_deref()).await?;

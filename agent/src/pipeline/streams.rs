@@ -37,6 +37,7 @@ fn stream_node(name: &str, content: Content, started_ns: i64) -> Node {
             size: content.size,
             content: content.ids,
         },
+        xattrs: Vec::new(),
     }
 }
 

@@ -11,11 +11,12 @@
 //! goes, a file where a link goes) is removed, not followed. Only the target
 //! directory itself, which the user names, is opened as given.
 
-use cairn_repo_format::NodeMeta;
-use rustix::fs::{AtFlags, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
+use crate::xattr::{self, NotSet};
+use cairn_repo_format::{NodeKind, NodeMeta, Xattr};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
 use rustix::io::Errno;
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
 /// An open directory of the target.
@@ -198,27 +199,85 @@ fn owner(meta: &NodeMeta) -> (Option<Uid>, Option<Gid>) {
     )
 }
 
-/// Applies owner (when we may: as root), mode and times to an open file or
-/// directory.
+/// Applies owner (when we may: as root), extended attributes, mode and
+/// times to an open file or directory, in that order: a new owner clears
+/// `security.capability`, and the mode last keeps set-id bits a new owner
+/// would also clear. Returns the attributes that could not be set.
 ///
 /// # Errors
 /// If the mode or times cannot be set.
-pub fn apply_meta(fd: impl AsFd, meta: &NodeMeta) -> std::io::Result<()> {
+pub fn apply_meta(
+    fd: impl AsFd,
+    meta: &NodeMeta,
+    xattrs: &[Xattr],
+) -> std::io::Result<Vec<NotSet>> {
     let (uid, gid) = owner(meta);
     // Ownership is restored when we may; otherwise entries belong to us.
     let _ = rustix::fs::fchown(&fd, uid, gid);
+    let not_set = xattr::apply_fd(&fd, xattrs);
     rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode & 0o7777)).map_err(io)?;
-    rustix::fs::futimens(&fd, &times(meta)).map_err(io)
+    rustix::fs::futimens(&fd, &times(meta)).map_err(io)?;
+    Ok(not_set)
 }
 
-/// Applies owner and times to the symlink `name` itself.
+/// Applies owner, extended attributes and times (and, unless it is a
+/// symlink, the mode) to the entry `name` itself, which is not opened: a
+/// symlink, a FIFO, a socket or a device file. Returns the attributes that
+/// could not be set.
 ///
 /// # Errors
-/// If the times cannot be set.
-pub fn apply_link_meta(parent: &OwnedFd, name: &OsStr, meta: &NodeMeta) -> std::io::Result<()> {
+/// If the mode or times cannot be set.
+pub fn apply_entry_meta(
+    parent: &OwnedFd,
+    name: &OsStr,
+    meta: &NodeMeta,
+    xattrs: &[Xattr],
+    symlink: bool,
+) -> std::io::Result<Vec<NotSet>> {
     let (uid, gid) = owner(meta);
     let _ = rustix::fs::chownat(parent, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW);
-    rustix::fs::utimensat(parent, name, &times(meta), AtFlags::SYMLINK_NOFOLLOW).map_err(io)
+    let not_set = xattr::apply_at(parent, name, xattrs);
+    if !symlink {
+        // chmod has no no-follow form: the entry is opened as a path
+        // without following it, checked not to be a symlink planted since,
+        // and changed through its handle.
+        let fd = rustix::fs::openat(
+            parent,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io)?;
+        let st = rustix::fs::fstat(&fd).map_err(io)?;
+        if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
+            return Err(io(Errno::LOOP));
+        }
+        let handle = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        rustix::fs::chmod(handle.as_str(), Mode::from_raw_mode(meta.mode & 0o7777)).map_err(io)?;
+    }
+    rustix::fs::utimensat(parent, name, &times(meta), AtFlags::SYMLINK_NOFOLLOW).map_err(io)?;
+    Ok(not_set)
+}
+
+/// Makes the FIFO, socket or device file `name` (replacing what is
+/// there), private until its metadata is applied.
+///
+/// # Errors
+/// If it cannot be made (a device file without the privilege to).
+pub fn special(parent: &OwnedFd, name: &OsStr, kind: &NodeKind) -> std::io::Result<()> {
+    let (file_type, dev) = match *kind {
+        NodeKind::Fifo => (FileType::Fifo, 0),
+        NodeKind::Socket => (FileType::Socket, 0),
+        NodeKind::CharDevice { major, minor } => {
+            (FileType::CharacterDevice, rustix::fs::makedev(major, minor))
+        }
+        NodeKind::BlockDevice { major, minor } => {
+            (FileType::BlockDevice, rustix::fs::makedev(major, minor))
+        }
+        _ => return Err(std::io::Error::other("not a special file")),
+    };
+    remove(parent, name)?;
+    rustix::fs::mknodat(parent, name, file_type, Mode::from_raw_mode(0o600), dev).map_err(io)
 }
 
 #[cfg(test)]

@@ -22,8 +22,9 @@ use crate::catalog::Catalog;
 use crate::error::{input, Context, Error, Result};
 use crate::repo::read::{distinct, plan_reads, run_reads, Damaged, Plan};
 use crate::repo::Repository;
+use crate::xattr::NotSet;
 use bytes::Bytes;
-use cairn_repo_format::{ChunkId, NodeKind, NodeMeta, Snapshot};
+use cairn_repo_format::{ChunkId, Node, NodeKind, NodeMeta, Snapshot, Xattr};
 use futures::TryStreamExt;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -50,11 +51,38 @@ pub struct Report {
     pub symlinks: u64,
     /// Hard links created.
     pub hardlinks: u64,
+    /// FIFOs, sockets and device files created.
+    pub specials: u64,
     /// Bytes of file content.
     pub bytes: u64,
     /// Files not restored because their content is damaged or missing in
     /// the repository: where each should be, and why.
     pub damaged: Vec<(PathBuf, String)>,
+    /// What was restored without all of its metadata (an extended
+    /// attribute the target refused, a device file without the privilege
+    /// to make one): the first [`MAX_WARNINGS`] of them.
+    pub warnings: Vec<String>,
+    /// How many there were in all.
+    pub warning_count: u64,
+}
+
+/// Warnings a report keeps word for word.
+pub const MAX_WARNINGS: usize = 20;
+
+impl Report {
+    fn warn(&mut self, what: String) {
+        self.warning_count += 1;
+        if self.warnings.len() < MAX_WARNINGS {
+            self.warnings.push(what);
+        }
+    }
+
+    /// Notes the extended attributes of `dest` that could not be set.
+    fn not_set(&mut self, dest: &Path, not_set: Vec<NotSet>) {
+        for n in not_set {
+            self.warn(format!("{}: {n}", dest.display()));
+        }
+    }
 }
 
 /// Which snapshot paths to restore.
@@ -92,6 +120,7 @@ struct Pending {
     size: u64,
     content: Vec<ChunkId>,
     meta: NodeMeta,
+    xattrs: Vec<Xattr>,
 }
 
 /// Files created under temporary names but not yet filled. Those not yet
@@ -137,6 +166,9 @@ impl Batch {
     }
 }
 
+/// A directory's metadata, applied once everything in it is restored.
+type DirMeta = (NodeMeta, Vec<Xattr>);
+
 /// A hard link, made once the file it links to is complete.
 struct Link {
     first: PathBuf,
@@ -157,7 +189,8 @@ fn parent_and_name(rel: &Path) -> (&Path, &OsStr) {
     )
 }
 
-/// Restores the snapshot's tree (or the `includes`) into `target`.
+/// Restores the snapshot's tree (or the `includes`) into `target`, with
+/// the extended attributes recorded unless `xattrs` is false.
 ///
 /// Nothing outside `target` is touched: entries are reached from directory
 /// handles, and symlinks already in the target are replaced, not followed
@@ -175,19 +208,27 @@ pub async fn to_dir(
     snap: &Snapshot,
     target: &Path,
     includes: &[String],
+    xattrs: bool,
 ) -> Result<Report> {
     let filter = Filter::new(includes);
+    let xattrs_of = |node: &Node| {
+        if xattrs {
+            node.xattrs.clone()
+        } else {
+            Vec::new()
+        }
+    };
     let root =
         dirfd::open_target(target).with_context(|| format!("opening {}", target.display()))?;
     let mut report = Report::default();
-    let mut dirs: Vec<(PathBuf, NodeMeta)> = Vec::new();
+    let mut dirs: Vec<(PathBuf, NodeMeta, Vec<Xattr>)> = Vec::new();
     let mut links: Vec<Link> = Vec::new();
     let mut linked: HashMap<(u64, u64), PathBuf> = HashMap::new();
     // A subtree, its path, and its directory's metadata (none for the
     // target). Its directory is opened when it is taken from the stack, so
     // only the directories on the way down are held open, not every
     // pending sibling.
-    let mut stack: Vec<(ChunkId, PathBuf, Option<NodeMeta>)> =
+    let mut stack: Vec<(ChunkId, PathBuf, Option<DirMeta>)> =
         vec![(snap.tree, PathBuf::new(), None)];
     let mut matched = filter.0.is_empty();
     let mut batch = Batch::default();
@@ -208,7 +249,7 @@ pub async fn to_dir(
                 let dir = dirfd::ensure_dir(&parent, name)
                     .with_context(|| format!("creating {}", target.join(&rel).display()))?;
                 report.dirs += 1;
-                dirs.push((rel.clone(), meta));
+                dirs.push((rel.clone(), meta.0, meta.1));
                 open_dirs.push((rel.clone(), dir.clone()));
                 dir
             }
@@ -224,7 +265,7 @@ pub async fn to_dir(
             match &node.kind {
                 NodeKind::Dir { subtree } => {
                     matched |= filter.takes(&rel);
-                    stack.push((*subtree, rel, Some(node.meta)));
+                    stack.push((*subtree, rel, Some((node.meta, xattrs_of(node)))));
                 }
                 _ if !filter.takes(&rel) => {}
                 NodeKind::File { size, content } => {
@@ -257,6 +298,7 @@ pub async fn to_dir(
                         size: *size,
                         content: content.clone(),
                         meta: node.meta,
+                        xattrs: xattrs_of(node),
                     });
                     if batch.full() {
                         let mut full = std::mem::take(&mut batch);
@@ -267,9 +309,45 @@ pub async fn to_dir(
                     matched = true;
                     dirfd::symlink(&dir, name, OsStr::from_bytes(link))
                         .with_context(|| format!("creating symlink {}", dest().display()))?;
-                    dirfd::apply_link_meta(&dir, name, &node.meta)
-                        .with_context(|| format!("setting the times of {}", dest().display()))?;
+                    let not_set =
+                        dirfd::apply_entry_meta(&dir, name, &node.meta, &xattrs_of(node), true)
+                            .with_context(|| {
+                                format!("setting the times of {}", dest().display())
+                            })?;
+                    report.not_set(&dest(), not_set);
                     report.symlinks += 1;
+                }
+                special => {
+                    matched = true;
+                    match dirfd::special(&dir, name, special) {
+                        Ok(()) => {
+                            let not_set = dirfd::apply_entry_meta(
+                                &dir,
+                                name,
+                                &node.meta,
+                                &xattrs_of(node),
+                                false,
+                            )
+                            .with_context(|| {
+                                format!("setting the mode and times of {}", dest().display())
+                            })?;
+                            report.not_set(&dest(), not_set);
+                            report.specials += 1;
+                        }
+                        // Only a privileged restore makes device files.
+                        Err(e)
+                            if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) =>
+                        {
+                            report.warn(format!(
+                                "{}: not restored: making a {} needs privilege ({e})",
+                                dest().display(),
+                                special.type_name()
+                            ));
+                        }
+                        Err(e) => {
+                            return Err(e).with_context(|| format!("creating {}", dest().display()))
+                        }
+                    }
                 }
             }
         }
@@ -284,12 +362,13 @@ pub async fn to_dir(
     }
     link_all(&root, target, &links, &mut report)?;
     // Directory times last, deepest first, so writing children does not change them.
-    for (rel, meta) in dirs.iter().rev() {
+    for (rel, meta, xattrs) in dirs.iter().rev() {
         let dest = target.join(rel);
         let dir = dirfd::open_beneath(&root, rel)
             .with_context(|| format!("opening {}", dest.display()))?;
-        dirfd::apply_meta(dir.as_fd(), meta)
+        let not_set = dirfd::apply_meta(dir.as_fd(), meta, xattrs)
             .with_context(|| format!("setting the mode and times of {}", dest.display()))?;
+        report.not_set(&dest, not_set);
     }
     Ok(report)
 }
@@ -372,8 +451,9 @@ async fn fill(
         } else {
             let file = dirfd::open_file(&f.dir, &f.tmp)
                 .with_context(|| format!("reopening {}", dest()))?;
-            dirfd::apply_meta(&file, &f.meta)
+            let not_set = dirfd::apply_meta(&file, &f.meta, &f.xattrs)
                 .with_context(|| format!("setting the mode and times of {}", dest()))?;
+            report.not_set(&f.dest, not_set);
             drop(file);
             dirfd::rename(&f.dir, &f.tmp, &f.name)
                 .with_context(|| format!("moving {} into place", dest()))?;

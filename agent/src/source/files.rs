@@ -16,12 +16,13 @@ use crate::pipeline::chunk::{Content, StreamChunker};
 use crate::pipeline::{BlobSink, PipelineError};
 use crate::source::SourceError;
 use crate::stats::Stats;
+use crate::util::absolute;
 use bytes::Bytes;
-use cairn_repo_format::{ChunkId, Node, NodeKind, NodeMeta, Source, Tree};
+use cairn_repo_format::{ChunkId, Node, NodeKind, NodeMeta, Source, Tree, Xattr};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
 mod exclude;
@@ -37,6 +38,10 @@ pub struct FilesSettings {
     /// Entries not to back up ([`Excludes`]).
     #[serde(default)]
     pub excludes: Vec<String>,
+    /// Whether extended attributes (ACLs, capabilities, SELinux labels,
+    /// user attributes) are recorded.
+    #[serde(default = "crate::util::yes")]
+    pub xattrs: bool,
 }
 
 /// A files backup, ready to walk.
@@ -46,6 +51,19 @@ pub struct FilesPlan {
     pub paths: Vec<PathBuf>,
     /// What the walk skips.
     pub excludes: Excludes,
+    /// Whether extended attributes are recorded.
+    pub xattrs: bool,
+}
+
+impl Default for FilesSettings {
+    /// No path, nothing excluded, extended attributes recorded.
+    fn default() -> Self {
+        FilesSettings {
+            paths: Vec::new(),
+            excludes: Vec::new(),
+            xattrs: true,
+        }
+    }
 }
 
 impl FilesSettings {
@@ -73,7 +91,11 @@ impl FilesSettings {
         }
         check_paths(&paths)?;
         let excludes = Excludes::new(&self.excludes).map_err(crate::Error::Input)?;
-        Ok(FilesPlan { paths, excludes })
+        Ok(FilesPlan {
+            paths,
+            excludes,
+            xattrs: self.xattrs,
+        })
     }
 }
 
@@ -131,27 +153,6 @@ pub struct WalkReport {
     pub excluded: u64,
 }
 
-/// Makes `p` absolute and removes `.` and `..` lexically (symlinks are not
-/// followed: the path is stored as given).
-pub fn absolute(p: &Path) -> std::io::Result<PathBuf> {
-    let joined = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir()?.join(p)
-    };
-    let mut out = PathBuf::from("/");
-    for c in joined.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::Normal(n) => out.push(n),
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
-    Ok(out)
-}
-
 /// Checks that every path can be looked at before anything is stored.
 ///
 /// # Errors
@@ -179,6 +180,7 @@ pub struct Walker<'a> {
     report: WalkReport,
     warn: &'a (dyn Fn(String) + Sync),
     excludes: Option<&'a Excludes>,
+    xattrs: bool,
 }
 
 impl std::fmt::Debug for Walker<'_> {
@@ -219,7 +221,28 @@ impl<'a> Walker<'a> {
             report: WalkReport::default(),
             warn,
             excludes: None,
+            xattrs: true,
         }
+    }
+
+    /// Whether extended attributes are recorded (they are by default).
+    #[must_use]
+    pub fn with_xattrs(mut self, on: bool) -> Self {
+        self.xattrs = on;
+        self
+    }
+
+    /// The extended attributes of `path`, if they are recorded; one that
+    /// cannot be read is reported (the snapshot is partial) and the entry
+    /// is kept without them.
+    fn xattrs_of(&mut self, path: &Path) -> Vec<Xattr> {
+        if !self.xattrs {
+            return Vec::new();
+        }
+        crate::xattr::read(path).unwrap_or_else(|e| {
+            self.failed(path, "read the extended attributes of", &e);
+            Vec::new()
+        })
     }
 
     /// Skips the entries `excludes` match (a directory whole).
@@ -303,12 +326,14 @@ impl<'a> Walker<'a> {
                     continue;
                 }
             };
+            let xattrs = self.xattrs_of(&full);
             let subtree = self.trie_dir(&full, child, subtree_of(before))?;
             self.report.dirs += 1;
             nodes.push(Node {
                 name: name.clone(),
                 meta,
                 kind: NodeKind::Dir { subtree },
+                xattrs,
             });
         }
         self.store_tree(nodes)
@@ -403,6 +428,12 @@ impl<'a> Walker<'a> {
                 Stats::add(&self.sink.stats().total_chunks, content.len() as u64);
                 self.report.files += 1;
                 self.report.unchanged += 1;
+                // Setting an attribute changes ctime, which matched: the
+                // parent's are still the file's.
+                let xattrs = match before {
+                    Some(b) if self.xattrs => b.xattrs.clone(),
+                    _ => Vec::new(),
+                };
                 return Ok(Some(Node {
                     name: name.to_vec(),
                     meta,
@@ -410,6 +441,7 @@ impl<'a> Walker<'a> {
                         size: m.len(),
                         content,
                     },
+                    xattrs,
                 }));
             }
             let file = match std::fs::File::open(path) {
@@ -472,14 +504,30 @@ impl<'a> Walker<'a> {
                     return Ok(None);
                 }
             }
+        } else if ft.is_fifo() {
+            NodeKind::Fifo
+        } else if ft.is_socket() {
+            NodeKind::Socket
+        } else if ft.is_char_device() || ft.is_block_device() {
+            let (major, minor) = (rustix::fs::major(m.rdev()), rustix::fs::minor(m.rdev()));
+            if ft.is_char_device() {
+                NodeKind::CharDevice { major, minor }
+            } else {
+                NodeKind::BlockDevice { major, minor }
+            }
         } else {
-            (self.warn)(format!("skipping special file {}", path.display()));
+            (self.warn)(format!(
+                "skipping {}: a file of a type cairn does not know",
+                path.display()
+            ));
             return Ok(None);
         };
+        let xattrs = self.xattrs_of(path);
         Ok(Some(Node {
             name: name.to_vec(),
             meta,
             kind,
+            xattrs,
         }))
     }
 }
@@ -524,18 +572,5 @@ fn subtree_of(node: Option<&Node>) -> Option<ChunkId> {
     match node?.kind {
         NodeKind::Dir { subtree } => Some(subtree),
         _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn absolute_is_lexical() -> std::io::Result<()> {
-        assert_eq!(absolute(Path::new("/a/./b/../c"))?, PathBuf::from("/a/c"));
-        assert_eq!(absolute(Path::new("/.."))?, PathBuf::from("/"));
-        assert!(absolute(Path::new("x"))?.is_absolute());
-        Ok(())
     }
 }

@@ -119,6 +119,7 @@ impl Fixture {
                 to: Destination::Dir {
                     path: to.clone(),
                     include: Vec::new(),
+                    xattrs: true,
                 },
             };
             ops::restore(&self.repo, &self.cat, &opts, &Cancel::new())
