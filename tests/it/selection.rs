@@ -134,3 +134,179 @@ fn latest_resolves_within_the_filters_and_the_restore_kind() {
     let none = r.run(&["find", "file", "--source-kind", "redis"]);
     assert!(String::from_utf8_lossy(&none.stderr).contains("no entry matches"));
 }
+
+/// The paths `cairn ls latest` lists below `dir`, relative to it.
+fn listed(r: &Repo, dir: &std::path::Path) -> Vec<String> {
+    let prefix = format!("{}/", dir.display());
+    stdout(r.ok(&["ls", "latest"]))
+        .lines()
+        .filter_map(|l| l.split_once(&prefix).map(|(_, rel)| rel.to_owned()))
+        .collect()
+}
+
+/// Unmounts a file system mounted for a test, whatever happens.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn what_a_files_backup_leaves_out() {
+    let r = Repo::init();
+    let src = r.tmp("src");
+    let files = [
+        "keep.txt",
+        "a.tmp",
+        "B.TMP",
+        "Thumbs.db",
+        "app/node_modules/x.js",
+        "cache/CACHEDIR.TAG",
+        "cache/blob",
+        "notacache/CACHEDIR.TAG",
+        "private/.nobackup",
+        "private/secret",
+        "logs/x.log",
+        "logs/keep.log",
+        "src/main.c",
+        "src/main.o",
+    ];
+    for f in files {
+        let p = src.join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, f.as_bytes()).unwrap();
+    }
+    std::fs::write(
+        src.join("cache/CACHEDIR.TAG"),
+        b"Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag.\n",
+    )
+    .unwrap();
+    let excludes = r.tmp("excludes.txt");
+    std::fs::write(
+        &excludes,
+        format!(
+            "# logs, but the one to keep\n\n  {}/logs/*  \n!keep.log\n",
+            src.display()
+        ),
+    )
+    .unwrap();
+    let s = src.to_str().unwrap();
+    let out = r.backup_json(
+        &[
+            "--exclude",
+            "*.tmp",
+            "--exclude",
+            "node_modules",
+            "--exclude",
+            "*.[oa]",
+            "--iexclude",
+            "thumbs.DB",
+            "--exclude-file",
+            excludes.to_str().unwrap(),
+            "--exclude-if-present",
+            ".nobackup",
+            "--exclude-caches",
+            s,
+        ],
+        b"",
+    );
+    assert_eq!(out["partial"], false, "{out}");
+    let mut got = listed(&r, &src);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "B.TMP",
+            "app",
+            "keep.txt",
+            "logs",
+            "logs/keep.log",
+            "notacache",
+            "notacache/CACHEDIR.TAG",
+            "src",
+            "src/main.c"
+        ],
+        "--exclude is case-sensitive, --iexclude is not; `!` takes back"
+    );
+
+    // --files-from, with comments and blank lines, instead of paths.
+    let list = r.tmp("paths.txt");
+    std::fs::write(&list, format!("# what to keep\n{s}/keep.txt\n\n{s}/src\n")).unwrap();
+    r.backup_json(&["--files-from", list.to_str().unwrap()], b"");
+    let mut got = listed(&r, &src);
+    got.sort();
+    assert_eq!(got, ["keep.txt", "src", "src/main.c", "src/main.o"]);
+
+    // Bad input: named, nothing written.
+    let before = r.snapshots().len();
+    for (args, says) in [
+        (
+            vec!["--exclude-file", "/nonexistent/list", s],
+            "/nonexistent/list",
+        ),
+        (vec!["--exclude", "a[", s], "a["),
+        (vec!["--exclude-if-present", "a/b", s], "file name"),
+        (vec!["--stdin", "--exclude-caches"], "are for file backups"),
+    ] {
+        let mut a = vec!["backup"];
+        a.extend(args);
+        let o = r.run(&a);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(says), "{a:?}: {err}");
+    }
+    assert_eq!(r.snapshots().len(), before);
+
+    // find uses the same patterns: classes, `**`, case folding.
+    let found = stdout(r.ok(&["find", "main.[co]"]));
+    assert_eq!(
+        found.lines().filter(|l| l.contains("/src/main.")).count(),
+        3,
+        "{found}"
+    );
+    let found = stdout(r.ok(&["find", "-i", "KEEP.*"]));
+    assert!(
+        found.contains("/keep.txt") && found.contains("/logs/keep.log"),
+        "{found}"
+    );
+    let found = stdout(r.ok(&["find", &format!("{s}/**/*.log")]));
+    assert!(
+        found.contains("/logs/keep.log") && !found.contains("keep.txt"),
+        "{found}"
+    );
+    let found = stdout(r.ok(&["find", "logs/*.log"]));
+    assert!(found.contains("/logs/keep.log"), "{found}");
+}
+
+#[test]
+fn one_file_system_records_mount_points_empty() {
+    assert!(
+        cairn_e2e::is_root(),
+        "this test mounts a file system: run it as root (CI does)"
+    );
+    let r = Repo::init();
+    let src = r.tmp("src");
+    let mnt = src.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    std::fs::write(src.join("here.txt"), b"on the root file system").unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "cairn-test", mnt.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "mount -t tmpfs");
+    let _guard = Mounted(mnt.clone());
+    std::fs::write(mnt.join("elsewhere.txt"), b"on another file system").unwrap();
+    let s = src.to_str().unwrap();
+    r.backup_json(&["--one-file-system", s], b"");
+    let mut got = listed(&r, &src);
+    got.sort();
+    assert_eq!(got, ["here.txt", "mnt"]);
+    r.backup_json(&[s], b"");
+    let mut got = listed(&r, &src);
+    got.sort();
+    assert_eq!(got, ["here.txt", "mnt", "mnt/elsewhere.txt"]);
+    // A path on the other file system, named itself, is backed up whole.
+    r.backup_json(&["-x", mnt.to_str().unwrap()], b"");
+    assert_eq!(listed(&r, &mnt), ["elsewhere.txt"]);
+}

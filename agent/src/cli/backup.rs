@@ -57,21 +57,80 @@ pub struct Args {
     /// Read every file, even those unchanged since the parent snapshot.
     #[arg(long)]
     force: bool,
-    /// Skip entries matching this pattern (repeat for several): `*.tmp`
-    /// and `node_modules` match at any depth, `/srv/data/cache` from the
-    /// root; `**` crosses directories. An excluded directory is skipped
-    /// whole.
-    #[arg(long = "exclude", value_name = "PATTERN")]
-    excludes: Vec<String>,
-    /// Do not record extended attributes (POSIX ACLs, file capabilities,
-    /// SELinux labels, user attributes).
-    #[arg(long)]
-    no_xattrs: bool,
+    #[command(flatten)]
+    select: Selection,
     /// Files and directories to back up.
     paths: Vec<PathBuf>,
     /// The command and its arguments (after `--`).
     #[arg(last = true)]
     argv: Vec<String>,
+}
+
+/// What a files backup leaves out.
+#[derive(Debug, Default, clap::Args)]
+#[command(next_help_heading = "File selection")]
+struct Selection {
+    /// Skip entries matching this pattern (repeat for several): `*.tmp`
+    /// and `node_modules` match at any depth, `/srv/data/cache` from the
+    /// root; `*`, `?` and `[a-z]` stay within a name, `**` crosses
+    /// directories; `!PATTERN` takes back what an earlier pattern excluded.
+    /// An excluded directory is skipped whole.
+    #[arg(long = "exclude", short = 'e', value_name = "PATTERN")]
+    excludes: Vec<String>,
+    /// As --exclude, ignoring case.
+    #[arg(long = "iexclude", value_name = "PATTERN")]
+    iexcludes: Vec<String>,
+    /// Read exclude patterns from FILE, one per line (`#` starts a comment).
+    #[arg(long = "exclude-file", value_name = "FILE")]
+    exclude_files: Vec<PathBuf>,
+    /// Leave out every directory that holds a file of this name (e.g.
+    /// .nobackup).
+    #[arg(long = "exclude-if-present", value_name = "NAME")]
+    exclude_if_present: Vec<String>,
+    /// Leave out directories holding a valid CACHEDIR.TAG (caches of
+    /// browsers, build tools and package managers mark themselves so).
+    #[arg(long)]
+    exclude_caches: bool,
+    /// Stay on the file system of each path: mount points below it are
+    /// recorded as empty directories.
+    #[arg(long, short = 'x')]
+    one_file_system: bool,
+    /// Also back up the paths listed in FILE, one per line (`#` starts a
+    /// comment).
+    #[arg(long = "files-from", value_name = "FILE")]
+    files_from: Vec<PathBuf>,
+    /// Do not record extended attributes (POSIX ACLs, file capabilities,
+    /// SELinux labels, user attributes).
+    #[arg(long)]
+    no_xattrs: bool,
+}
+
+impl Selection {
+    /// Whether any option is given (they are for file backups only).
+    fn any(&self) -> bool {
+        !self.excludes.is_empty()
+            || !self.iexcludes.is_empty()
+            || !self.exclude_files.is_empty()
+            || !self.exclude_if_present.is_empty()
+            || self.exclude_caches
+            || self.one_file_system
+            || !self.files_from.is_empty()
+            || self.no_xattrs
+    }
+
+    fn settings(&self, paths: &[PathBuf]) -> FilesSettings {
+        FilesSettings {
+            paths: paths.to_vec(),
+            files_from: self.files_from.clone(),
+            excludes: self.excludes.clone(),
+            iexcludes: self.iexcludes.clone(),
+            exclude_files: self.exclude_files.clone(),
+            exclude_if_present: self.exclude_if_present.clone(),
+            exclude_caches: self.exclude_caches,
+            one_file_system: self.one_file_system,
+            xattrs: !self.no_xattrs,
+        }
+    }
 }
 
 /// Database sources.
@@ -119,8 +178,8 @@ struct RedisArgs {
 /// The source the arguments name. Settings the library would refuse are
 /// usage errors here (exit status 2).
 fn source(args: &Args) -> Result<SourceSettings> {
-    if !args.excludes.is_empty() && (args.source.is_some() || args.stdin || args.command) {
-        usage!("--exclude is for file backups");
+    if args.select.any() && (args.source.is_some() || args.stdin || args.command) {
+        usage!("the file selection options (--exclude, --files-from, …) are for file backups");
     }
     let settings = match &args.source {
         Some(Kind::Pg(pg)) => SourceSettings::Postgres(PgSettings {
@@ -163,11 +222,7 @@ fn source(args: &Args) -> Result<SourceSettings> {
             if args.name.is_some() {
                 usage!("--name is for --stdin and --command");
             }
-            SourceSettings::Files(FilesSettings {
-                paths: args.paths.clone(),
-                excludes: args.excludes.clone(),
-                xattrs: !args.no_xattrs,
-            })
+            SourceSettings::Files(args.select.settings(&args.paths))
         }
     };
     if let Err(e) = settings.check() {

@@ -1,26 +1,33 @@
 //! `cairn find`: files by name or path across snapshots, from the catalog
 //! alone.
 //!
-//! A pattern without `/` is matched against each entry's name; one with `/`
-//! against its full path in the snapshot. `*` matches any run of bytes
-//! (with a path pattern, across `/` too), `?` any one byte.
+//! Patterns are those of `backup --exclude`: one without `/` matches
+//! entries by name; one starting with `/` matches full paths in the snapshot
+//! from its root, any other at any depth. `*`, `?` and `[...]` stay within
+//! one name, `**` crosses directories; `-i` ignores case.
 
 use super::ls::line;
-use super::Status;
+use super::{Status, UsageError};
 use crate::catalog::Catalog;
 use crate::filter::resolve;
 use crate::source::describe;
+use crate::source::files::path_glob;
 use crate::util::format_time;
 use anyhow::Result;
 use cairn_repo_format::{ChunkId, Node, NodeKind};
+use globset::GlobMatcher;
 use std::collections::HashMap;
 use std::io::Write;
 use std::rc::Rc;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Name pattern (`*.conf`), or path pattern if it holds a `/` (`/etc/*.conf`).
+    /// Name pattern (`*.conf`, `[Mm]akefile`), or path pattern if it holds
+    /// a `/` (`/etc/**/*.conf` from the root, `nginx/*.conf` at any depth).
     pattern: String,
+    /// Match without regard to case.
+    #[arg(long, short = 'i')]
+    ignore_case: bool,
     /// Only these snapshots (id prefix or `latest`; repeatable).
     #[arg(long = "snapshot")]
     pub(super) snapshots: Vec<String>,
@@ -28,38 +35,11 @@ pub struct Args {
     pub(super) filter: super::filter::FilterArgs,
 }
 
-/// Whether `text` matches the wildcard `pattern` (`*` and `?`).
-pub fn wildcard(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, t));
-                p += 1;
-            }
-            Some(c) if *c == b'?' || *c == text[t] => {
-                p += 1;
-                t += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    p = sp + 1;
-                    t = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|c| *c == b'*')
-}
-
 type Matches = Rc<Vec<(String, Node)>>;
 
 struct Finder<'a> {
     cat: &'a Catalog,
-    pattern: &'a [u8],
+    pattern: GlobMatcher,
     by_path: bool,
     /// Name matches below a subtree, relative to it (name patterns only:
     /// they do not depend on where the subtree is).
@@ -78,10 +58,12 @@ impl Finder<'_> {
         for node in tree.nodes() {
             let name = String::from_utf8_lossy(&node.name);
             let path = format!("{dir}/{name}");
+            // A name pattern is `/**/NAME`: matching the name alone is the
+            // same, and lets a subtree's matches be shared.
             let hit = if self.by_path {
-                wildcard(self.pattern, path.as_bytes())
+                self.pattern.is_match(&path)
             } else {
-                wildcard(self.pattern, &node.name)
+                self.pattern.is_match(format!("/{name}"))
             };
             if hit {
                 out.push((format!("/{name}"), node.clone()));
@@ -115,10 +97,13 @@ pub fn run(cat: &Catalog, args: Args) -> Result<Status> {
             .map(|s| resolve(&all, s, &filter))
             .collect::<Result<_, _>>()?
     };
+    let pattern = path_glob(&args.pattern, args.ignore_case)
+        .map_err(|e| UsageError(e.clone()))?
+        .compile_matcher();
     let mut finder = Finder {
         cat,
-        pattern: args.pattern.as_bytes(),
-        by_path: args.pattern.contains('/'),
+        pattern,
+        by_path: args.pattern.trim_end_matches('/').contains('/'),
         memo: HashMap::new(),
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -145,27 +130,4 @@ pub fn run(cat: &Catalog, args: Args) -> Result<Status> {
         eprintln!("no entry matches {:?}", args.pattern);
     }
     Ok(Status::Success)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::wildcard;
-
-    #[test]
-    fn wildcards() {
-        for (p, t, ok) in [
-            ("*.conf", "nginx.conf", true),
-            ("*.conf", "nginx.conf.bak", false),
-            ("a?c", "abc", true),
-            ("a?c", "ac", false),
-            ("*", "", true),
-            ("", "", true),
-            ("", "x", false),
-            ("/etc/*/x", "/etc/a/b/x", true),
-            ("*a*b*", "xxaxxbxx", true),
-            ("*a*b", "xxaxxbxxc", false),
-        ] {
-            assert_eq!(wildcard(p.as_bytes(), t.as_bytes()), ok, "{p} ~ {t}");
-        }
-    }
 }

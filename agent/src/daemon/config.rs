@@ -370,6 +370,21 @@ pub struct FilesSource {
     /// backup --exclude`).
     #[serde(default)]
     pub excludes: Vec<String>,
+    /// The same, matching without regard to case.
+    #[serde(default)]
+    pub iexcludes: Vec<String>,
+    /// Files of exclude patterns, one per line.
+    #[serde(default)]
+    pub exclude_files: Vec<PathBuf>,
+    /// A directory holding a file of one of these names is left out.
+    #[serde(default)]
+    pub exclude_if_present: Vec<String>,
+    /// A directory holding a valid `CACHEDIR.TAG` is left out.
+    #[serde(default)]
+    pub exclude_caches: bool,
+    /// Mount points below the paths are recorded empty.
+    #[serde(default)]
+    pub one_file_system: bool,
     /// Whether extended attributes are recorded (`xattrs = false` as
     /// `cairn backup --no-xattrs`).
     #[serde(default = "crate::util::yes")]

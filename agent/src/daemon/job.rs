@@ -140,7 +140,13 @@ pub fn backup_options(name: &str, job: &JobSettings, host: &str) -> Result<Backu
         }
         JobSource::Files(f) => SourceSettings::Files(FilesSettings {
             paths: f.paths.clone(),
+            files_from: Vec::new(),
             excludes: f.excludes.clone(),
+            iexcludes: f.iexcludes.clone(),
+            exclude_files: f.exclude_files.clone(),
+            exclude_if_present: f.exclude_if_present.clone(),
+            exclude_caches: f.exclude_caches,
+            one_file_system: f.one_file_system,
             xattrs: f.xattrs,
         }),
         JobSource::Command(c) => SourceSettings::Command(CommandSettings {

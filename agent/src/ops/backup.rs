@@ -339,14 +339,14 @@ async fn produce(
     match plan {
         Plan::Files(files) => {
             let walk_paths = files.paths.clone();
-            let excludes = files.excludes.clone();
+            let selector = files.selector.clone();
             let xattrs = files.xattrs;
             let parent = parent.map(|(_, tree)| tree);
             let ((tree, report), packs) = pipeline::run(target, opts, stats.clone(), move |sink| {
                 let mut sc = StreamChunker::new(chunker);
                 let warn = |m: String| tracing::warn!("{m}");
                 Walker::new(sink, &mut sc, &warn)
-                    .excluding(&excludes)
+                    .selecting(&selector)
                     .with_xattrs(xattrs)
                     .run(&walk_paths, parent)
             })

@@ -25,8 +25,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
-mod exclude;
-pub use exclude::Excludes;
+mod select;
+pub use select::{path_glob, Excludes, Selector};
 
 /// Which file trees to back up.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -35,9 +35,28 @@ pub struct FilesSettings {
     /// Files and directories; relative ones are taken from the current
     /// directory.
     pub paths: Vec<PathBuf>,
+    /// Files listing more paths, one per line (`#` comments).
+    #[serde(default)]
+    pub files_from: Vec<PathBuf>,
     /// Entries not to back up ([`Excludes`]).
     #[serde(default)]
     pub excludes: Vec<String>,
+    /// The same, matching without regard to case.
+    #[serde(default)]
+    pub iexcludes: Vec<String>,
+    /// Files of exclude patterns, one per line (`#` comments).
+    #[serde(default)]
+    pub exclude_files: Vec<PathBuf>,
+    /// A directory holding a file of one of these names is left out.
+    #[serde(default)]
+    pub exclude_if_present: Vec<String>,
+    /// A directory holding a valid `CACHEDIR.TAG` is left out.
+    #[serde(default)]
+    pub exclude_caches: bool,
+    /// Directories on other file systems than the path they are under are
+    /// recorded empty.
+    #[serde(default)]
+    pub one_file_system: bool,
     /// Whether extended attributes (ACLs, capabilities, SELinux labels,
     /// user attributes) are recorded.
     #[serde(default = "crate::util::yes")]
@@ -49,8 +68,8 @@ pub struct FilesSettings {
 pub struct FilesPlan {
     /// The absolute paths, as they are stored.
     pub paths: Vec<PathBuf>,
-    /// What the walk skips.
-    pub excludes: Excludes,
+    /// What the walk leaves out.
+    pub selector: Selector,
     /// Whether extended attributes are recorded.
     pub xattrs: bool,
 }
@@ -60,40 +79,78 @@ impl Default for FilesSettings {
     fn default() -> Self {
         FilesSettings {
             paths: Vec::new(),
+            files_from: Vec::new(),
             excludes: Vec::new(),
+            iexcludes: Vec::new(),
+            exclude_files: Vec::new(),
+            exclude_if_present: Vec::new(),
+            exclude_caches: false,
+            one_file_system: false,
             xattrs: true,
         }
     }
 }
 
 impl FilesSettings {
+    /// Checks the settings without reading any file they name.
+    ///
     /// # Errors
-    /// [`crate::Error::Input`] if there is no path.
+    /// [`crate::Error::Input`] if there is no path, or a pattern or name
+    /// that cannot be used.
     pub fn check(&self) -> Result<()> {
-        if self.paths.is_empty() {
-            input!("nothing to back up: give paths, --stdin, or --command -- CMD");
+        if self.paths.is_empty() && self.files_from.is_empty() {
+            input!("nothing to back up: give paths, --files-from, --stdin, or --command -- CMD");
         }
-        Excludes::new(&self.excludes).map_err(crate::Error::Input)?;
+        Excludes::new(&self.excludes, &self.iexcludes).map_err(crate::Error::Input)?;
+        for name in &self.exclude_if_present {
+            if name.is_empty() || name.contains('/') {
+                input!("--exclude-if-present takes a file name (no `/`), not {name:?}");
+            }
+        }
         Ok(())
     }
 
-    /// The absolute paths, each checked to exist.
+    /// The absolute paths, each checked to exist, and what the walk leaves
+    /// out, with the lists the settings name read.
     ///
     /// # Errors
-    /// [`SourceError::Path`] for a path that cannot be looked at.
+    /// [`crate::Error::Input`] for a list that cannot be read or a pattern
+    /// that does not compile; [`SourceError::Path`] for a path that cannot
+    /// be looked at.
     pub fn plan(&self) -> Result<FilesPlan> {
+        self.check()?;
+        let mut given: Vec<PathBuf> = self.paths.clone();
+        for list in &self.files_from {
+            let listed = select::read_list(list).map_err(crate::Error::Input)?;
+            given.extend(listed.into_iter().map(PathBuf::from));
+        }
+        if given.is_empty() {
+            input!("nothing to back up: the --files-from lists name no path");
+        }
         let mut paths = Vec::new();
-        for p in &self.paths {
-            paths.push(absolute(p).map_err(|cause| SourceError::Path {
+        for p in &given {
+            let abs = absolute(p).map_err(|cause| SourceError::Path {
                 path: p.display().to_string(),
                 cause,
-            })?);
+            })?;
+            if !paths.contains(&abs) {
+                paths.push(abs);
+            }
         }
         check_paths(&paths)?;
-        let excludes = Excludes::new(&self.excludes).map_err(crate::Error::Input)?;
+        let mut excludes = self.excludes.clone();
+        for list in &self.exclude_files {
+            excludes.extend(select::read_list(list).map_err(crate::Error::Input)?);
+        }
+        let selector = Selector {
+            excludes: Excludes::new(&excludes, &self.iexcludes).map_err(crate::Error::Input)?,
+            if_present: self.exclude_if_present.iter().map(Into::into).collect(),
+            caches: self.exclude_caches,
+            one_file_system: self.one_file_system,
+        };
         Ok(FilesPlan {
             paths,
-            excludes,
+            selector,
             xattrs: self.xattrs,
         })
     }
@@ -149,7 +206,8 @@ pub struct WalkReport {
     pub errors: u64,
     /// Regular files unchanged since the parent snapshot (not read).
     pub unchanged: u64,
-    /// Entries skipped by an exclude pattern.
+    /// Entries left out: by an exclude pattern, or directories by a tag
+    /// file they hold or (their content) by being on another file system.
     pub excluded: u64,
 }
 
@@ -179,7 +237,9 @@ pub struct Walker<'a> {
     chunker: &'a mut StreamChunker,
     report: WalkReport,
     warn: &'a (dyn Fn(String) + Sync),
-    excludes: Option<&'a Excludes>,
+    selector: Option<&'a Selector>,
+    /// The device of the path being walked (for `one_file_system`).
+    fs_dev: u64,
     xattrs: bool,
 }
 
@@ -220,7 +280,8 @@ impl<'a> Walker<'a> {
             chunker,
             report: WalkReport::default(),
             warn,
-            excludes: None,
+            selector: None,
+            fs_dev: 0,
             xattrs: true,
         }
     }
@@ -245,10 +306,10 @@ impl<'a> Walker<'a> {
         })
     }
 
-    /// Skips the entries `excludes` match (a directory whole).
+    /// Leaves out what `selector` selects (a directory whole).
     #[must_use]
-    pub fn excluding(mut self, excludes: &'a Excludes) -> Self {
-        self.excludes = Some(excludes);
+    pub fn selecting(mut self, selector: &'a Selector) -> Self {
+        self.selector = Some(selector);
         self
     }
 
@@ -272,6 +333,7 @@ impl<'a> Walker<'a> {
             t.target = true;
         }
         let id = if root.target {
+            self.fs_dev = std::fs::symlink_metadata("/").map_or(0, |m| m.dev());
             self.dir(Path::new("/"), parent)?
         } else {
             self.trie_dir(Path::new("/"), &root, parent)?
@@ -316,6 +378,7 @@ impl<'a> Walker<'a> {
             let full = path.join(OsStr::from_bytes(name));
             let before = parent.as_ref().and_then(|t| t.get(name));
             if child.target {
+                self.fs_dev = std::fs::symlink_metadata(&full).map_or(0, |m| m.dev());
                 nodes.extend(self.entry(&full, name, before)?);
                 continue;
             }
@@ -361,7 +424,7 @@ impl<'a> Walker<'a> {
         let mut nodes = Vec::with_capacity(names.len());
         for name in names {
             let full = path.join(OsStr::from_bytes(&name));
-            if self.excludes.is_some_and(|e| e.matches(&full)) {
+            if self.selector.is_some_and(|s| s.excludes.matches(&full)) {
                 self.report.excluded += 1;
                 continue;
             }
@@ -491,7 +554,20 @@ impl<'a> Walker<'a> {
                 content: content.ids,
             }
         } else if ft.is_dir() {
-            let subtree = self.dir(path, subtree_of(before))?;
+            if let Some(tag) = self.selector.and_then(|s| s.tagged(path)) {
+                tracing::debug!("leaving out {}: it holds {}", path.display(), tag.display());
+                self.report.excluded += 1;
+                return Ok(None);
+            }
+            let other_fs =
+                self.selector.is_some_and(|s| s.one_file_system) && m.dev() != self.fs_dev;
+            let subtree = if other_fs {
+                // A mount point: the directory, not what is mounted on it.
+                self.report.excluded += 1;
+                self.store_tree(Vec::new())?
+            } else {
+                self.dir(path, subtree_of(before))?
+            };
             self.report.dirs += 1;
             NodeKind::Dir { subtree }
         } else if ft.is_symlink() {

@@ -200,3 +200,31 @@ fn the_documented_example_reads() {
         );
     }
 }
+
+#[test]
+fn file_selection_keys_read_and_are_checked() {
+    let ok = format!(
+        "{REPO}
+[jobs.home]
+every = \"1h\"
+source = {{ type = \"files\", paths = [\"/srv\"], excludes = [\"*.tmp\", \"!keep.tmp\"], iexcludes = [\"thumbs.db\"], exclude-if-present = [\".nobackup\"], exclude-caches = true, one-file-system = true, xattrs = false }}
+"
+    );
+    assert!(problems(&ok).is_empty(), "{:#?}", problems(&ok));
+    let p = problems(&format!(
+        "{REPO}
+[jobs.home]
+every = \"1h\"
+source = {{ type = \"files\", paths = [\"/srv\"], exclude-files = [\"/nonexistent/list\"], exclude-if-present = [\"a/b\"] }}
+"
+    ));
+    let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "jobs.home.source.exclude-files",
+            "jobs.home.source.exclude-if-present"
+        ],
+        "{p:#?}"
+    );
+}

@@ -278,8 +278,22 @@ impl Check<'_> {
                 if f.paths.is_empty() {
                     self.add(s, &format!("{key}.paths"), "is empty");
                 }
-                if let Err(e) = crate::source::files::Excludes::new(&f.excludes) {
+                if let Err(e) = crate::source::files::Excludes::new(&f.excludes, &f.iexcludes) {
                     self.add(s, &format!("{key}.excludes"), e);
+                }
+                for file in &f.exclude_files {
+                    self.readable(s, file, &format!("{key}.exclude-files"));
+                }
+                for name in f
+                    .exclude_if_present
+                    .iter()
+                    .filter(|n| n.is_empty() || n.contains('/'))
+                {
+                    self.add(
+                        s,
+                        &format!("{key}.exclude-if-present"),
+                        format!("{name:?} is not a file name"),
+                    );
                 }
                 for p in f.paths.iter().filter(|p| !p.is_absolute()) {
                     self.add(
