@@ -336,7 +336,7 @@ fn excludes_skip_what_they_match() {
 
     let o = r.run_with(&["backup", "--stdin", "--exclude", "*.tmp"], b"x");
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("--exclude is for file backups"));
+    assert!(stderr(&o).contains("(--exclude, --files-from, …) are for file backups"));
     let o = r.run(&["backup", src.to_str().unwrap(), "--exclude", "a[b"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(
