@@ -23,6 +23,7 @@ mod filter;
 mod find;
 mod forget;
 mod init;
+pub mod json;
 mod key;
 mod ls;
 mod prune;
@@ -104,6 +105,11 @@ pub struct Cli {
     /// Only warnings and errors on standard error.
     #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
     quiet: bool,
+
+    /// Print results (and errors) as JSON on standard output, as
+    /// docs/json.md specifies.
+    #[arg(long, global = true)]
+    json: bool,
 
     /// How log lines look: human, or json (one object per line, for log
     /// collectors). Default: human, except for the agent daemon when
@@ -217,6 +223,11 @@ impl Cli {
         }
     }
 
+    /// Whether results and errors are printed as JSON.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
     /// Whether this runs the agent daemon, which handles its own signals
     /// (SIGTERM: finish within the grace period; SIGHUP: reload).
     pub fn is_daemon(&self) -> bool {
@@ -229,6 +240,8 @@ struct Ctx {
     place: ops::Place,
     catalog: Option<PathBuf>,
     cancel: Cancel,
+    /// `--json`.
+    json: bool,
 }
 
 impl Ctx {
@@ -286,10 +299,13 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<Status> {
         place: ops::Place::connect(&address, &opts).await?,
         catalog: cli.catalog,
         cancel,
+        json: cli.json,
     };
     match command {
         Command::Init(args) => init::run(&ctx, args).await,
-        Command::Key { command } => key::run(&ctx.open().await?, &ctx.cancel, command).await,
+        Command::Key { command } => {
+            key::run(&ctx.open().await?, &ctx.cancel, command, ctx.json).await
+        }
         Command::Catalog { command } => catalog_cmd::run(&ctx, command).await,
         Command::Agent(_) => {
             unreachable!("the agent is dispatched before a repository is opened")
@@ -301,14 +317,14 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<Status> {
         Command::Check(args) => check::run(&ctx, args).await,
         Command::Snapshots(args) => {
             let cat = ctx.synced(Trees::Of(&[])).await?;
-            stdout_closed(snapshots::run(&cat, args))
+            stdout_closed(snapshots::run(&cat, args, ctx.json))
         }
         Command::Ls(args) => {
             let filter = args.filter.filter();
             let cat = ctx
                 .synced(Trees::Named(std::slice::from_ref(&args.snapshot), &filter))
                 .await?;
-            stdout_closed(ls::run(&cat, args))
+            stdout_closed(ls::run(&cat, args, ctx.json))
         }
         Command::Find(args) => {
             let filter = args.filter.filter();
@@ -319,7 +335,7 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<Status> {
                     Trees::Named(&args.snapshots, &filter)
                 })
                 .await?;
-            stdout_closed(find::run(&cat, args))
+            stdout_closed(find::run(&cat, args, ctx.json))
         }
         Command::Diff(args) => {
             let cat = ctx
@@ -328,10 +344,16 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<Status> {
                     &SnapshotFilter::default(),
                 ))
                 .await?;
-            stdout_closed(diff::run(&cat, args))
+            stdout_closed(diff::run(&cat, args, ctx.json))
         }
     }
 }
+
+/// A command failed after printing a report that says why (`check`
+/// finding damage): with `--json`, no error document follows it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Reported(pub String);
 
 /// Standard output was closed by its reader (`cairn ls | head`).
 #[derive(Debug, thiserror::Error)]
@@ -364,14 +386,14 @@ pub fn stdout_closed<T>(r: Result<T>) -> Result<T> {
 /// Reads a passphrase from `$file_var` (a file; one trailing newline is
 /// dropped), `$var`, or the terminal (asking twice when `confirm`).
 pub fn passphrase(var: &str, file_var: &str, prompt: &str, confirm: bool) -> Result<Passphrase> {
-    let bytes = if let Some(path) = std::env::var_os(file_var) {
+    let bytes = if let Some(path) = crate::util::env_set(file_var) {
         crate::util::read_passphrase_file(std::path::Path::new(&path)).with_context(|| {
             format!(
                 "reading the passphrase file {} (from {file_var})",
                 path.to_string_lossy()
             )
         })?
-    } else if let Some(p) = std::env::var_os(var) {
+    } else if let Some(p) = crate::util::env_set(var) {
         std::os::unix::ffi::OsStringExt::into_vec(p)
     } else {
         if !std::io::stderr().is_terminal() && std::fs::File::open("/dev/tty").is_err() {

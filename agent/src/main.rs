@@ -42,6 +42,7 @@ fn main() -> ExitCode {
         }
     };
     let daemon = args.is_daemon();
+    let json = args.json();
     let result = runtime.block_on(async {
         let cancel = if daemon {
             cancel::Cancel::new()
@@ -61,21 +62,45 @@ fn main() -> ExitCode {
     if e.is::<cli::StdoutClosed>() {
         return ExitCode::from(141);
     }
+    let (code, action) = failed(&e);
+    // With --json the failure is a JSON document on standard output too,
+    // unless the command printed its report (which says what failed).
+    if json && !e.is::<cli::Reported>() {
+        let body = cli::json::ErrorJson {
+            error: cli::json::ErrorBody {
+                message: format!("{e:#}"),
+                action,
+                exit_code: code,
+            },
+        };
+        let _ = cli::json::print(&body);
+    }
+    ExitCode::from(code)
+}
+
+/// Logs a failure on standard error; returns its exit status and, for the
+/// library's errors, what to do about it.
+fn failed(e: &anyhow::Error) -> (u8, Option<String>) {
     let cairn = e.downcast_ref::<cairn_agent::Error>();
     if let Some(reason) = cairn.and_then(cairn_agent::Error::cancelled) {
         tracing::warn!("{e:#}");
         return match reason {
-            Reason::Signal(s) => ExitCode::from(s.exit_status()),
-            Reason::Requested(_) => ExitCode::FAILURE,
+            Reason::Signal(s) => (s.exit_status(), None),
+            Reason::Requested(_) => (1, None),
         };
     }
     if e.is::<cli::UsageError>() {
         tracing::error!("{e:#}\n\nFor more information, try '--help'.");
-        return ExitCode::from(2);
+        return (2, Some("fix_input".to_owned()));
     }
     match cairn {
-        Some(c) => tracing::error!(action = %c.action(), "{e:#}"),
-        None => tracing::error!("{e:#}"),
+        Some(c) => {
+            tracing::error!(action = %c.action(), "{e:#}");
+            (1, Some(c.action().to_string()))
+        }
+        None => {
+            tracing::error!("{e:#}");
+            (1, None)
+        }
     }
-    ExitCode::FAILURE
 }

@@ -226,9 +226,13 @@ impl BlobSink {
             return Ok(false);
         }
         self.seen.insert(blob.id);
-        let raw_len = blob.stored.map_or(blob.data.len(), |(_, raw_len)| raw_len);
-        Stats::add(&self.stats.new_chunks, 1);
-        Stats::add(&self.stats.new_bytes, raw_len as u64);
+        // The counters are the content's: trees are the backup's own
+        // metadata, which a summary of what was new would only blur.
+        if blob.kind == BlobKind::Data {
+            let raw_len = blob.stored.map_or(blob.data.len(), |(_, raw_len)| raw_len);
+            Stats::add(&self.stats.new_chunks, 1);
+            Stats::add(&self.stats.new_bytes, raw_len as u64);
+        }
         self.tx.send(blob).map_err(|_| PipelineError::Aborted)?;
         Ok(true)
     }

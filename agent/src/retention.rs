@@ -350,7 +350,8 @@ pub struct GroupKey {
 pub struct Decision {
     /// The snapshot.
     pub id: SnapshotId,
-    /// Its start time.
+    /// Its start time (as RFC 3339, `time`, in JSON).
+    #[serde(rename = "time", serialize_with = "crate::util::serialize_rfc3339")]
     pub time_ns: i64,
     /// Whether it stays.
     pub keep: bool,

@@ -8,11 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Stats {
     /// Bytes read from the source.
     pub bytes_read: AtomicU64,
-    /// Plaintext bytes of new chunks.
+    /// Plaintext bytes of new data chunks (file and stream content, not
+    /// trees).
     pub new_bytes: AtomicU64,
     /// Bytes of packs uploaded.
     pub stored_bytes: AtomicU64,
-    /// New chunks.
+    /// New data chunks.
     pub new_chunks: AtomicU64,
     /// All data chunks seen.
     pub total_chunks: AtomicU64,

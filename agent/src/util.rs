@@ -1,6 +1,5 @@
 //! Small helpers: host and user names, time, sizes, temporary names.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -20,25 +19,24 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// The user running cairn: `$USER`, else the name of our uid in /etc/passwd.
+/// The user running cairn: the name of its user id in the system's user
+/// database (through NSS, so LDAP and SSSD users too), else `$USER`, else
+/// `uid N`.
 pub fn username() -> String {
-    if let Ok(u) = std::env::var("USER") {
-        if !u.is_empty() {
-            return u;
-        }
+    let uid = nix::unistd::geteuid();
+    if let Ok(Some(user)) = nix::unistd::User::from_uid(uid) {
+        return user.name;
     }
-    let uid = std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(u32::MAX);
-    std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|p| {
-            p.lines().find_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f.len() > 2 && f[2] == uid.to_string()).then(|| f[0].to_owned())
-            })
-        })
-        .unwrap_or_else(|| format!("uid {uid}"))
+    match std::env::var("USER") {
+        Ok(u) if !u.is_empty() => u,
+        _ => format!("uid {uid}"),
+    }
+}
+
+/// An environment variable's value, if it is set and not empty: `VAR=`
+/// in a manifest or a shell means "not set", as it does to most tools.
+pub fn env_set(name: &str) -> Option<std::ffi::OsString> {
+    std::env::var_os(name).filter(|v| !v.is_empty())
 }
 
 /// Now, in ns since the epoch.
@@ -66,25 +64,45 @@ pub fn process_exists(pid: u32) -> bool {
 
 /// `YYYY-MM-DD HH:MM:SS` in UTC.
 pub fn format_time(ns: i64) -> String {
-    let secs = ns.div_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+    jiff::Timestamp::from_nanosecond(i128::from(ns)).map_or_else(
+        |_| format!("{ns} ns"),
+        |t| t.strftime("%Y-%m-%d %H:%M:%S").to_string(),
     )
+}
+
+/// A time in ns since the epoch as RFC 3339 in UTC, to the nanosecond
+/// where it has them: `2026-12-07T01:04:29.5Z`.
+pub fn rfc3339(ns: i64) -> String {
+    jiff::Timestamp::from_nanosecond(i128::from(ns))
+        .map_or_else(|_| format!("{ns} ns"), |t| t.to_string())
+}
+
+/// Serializes a time in ns since the epoch as [`rfc3339`] (for
+/// `#[serde(serialize_with)]`).
+///
+/// # Errors
+/// The serializer's.
+pub fn serialize_rfc3339<S: serde::Serializer>(ns: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*ns))
+}
+
+/// A name or path as one line of text: control characters (a newline in
+/// a file name) escaped as `\n`, `\t`, `\u{1b}`, and then a backslash as
+/// `\\`, so that one entry is one line and nothing is ambiguous. Text
+/// without a control character is unchanged.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() || c == '\\' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Bytes in binary units: `1.5 MiB`.
@@ -161,6 +179,14 @@ mod tests {
             "2000-02-29 00:00:00"
         );
         assert_eq!(format_time(-1_000_000_000), "1969-12-31 23:59:59");
+        assert_eq!(rfc3339(1_763_724_848_000_000_000), "2025-11-21T11:34:08Z");
+        assert_eq!(rfc3339(1_763_724_848_500_000_000), "2025-11-21T11:34:08.5Z");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_controls("plain \\ name"), "plain \\ name");
+        assert_eq!(escape_controls("a\nb\\c\t\u{1b}"), "a\\nb\\\\c\\t\\u{1b}");
     }
 
     #[test]

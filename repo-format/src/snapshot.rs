@@ -117,7 +117,8 @@ impl<'de> serde::Deserialize<'de> for Source {
 pub struct Summary {
     /// Bytes read from the source.
     pub bytes_read: u64,
-    /// Plaintext bytes of chunks that were new to the repository.
+    /// Plaintext bytes of data chunks (content, not trees) that were new
+    /// to the repository.
     pub new_bytes: u64,
     /// Bytes of new packs written (after compression, encryption, padding).
     pub stored_bytes: u64,

@@ -173,7 +173,7 @@ every = "2s"
                 saved.contains(&s["short_id"].as_str().unwrap().to_owned()),
                 "{job}: {s}"
             );
-            assert_eq!(s["hostname"], "node-a");
+            assert_eq!(s["host"], "node-a");
         }
     }
     let newest = |job: &str| id(of_job(&r, job).last().unwrap());
@@ -434,7 +434,7 @@ command = ["sh", "-c", "echo post $CAIRN_RESULT >> {hooks}"]
     }
     let mine: Vec<_> = of_job(&r, "nightly")
         .into_iter()
-        .filter(|s| s["hostname"] == "node-a")
+        .filter(|s| s["host"] == "node-a")
         .collect();
     assert_eq!(mine.len(), 2, "keep-last 2 on the job's own snapshots");
     assert_eq!(of_job(&r, "nightly").len(), 3, "node-b's snapshot stays");
@@ -608,7 +608,7 @@ retention = {{ keep-last = 3 }}
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let snaps = of_job(&r, "dump");
     for host in ["node-a", "node-b"] {
-        let mine = snaps.iter().filter(|s| s["hostname"] == host).count();
+        let mine = snaps.iter().filter(|s| s["host"] == host).count();
         assert_eq!(mine, 3, "{host}: keep-last 3");
     }
     let want = std::fs::read(&base).unwrap();
@@ -661,9 +661,12 @@ fn a_fresh_agent_learns_its_last_success_from_the_repository() {
     });
     first.signal("-TERM");
     first.wait_exit(Duration::from_secs(30));
-    let last = of_job(&r, "tick").last().unwrap()["time_ns"]
-        .as_i64()
+    let last: jiff::Timestamp = of_job(&r, "tick").last().unwrap()["time"]
+        .as_str()
+        .unwrap()
+        .parse()
         .unwrap();
+    let last = last.as_nanosecond();
     // A scheduled time passes with no agent up.
     std::thread::sleep(Duration::from_secs(4));
     let second = Agent::start(&r.dir.path().join("b"), &config("cat-b"), &[]);

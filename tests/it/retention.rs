@@ -16,7 +16,8 @@ fn ids(r: &Repo) -> Vec<String> {
 fn forget_json(r: &Repo, args: &[&str]) -> Value {
     let mut a = vec!["forget", "--json"];
     a.extend_from_slice(args);
-    serde_json::from_slice(&r.ok(&a)).expect("forget --json prints JSON")
+    let v: Value = serde_json::from_slice(&r.ok(&a)).expect("forget --json prints JSON");
+    v["forget"].clone()
 }
 
 /// Backs up five streams of two sources, tagging the first one.

@@ -1,5 +1,6 @@
 //! `cairn backup`
 
+use super::json::SnapshotJson;
 use super::{usage, Ctx, PgConnArgs, Status};
 use crate::ops::{self, BackupOptions, Parent};
 use crate::progress::Progress;
@@ -44,9 +45,6 @@ pub struct Args {
     /// under it).
     #[arg(long, env = "CAIRN_HOST", global = true)]
     host: Option<String>,
-    /// Print a JSON summary on standard output.
-    #[arg(long, global = true)]
-    json: bool,
     /// Pack uploads in flight (each a spool file of about a pack, on disk).
     #[arg(long, env = "CAIRN_UPLOADS", default_value_t = 2, global = true)]
     uploads: usize,
@@ -175,6 +173,29 @@ struct RedisArgs {
     tls_ca_file: Option<PathBuf>,
 }
 
+/// `backup --json`: the counters first (as `snapshot.summary` has them,
+/// with what only this run knows), then the snapshot written.
+#[derive(serde::Serialize)]
+struct BackupJson {
+    snapshot_id: String,
+    short_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_id: Option<String>,
+    bytes_read: u64,
+    new_bytes: u64,
+    stored_bytes: u64,
+    new_chunks: u64,
+    total_chunks: u64,
+    packs_written: u64,
+    files: u64,
+    unchanged_files: u64,
+    dirs: u64,
+    errors: u64,
+    partial: bool,
+    duration_seconds: f64,
+    snapshot: SnapshotJson,
+}
+
 /// The source the arguments name. Settings the library would refuse are
 /// usage errors here (exit status 2).
 fn source(args: &Args) -> Result<SourceSettings> {
@@ -256,23 +277,25 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
     drop(progress);
     let out = out?;
     let s = &out.snapshot.summary;
-    if args.json {
-        let json = serde_json::json!({
-            "snapshot_id": out.id.to_hex(),
-            "bytes_read": s.bytes_read,
-            "new_bytes": s.new_bytes,
-            "stored_bytes": s.stored_bytes,
-            "new_chunks": s.new_chunks,
-            "total_chunks": s.total_chunks,
-            "packs_written": s.packs,
-            "files": s.files,
-            "unchanged_files": out.unchanged_files,
-            "dirs": s.dirs,
-            "errors": s.errors,
-            "partial": out.snapshot.partial,
-            "duration_seconds": out.seconds,
-        });
-        println!("{json}");
+    if ctx.json {
+        super::json::print(&BackupJson {
+            snapshot_id: out.id.to_hex(),
+            short_id: out.id.short(),
+            parent_id: out.parent.map(|p| p.to_hex()),
+            bytes_read: s.bytes_read,
+            new_bytes: s.new_bytes,
+            stored_bytes: s.stored_bytes,
+            new_chunks: s.new_chunks,
+            total_chunks: s.total_chunks,
+            packs_written: s.packs,
+            files: s.files,
+            unchanged_files: out.unchanged_files,
+            dirs: s.dirs,
+            errors: s.errors,
+            partial: out.snapshot.partial,
+            duration_seconds: out.seconds,
+            snapshot: SnapshotJson::new(&out.id, &out.snapshot),
+        })?;
     } else {
         let unchanged = if out.unchanged_files > 0 {
             format!(" ({} unchanged files not read)", out.unchanged_files)

@@ -20,8 +20,56 @@ pub enum Command {
     Check,
 }
 
-fn print_info(cat: &Catalog) -> Result<()> {
+/// `catalog info --json` (and `rebuild`).
+#[derive(serde::Serialize)]
+struct InfoJson {
+    path: String,
+    sessions: i64,
+    snapshots: i64,
+    packs: i64,
+    blobs: i64,
+    trees: i64,
+    size_bytes: u64,
+    /// Packs found missing from the repository (`packs/SESSION/PACK`).
+    missing_packs: Vec<String>,
+}
+
+/// `catalog check --json`.
+#[derive(serde::Serialize)]
+struct CheckJson {
+    ok: bool,
+    sessions: usize,
+    packs: usize,
+    /// Packs found missing before that are back.
+    found_again: Vec<String>,
+    missing_packs: Vec<String>,
+    damaged_sessions: Vec<DamagedSession>,
+}
+
+#[derive(serde::Serialize)]
+struct DamagedSession {
+    session: String,
+    reason: String,
+}
+
+fn print_info(cat: &Catalog, json: bool) -> Result<()> {
     let i = ops::catalog::info(cat)?;
+    if json {
+        return super::json::print(&InfoJson {
+            path: i.path.display().to_string(),
+            sessions: i.sessions,
+            snapshots: i.snapshots,
+            packs: i.packs,
+            blobs: i.blobs,
+            trees: i.trees,
+            size_bytes: i.size,
+            missing_packs: i
+                .missing
+                .iter()
+                .map(|p| ObjectName::Pack(p.session, p.id).to_string())
+                .collect(),
+        });
+    }
     println!("catalog {}", i.path.display());
     println!(
         "{} sessions, {} snapshots, {} packs, {} blobs, {} trees, {}",
@@ -57,14 +105,41 @@ pub async fn run(ctx: &Ctx, command: Command) -> Result<Status> {
                 r.sessions,
                 started.elapsed().as_secs_f64()
             );
-            print_info(&cat)?;
+            print_info(&cat, ctx.json)?;
         }
         Command::Info => {
             ops::sync(&repo, &cat, Trees::Of(&[]), &ctx.cancel).await?;
-            print_info(&cat)?;
+            print_info(&cat, ctx.json)?;
         }
         Command::Check => {
             let c = ops::catalog::check(&repo, &cat, &ctx.cancel).await?;
+            if ctx.json {
+                let name =
+                    |p: &crate::catalog::PackRef| ObjectName::Pack(p.session, p.id).to_string();
+                let ok = c.missing.is_empty() && c.damaged.is_empty();
+                super::json::print(&CheckJson {
+                    ok,
+                    sessions: c.sessions,
+                    packs: c.packs,
+                    found_again: c.found.iter().map(name).collect(),
+                    missing_packs: c.missing.iter().map(name).collect(),
+                    damaged_sessions: c
+                        .damaged
+                        .iter()
+                        .map(|(sid, why)| DamagedSession {
+                            session: sid.to_hex(),
+                            reason: why.clone(),
+                        })
+                        .collect(),
+                })?;
+                if !ok {
+                    return Err(anyhow::Error::new(super::Reported(
+                        "the catalog check found missing packs or damaged sessions (in the report)"
+                            .into(),
+                    )));
+                }
+                return Ok(Status::Success);
+            }
             for p in &c.found {
                 eprintln!(
                     "{} is in the repository again; the catalog uses it again",

@@ -17,9 +17,6 @@ pub struct Args {
     /// random share).
     #[arg(long, value_name = "SUBSET", conflicts_with = "read_data")]
     read_data_subset: Option<Subset>,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    json: bool,
 }
 
 pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
@@ -32,23 +29,22 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
     };
     let (repo, cat) = ctx.open_with_catalog().await?;
     let report = ops::check(&repo, &cat, &opts, &ctx.cancel).await?;
-    print(&report, args.json)?;
+    print(&report, ctx.json)?;
     if report.is_clean() {
         Ok(Status::Success)
     } else {
-        Err(anyhow::anyhow!(
+        Err(anyhow::Error::new(super::Reported(format!(
             "the repository is damaged: {} problem(s) found (above); restore the damaged snapshots' other data with `cairn restore`, and back up again to store what was lost",
             report.problems.len()
-        ))
+        ))))
     }
 }
 
 fn print(r: &CheckReport, json: bool) -> Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if json {
-        writeln!(out, "{}", serde_json::to_string_pretty(r)?)?;
-        out.flush()?;
-        return Ok(());
+        drop(out);
+        return super::json::print(r);
     }
     writeln!(
         out,

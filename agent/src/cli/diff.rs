@@ -7,6 +7,7 @@
 use super::Status;
 use crate::catalog::Catalog;
 use crate::filter::{resolve, SnapshotFilter};
+use crate::util::escape_controls;
 use anyhow::Result;
 use cairn_repo_format::{ChunkId, Node, NodeKind};
 use std::io::Write;
@@ -19,7 +20,7 @@ pub struct Args {
     pub(super) to: String,
 }
 
-#[derive(Default)]
+#[derive(Default, serde::Serialize)]
 struct Counts {
     added: u64,
     removed: u64,
@@ -27,10 +28,30 @@ struct Counts {
     metadata: u64,
 }
 
+/// One change, for `--json`.
+#[derive(serde::Serialize)]
+struct Change {
+    /// `added`, `removed`, `modified` (content), `type` (the entry became
+    /// another kind) or `metadata` (only mode, owner, times or attributes).
+    change: &'static str,
+    path: String,
+}
+
+/// `diff --json`.
+#[derive(serde::Serialize)]
+struct DiffJson {
+    from: String,
+    to: String,
+    changes: Vec<Change>,
+    counts: Counts,
+}
+
 struct Differ<'a, W: Write> {
     cat: &'a Catalog,
     out: W,
     counts: Counts,
+    /// With `--json`, the changes are collected here instead of printed.
+    changes: Option<Vec<Change>>,
 }
 
 impl<W: Write> Differ<'_, W> {
@@ -41,7 +62,19 @@ impl<W: Write> Differ<'_, W> {
             'U' => self.counts.metadata += 1,
             _ => self.counts.modified += 1,
         }
-        writeln!(self.out, "{mark}    {path}")?;
+        match &mut self.changes {
+            Some(changes) => changes.push(Change {
+                change: match mark {
+                    '+' => "added",
+                    '-' => "removed",
+                    'U' => "metadata",
+                    'T' => "type",
+                    _ => "modified",
+                },
+                path: path.to_owned(),
+            }),
+            None => writeln!(self.out, "{mark}    {}", escape_controls(path))?,
+        }
         Ok(())
     }
 
@@ -129,16 +162,27 @@ impl<W: Write> Differ<'_, W> {
     }
 }
 
-pub fn run(cat: &Catalog, args: Args) -> Result<Status> {
+pub fn run(cat: &Catalog, args: Args, json: bool) -> Result<Status> {
     let all = cat.snapshots()?;
-    let (_, from) = resolve(&all, &args.from, &SnapshotFilter::default())?;
-    let (_, to) = resolve(&all, &args.to, &SnapshotFilter::default())?;
+    let (from_id, from) = resolve(&all, &args.from, &SnapshotFilter::default())?;
+    let (to_id, to) = resolve(&all, &args.to, &SnapshotFilter::default())?;
     let mut d = Differ {
         cat,
         out: std::io::BufWriter::new(std::io::stdout().lock()),
         counts: Counts::default(),
+        changes: json.then(Vec::new),
     };
     d.trees(from.tree, to.tree, "")?;
+    if let Some(changes) = d.changes.take() {
+        drop(d.out);
+        super::json::print(&DiffJson {
+            from: from_id.to_hex(),
+            to: to_id.to_hex(),
+            changes,
+            counts: d.counts,
+        })?;
+        return Ok(Status::Success);
+    }
     let c = &d.counts;
     writeln!(
         d.out,

@@ -6,6 +6,7 @@
 //! from its root, any other at any depth. `*`, `?` and `[...]` stay within
 //! one name, `**` crosses directories; `-i` ignores case.
 
+use super::json::{NodeJson, SnapshotJson};
 use super::ls::line;
 use super::{Status, UsageError};
 use crate::catalog::Catalog;
@@ -33,6 +34,13 @@ pub struct Args {
     pub(super) snapshots: Vec<String>,
     #[command(flatten)]
     pub(super) filter: super::filter::FilterArgs,
+}
+
+/// `find --json`: the matches of one snapshot.
+#[derive(serde::Serialize)]
+struct Found {
+    snapshot: SnapshotJson,
+    matches: Vec<NodeJson>,
 }
 
 type Matches = Rc<Vec<(String, Node)>>;
@@ -85,7 +93,7 @@ impl Finder<'_> {
     }
 }
 
-pub fn run(cat: &Catalog, args: Args) -> Result<Status> {
+pub fn run(cat: &Catalog, args: Args, json: bool) -> Result<Status> {
     let all = cat.snapshots()?;
     let filter = args.filter.filter();
     let chosen: Vec<_> = if args.snapshots.is_empty() {
@@ -108,9 +116,18 @@ pub fn run(cat: &Catalog, args: Args) -> Result<Status> {
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut total = 0;
+    let mut results = Vec::new();
     for (id, snap) in chosen {
         let found = finder.tree(snap.tree, "")?;
         if found.is_empty() {
+            continue;
+        }
+        total += found.len();
+        if json {
+            results.push(Found {
+                snapshot: SnapshotJson::new(id, snap),
+                matches: found.iter().map(|(p, n)| NodeJson::new(n, p)).collect(),
+            });
             continue;
         }
         writeln!(
@@ -123,9 +140,11 @@ pub fn run(cat: &Catalog, args: Args) -> Result<Status> {
         for (path, node) in found.iter() {
             line(&mut out, node, path)?;
         }
-        total += found.len();
     }
     out.flush()?;
+    if json {
+        super::json::print(&results)?;
+    }
     if total == 0 {
         eprintln!("no entry matches {:?}", args.pattern);
     }

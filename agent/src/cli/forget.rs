@@ -65,9 +65,6 @@ pub struct Args {
     /// nothing.
     #[arg(long, short = 'n')]
     dry_run: bool,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
     /// Prune afterwards: delete the data no snapshot uses any more.
     #[arg(long)]
     prune: bool,
@@ -100,10 +97,19 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
     };
     let (repo, cat) = ctx.open_with_catalog().await?;
     let report = ops::forget(&repo, &cat, &opts, &ctx.cancel).await?;
+    if ctx.json {
+        // One document: the forget and, with --prune, the prune after it.
+        let prune = if args.prune && !opts.dry_run {
+            let prune = args.tuning.options(false);
+            Some(ops::prune(&repo, &cat, &prune, &ctx.cancel).await?)
+        } else {
+            None
+        };
+        super::json::print(&serde_json::json!({ "forget": report, "prune": prune }))?;
+        return Ok(Status::Success);
+    }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    if args.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
-    } else {
+    {
         let tz = if opts.utc {
             TimeZone::UTC
         } else {
@@ -116,7 +122,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
     if args.prune && !opts.dry_run {
         let prune = args.tuning.options(false);
         let report = ops::prune(&repo, &cat, &prune, &ctx.cancel).await?;
-        super::prune::print(&report, args.json)?;
+        super::prune::print(&report, false)?;
     }
     Ok(Status::Success)
 }

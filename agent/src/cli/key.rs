@@ -4,7 +4,7 @@ use super::{passphrase, Status};
 use crate::cancel::Cancel;
 use crate::ops::keys;
 use crate::repo::Repository;
-use crate::util::format_time;
+use crate::util::{format_time, rfc3339};
 use anyhow::Result;
 
 #[derive(Debug, clap::Subcommand)]
@@ -20,7 +20,32 @@ pub enum Command {
     },
 }
 
-pub async fn run(repo: &Repository, cancel: &Cancel, cmd: Command) -> Result<Status> {
+/// A key file, for `--json`.
+#[derive(serde::Serialize)]
+struct KeyJson {
+    id: String,
+    short_id: String,
+    /// Whether it is the key that opened the repository.
+    current: bool,
+    /// Whether its metadata opens with the repository's key (false: left
+    /// by an interrupted init, or damaged).
+    valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
+}
+
+/// What `key add` and `key remove` did, for `--json`.
+#[derive(serde::Serialize)]
+struct KeyChanged {
+    id: String,
+    short_id: String,
+}
+
+pub async fn run(repo: &Repository, cancel: &Cancel, cmd: Command, json: bool) -> Result<Status> {
     match cmd {
         Command::Add => {
             let pass = passphrase(
@@ -30,10 +55,33 @@ pub async fn run(repo: &Repository, cancel: &Cancel, cmd: Command) -> Result<Sta
                 true,
             )?;
             let id = cancel.or_cancel(keys::add(repo, &pass)).await?;
-            println!("added key {}", id.short());
+            if json {
+                super::json::print(&KeyChanged {
+                    id: id.to_hex(),
+                    short_id: id.short(),
+                })?;
+            } else {
+                println!("added key {}", id.short());
+            }
         }
         Command::List => {
             let list = cancel.or_cancel(keys::list(repo)).await?;
+            if json {
+                let keys: Vec<_> = list
+                    .iter()
+                    .map(|k| KeyJson {
+                        id: k.id.to_hex(),
+                        short_id: k.id.short(),
+                        current: k.current,
+                        valid: k.meta.is_some(),
+                        created: k.meta.as_ref().map(|m| rfc3339(m.created_ns)),
+                        host: k.meta.as_ref().map(|m| m.hostname.clone()),
+                        user: k.meta.as_ref().map(|m| m.username.clone()),
+                    })
+                    .collect();
+                super::json::print(&keys)?;
+                return Ok(Status::Success);
+            }
             println!("{:<10} {:<20} {:<24} USER", "ID", "CREATED (UTC)", "HOST");
             for key in list {
                 let current = if key.current { "*" } else { " " };
@@ -53,7 +101,14 @@ pub async fn run(repo: &Repository, cancel: &Cancel, cmd: Command) -> Result<Sta
         }
         Command::Remove { id } => {
             let key = cancel.or_cancel(keys::remove(repo, &id)).await?;
-            println!("removed key {}", key.short());
+            if json {
+                super::json::print(&KeyChanged {
+                    id: key.to_hex(),
+                    short_id: key.short(),
+                })?;
+            } else {
+                println!("removed key {}", key.short());
+            }
         }
     }
     Ok(Status::Success)

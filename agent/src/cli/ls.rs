@@ -1,12 +1,13 @@
 //! `cairn ls`: from the catalog alone.
 
+use super::json::{NodeJson, SnapshotJson};
 use super::Status;
 use crate::catalog::Catalog;
 use crate::filter::resolve;
 use crate::restore::find;
-use crate::util::format_time;
+use crate::util::{escape_controls, format_time};
 use anyhow::{bail, Result};
-use cairn_repo_format::{ChunkId, Node, NodeKind};
+use cairn_repo_format::{ChunkId, Node, NodeKind, Snapshot, SnapshotId};
 use std::io::Write;
 
 #[derive(Debug, clap::Args)]
@@ -62,19 +63,66 @@ pub fn line(out: &mut impl Write, node: &Node, path: &str) -> std::io::Result<()
     };
     writeln!(
         out,
-        "{} {:>6} {:>6} {:>12} {} {path}{link}",
+        "{} {:>6} {:>6} {:>12} {} {}{link}",
         mode_string(node),
         node.meta.uid,
         node.meta.gid,
         size,
-        format_time(node.meta.mtime_ns)
+        format_time(node.meta.mtime_ns),
+        escape_controls(path)
     )
 }
 
-pub fn run(cat: &Catalog, args: Args) -> Result<Status> {
+/// Where `ls` writes its entries: text lines, or the nodes of one JSON
+/// document, streamed (a tree of millions of entries is never held).
+enum Sink<W: Write> {
+    Text(W),
+    Json { out: W, first: bool },
+}
+
+impl<W: Write> Sink<W> {
+    fn new(mut out: W, json: bool, id: &SnapshotId, snap: &Snapshot) -> Result<Self> {
+        if !json {
+            return Ok(Sink::Text(out));
+        }
+        write!(out, "{{\"snapshot\":")?;
+        serde_json::to_writer(&mut out, &SnapshotJson::new(id, snap))?;
+        write!(out, ",\"nodes\":[")?;
+        Ok(Sink::Json { out, first: true })
+    }
+
+    fn entry(&mut self, node: &Node, path: &str) -> Result<()> {
+        match self {
+            Sink::Text(out) => line(out, node, path)?,
+            Sink::Json { out, first } => {
+                if !std::mem::take(first) {
+                    write!(out, ",")?;
+                }
+                writeln!(out)?;
+                serde_json::to_writer(&mut *out, &NodeJson::new(node, path))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<()> {
+        let mut out = match self {
+            Sink::Text(out) => out,
+            Sink::Json { mut out, .. } => {
+                writeln!(out, "]}}")?;
+                out
+            }
+        };
+        out.flush()?;
+        Ok(())
+    }
+}
+
+pub fn run(cat: &Catalog, args: Args, json: bool) -> Result<Status> {
     let snapshots = cat.snapshots()?;
-    let (_, snap) = resolve(&snapshots, &args.snapshot, &args.filter.filter())?;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let (id, snap) = resolve(&snapshots, &args.snapshot, &args.filter.filter())?;
+    let out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = Sink::new(out, json, id, snap)?;
     let mut stack: Vec<(ChunkId, String)> = Vec::new();
     match args
         .path
@@ -87,7 +135,7 @@ pub fn run(cat: &Catalog, args: Args) -> Result<Status> {
                 bail!("{p} is not in snapshot {}", args.snapshot);
             };
             let path = format!("/{}", p.trim_matches('/'));
-            line(&mut out, &node, &path)?;
+            out.entry(&node, &path)?;
             if let NodeKind::Dir { subtree } = node.kind {
                 stack.push((subtree, path));
             }
@@ -98,7 +146,7 @@ pub fn run(cat: &Catalog, args: Args) -> Result<Status> {
         let mut subdirs = Vec::new();
         for node in tree.nodes() {
             let path = format!("{dir}/{}", String::from_utf8_lossy(&node.name));
-            line(&mut out, node, &path)?;
+            out.entry(node, &path)?;
             if let NodeKind::Dir { subtree } = node.kind {
                 subdirs.push((subtree, path));
             }
@@ -106,7 +154,7 @@ pub fn run(cat: &Catalog, args: Args) -> Result<Status> {
         // Depth-first, in name order.
         stack.extend(subdirs.into_iter().rev());
     }
-    out.flush()?;
+    out.finish()?;
     Ok(Status::Success)
 }
 

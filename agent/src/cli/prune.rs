@@ -14,9 +14,6 @@ pub struct Args {
     dry_run: bool,
     #[command(flatten)]
     tuning: Tuning,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    json: bool,
 }
 
 /// How a prune runs (also for `forget --prune`).
@@ -52,18 +49,16 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
     let (repo, cat) = ctx.open_with_catalog().await?;
     let opts = args.tuning.options(args.dry_run);
     let report = ops::prune(&repo, &cat, &opts, &ctx.cancel).await?;
-    print(&report, args.json)?;
+    print(&report, ctx.json)?;
     Ok(Status::Success)
 }
 
 /// Prints a prune's report.
 pub fn print(report: &PruneReport, json: bool) -> Result<()> {
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if json {
-        writeln!(out, "{}", serde_json::to_string_pretty(report)?)?;
-        out.flush()?;
-        return Ok(());
+        return super::json::print(report);
     }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let r = report;
     if r.dry_run {
         writeln!(

@@ -60,10 +60,42 @@ pub struct Args {
     filter: super::filter::FilterRest,
 }
 
+/// `restore --json`.
+#[derive(serde::Serialize)]
+struct RestoreJson {
+    snapshot_id: String,
+    short_id: String,
+    /// `dir`, `postgres` or `redis_rdb`.
+    destination: &'static str,
+    /// The directory or RDB file written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<String>,
+    bytes: u64,
+    files: u64,
+    dirs: u64,
+    symlinks: u64,
+    hardlinks: u64,
+    specials: u64,
+    damaged: Vec<Damaged>,
+    warnings: Vec<String>,
+    warning_count: u64,
+    duration_seconds: f64,
+}
+
+#[derive(serde::Serialize)]
+struct Damaged {
+    path: String,
+    reason: String,
+}
+
 pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
     if args.stdout && args.include.len() > 1 {
         usage!("--stdout writes one file: give at most one --include");
     }
+    if args.stdout && ctx.json {
+        usage!("--json cannot go with --stdout: standard output carries the restored data");
+    }
+    let started = std::time::Instant::now();
     let to = if args.pg {
         Destination::Postgres(PgRestore {
             conn: args.conn.settings(),
@@ -96,6 +128,48 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
     } else {
         restored?
     };
+    if ctx.json {
+        let t = r.tree.as_ref();
+        let count = |f: fn(&crate::restore::tree::Report) -> u64| t.map_or(0, f);
+        let (destination, target) = match &opts.to {
+            Destination::Postgres(_) => ("postgres", None),
+            Destination::RedisRdb { path } => ("redis_rdb", Some(path)),
+            Destination::Stdout { .. } => ("stdout", None),
+            Destination::Dir { path, .. } => ("dir", Some(path)),
+        };
+        let damaged: Vec<Damaged> = t.map_or_else(Vec::new, |t| {
+            t.damaged
+                .iter()
+                .map(|(p, why)| Damaged {
+                    path: p.display().to_string(),
+                    reason: why.clone(),
+                })
+                .collect()
+        });
+        let failed = !damaged.is_empty();
+        super::json::print(&RestoreJson {
+            snapshot_id: r.id.to_hex(),
+            short_id: r.id.short(),
+            destination,
+            target: target.map(|p| p.display().to_string()),
+            bytes: t.map_or(r.bytes, |t| t.bytes),
+            files: count(|t| t.files),
+            dirs: count(|t| t.dirs),
+            symlinks: count(|t| t.symlinks),
+            hardlinks: count(|t| t.hardlinks),
+            specials: count(|t| t.specials),
+            damaged,
+            warnings: t.map_or_else(Vec::new, |t| t.warnings.clone()),
+            warning_count: count(|t| t.warning_count),
+            duration_seconds: started.elapsed().as_secs_f64(),
+        })?;
+        if failed {
+            return Err(anyhow::Error::new(super::Reported(
+                "some files were not restored because their data is damaged or missing in the repository (listed in the report); everything else was restored".into(),
+            )));
+        }
+        return Ok(Status::Success);
+    }
     let id = r.id.short();
     match &opts.to {
         Destination::Postgres(_) => eprintln!("restored snapshot {id} into PostgreSQL"),

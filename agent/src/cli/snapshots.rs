@@ -1,59 +1,28 @@
 //! `cairn snapshots`
 
+use super::json::SnapshotJson;
 use super::Status;
 use crate::catalog::Catalog;
 use crate::source::describe;
 use crate::util::{format_time, human_bytes};
 use anyhow::Result;
-use cairn_repo_format::Source;
 use std::io::Write;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
     #[command(flatten)]
     filter: super::filter::FilterArgs,
 }
 
-/// A source as shown: a command's program only (snapshots written before
-/// 2026-12-03 recorded its arguments too, which may hold a password).
-fn shown(source: &Source) -> Source {
-    match source {
-        Source::Command { name, argv } => Source::Command {
-            name: name.clone(),
-            argv: argv.iter().take(1).cloned().collect(),
-        },
-        other => other.clone(),
-    }
-}
-
-pub fn run(cat: &Catalog, args: Args) -> Result<Status> {
+pub fn run(cat: &Catalog, args: Args, json: bool) -> Result<Status> {
     let snapshots = args.filter.filter().apply(cat.snapshots()?)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    if args.json {
+    if json {
         let list: Vec<_> = snapshots
             .iter()
-            .map(|(id, s)| {
-                serde_json::json!({
-                    "id": id.to_hex(),
-                    "short_id": id.short(),
-                    "session": s.session.to_hex(),
-                    "time_ns": s.time_ns,
-                    "time": format_time(s.time_ns),
-                    "hostname": s.hostname,
-                    "username": s.username,
-                    "source": shown(&s.source),
-                    "tree": s.tree.to_hex(),
-                    "partial": s.partial,
-                    "tags": s.tags,
-                    "summary": s.summary,
-                })
-            })
+            .map(|(id, s)| SnapshotJson::new(id, s))
             .collect();
-        writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
-        out.flush()?;
+        super::json::print(&list)?;
         return Ok(Status::Success);
     }
     writeln!(

@@ -68,9 +68,9 @@ pub fn passphrase(settings: &RepoSettings) -> Result<Passphrase> {
                     var.get_ref()
                 ))
             })?
-    } else if let Some(f) = std::env::var_os("CAIRN_PASSWORD_FILE") {
+    } else if let Some(f) = util::env_set("CAIRN_PASSWORD_FILE") {
         from_file(Path::new(&f), "CAIRN_PASSWORD_FILE")?
-    } else if let Some(p) = std::env::var_os("CAIRN_PASSWORD") {
+    } else if let Some(p) = util::env_set("CAIRN_PASSWORD") {
         std::os::unix::ffi::OsStringExt::into_vec(p)
     } else {
         return Err(Error::Input(

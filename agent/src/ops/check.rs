@@ -106,6 +106,7 @@ pub struct Unfinished {
     /// Its id.
     pub session: SessionId,
     /// Seconds since its lease was last written.
+    #[serde(rename = "lease_age_seconds")]
     pub age_s: i64,
 }
 

@@ -119,7 +119,8 @@ pub struct PruneReport {
     pub removed_objects: u64,
     /// Storage requests made (a dry run: that it would make, about).
     pub requests: u64,
-    /// Wall time.
+    /// Wall time (`duration_seconds` in JSON, as every report has it).
+    #[serde(rename = "duration_seconds")]
     pub seconds: f64,
 }
 
