@@ -54,67 +54,165 @@ pub enum Status {
     Partial,
 }
 
-/// Streaming, deduplicating, encrypted backups of databases, file trees and command output.
+/// `--version`: the release, the commit it was built from, and the
+/// repository format it reads and writes.
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (commit {}, repository format {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("CAIRN_COMMIT"),
+        cairn_repo_format::FORMAT_VERSION
+    )
+});
+
+const ABOUT: &str =
+    "Cairn: encrypted, deduplicated backups of PostgreSQL, Redis, file trees and any \
+command's output, to S3 or a local directory";
+
+const LONG_ABOUT: &str =
+    "Cairn backs up PostgreSQL databases (pg_dump), Redis (its RDB snapshot), \
+file trees and any command's standard output. Data is cut into content-defined chunks, \
+deduplicated, compressed with zstd and encrypted with AES-256-GCM before it leaves the machine, \
+into a repository on S3 (or an S3-compatible store) or in a local directory. Many machines can \
+back up into one repository at once, and `forget`/`prune` remove old snapshots while they do. \
+`cairn agent` runs backups on schedules with metrics for Prometheus.";
+
+const AFTER_HELP: &str = "\
+Environment:
+  CAIRN_REPOSITORY      the repository (as --repo)
+  CAIRN_PASSWORD_FILE   a file holding the passphrase (a trailing newline is ignored)
+  CAIRN_PASSWORD        the passphrase itself (prefer the file); without either, cairn asks on the terminal
+  CAIRN_NEW_PASSWORD_FILE, CAIRN_NEW_PASSWORD   the new passphrase for `key add`
+  CAIRN_CATALOG         the local catalog (as --catalog)
+  CAIRN_HOST            the host name recorded by backups (as backup --host)
+  AWS_*                 S3 credentials, region and endpoint, as the AWS CLI reads them
+  RUST_LOG              log filter (e.g. cairn_agent=debug)
+
+Exit status: 0 success, 1 failure (nothing committed), 2 usage error, 3 partial backup,
+128+N stopped by signal N.
+
+Examples:
+  cairn init
+  cairn backup /srv/data --exclude '*.tmp'
+  cairn backup pg --dbname app --globals
+  cairn snapshots --host web-1
+  cairn restore latest --target /tmp/restore
+  cairn forget --keep-daily 7 --keep-monthly 12 --prune
+
+Documentation: README.md and docs/ (operations.md, agent.md, json.md, format.md).";
+
 #[derive(Debug, Parser)]
-#[command(name = "cairn", version, about, propagate_version = true)]
+#[command(
+    name = "cairn",
+    version = VERSION.as_str(),
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = AFTER_HELP,
+    propagate_version = true
+)]
 pub struct Cli {
     /// Repository: a local directory, or s3:BUCKET/PREFIX (also s3://BUCKET/PREFIX).
-    #[arg(long, short = 'r', env = "CAIRN_REPOSITORY", global = true)]
+    #[arg(
+        long,
+        short = 'r',
+        env = "CAIRN_REPOSITORY",
+        global = true,
+        help_heading = "Repository"
+    )]
     repo: Option<String>,
 
     /// Endpoint of an S3-compatible store, e.g. http://127.0.0.1:8333 (path-style addressing is used with it).
-    #[arg(long, env = "AWS_ENDPOINT_URL_S3", global = true)]
+    #[arg(
+        long,
+        env = "AWS_ENDPOINT_URL_S3",
+        global = true,
+        help_heading = "Repository"
+    )]
     s3_endpoint: Option<String>,
 
     /// S3 region (default: from the AWS configuration, else us-east-1).
-    #[arg(long, env = "AWS_REGION", global = true)]
+    #[arg(long, env = "AWS_REGION", global = true, help_heading = "Repository")]
     s3_region: Option<String>,
 
     /// Use virtual-hosted addressing (bucket.host) with --s3-endpoint.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Repository")]
     s3_virtual_hosted: bool,
 
     /// Objects at least this many MiB are uploaded to S3 in parts.
-    #[arg(long, global = true, default_value_t = crate::backend::DEFAULT_MULTIPART_THRESHOLD >> 20)]
+    #[arg(long, global = true, default_value_t = crate::backend::DEFAULT_MULTIPART_THRESHOLD >> 20, help_heading = "Repository")]
     s3_multipart_threshold_mib: usize,
 
     /// Seconds without a byte from S3 before a request is abandoned and
     /// tried again (a stalled connection).
-    #[arg(long, env = "CAIRN_S3_READ_TIMEOUT", global = true, default_value_t = crate::backend::DEFAULT_READ_TIMEOUT.as_secs())]
+    #[arg(long, env = "CAIRN_S3_READ_TIMEOUT", global = true, default_value_t = crate::backend::DEFAULT_READ_TIMEOUT.as_secs(), help_heading = "Repository")]
     s3_read_timeout: u64,
 
     /// Retries per storage operation after throttling, 5xx, timeouts,
     /// connections cut or reset.
-    #[arg(long, env = "CAIRN_RETRIES", global = true, default_value_t = crate::backend::DEFAULT_RETRIES)]
+    #[arg(long, env = "CAIRN_RETRIES", global = true, default_value_t = crate::backend::DEFAULT_RETRIES, help_heading = "Repository")]
     retries: u32,
 
     /// The local catalog (a cache of the repository) to use, instead of
     /// one per repository in ~/.cache/cairn.
-    #[arg(long, env = "CAIRN_CATALOG", global = true)]
+    #[arg(
+        long,
+        env = "CAIRN_CATALOG",
+        global = true,
+        help_heading = "Repository"
+    )]
     catalog: Option<PathBuf>,
 
     /// Log every request to the repository's storage on standard error.
-    #[arg(long, env = "CAIRN_LOG_REQUESTS", global = true)]
+    #[arg(
+        long,
+        env = "CAIRN_LOG_REQUESTS",
+        global = true,
+        help_heading = "Repository"
+    )]
     log_requests: bool,
 
     /// More detail on standard error (-v debug, -vv trace). RUST_LOG, if
     /// set, chooses instead (e.g. RUST_LOG=cairn_agent=debug).
-    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count, help_heading = "Output")]
     verbose: u8,
 
     /// Only warnings and errors on standard error.
-    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    #[arg(
+        long,
+        short = 'q',
+        global = true,
+        conflicts_with = "verbose",
+        help_heading = "Output"
+    )]
     quiet: bool,
 
     /// Print results (and errors) as JSON on standard output, as
     /// docs/json.md specifies.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Output")]
     json: bool,
+
+    /// Without a terminal, log the progress of a backup or restore this
+    /// often, in seconds (0: never); on a terminal a bar shows it.
+    #[arg(
+        long,
+        env = "CAIRN_PROGRESS_INTERVAL",
+        global = true,
+        default_value_t = 30,
+        value_name = "SECONDS",
+        help_heading = "Output"
+    )]
+    progress_interval: u64,
 
     /// How log lines look: human, or json (one object per line, for log
     /// collectors). Default: human, except for the agent daemon when
     /// standard error is not a terminal (json).
-    #[arg(long, env = "CAIRN_LOG_FORMAT", global = true, value_enum)]
+    #[arg(
+        long,
+        env = "CAIRN_LOG_FORMAT",
+        global = true,
+        value_enum,
+        help_heading = "Output"
+    )]
     log_format: Option<LogFormat>,
 
     #[command(subcommand)]
@@ -124,40 +222,88 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create a new repository.
+    #[command(
+        after_help = "Examples:\n  cairn init --repo /srv/backups/repo\n  CAIRN_REPOSITORY=s3:my-bucket/cluster-a cairn init"
+    )]
     Init(init::Args),
     /// Manage the passphrases (key files) that open the repository.
+    #[command(
+        after_help = "Examples:\n  CAIRN_NEW_PASSWORD_FILE=/etc/cairn/pass2 cairn key add\n  cairn key list --json\n  cairn key remove 5e6f7a8b"
+    )]
     Key {
         #[command(subcommand)]
         command: key::Command,
     },
     /// Back up standard input, a command's output, or file trees.
+    #[command(
+        after_help = "Examples:\n  cairn backup /srv/data --exclude '*.tmp' --exclude-caches\n  cairn backup --host \"$NODE_NAME\" --tag nightly /var/lib/app\n  cairn backup pg --dbname app --globals\n  cairn backup redis --url redis://10.0.0.5:6379\n  cairn backup --name secrets.yaml --command -- kubectl get secrets -o yaml\n  pg_dumpall | cairn backup --stdin --name all.sql --expect-min-bytes 1000"
+    )]
     Backup(backup::Args),
     /// List snapshots.
+    #[command(
+        after_help = "Examples:\n  cairn snapshots\n  cairn snapshots --host web-1 --tag nightly --source-kind files --json"
+    )]
     Snapshots(snapshots::Args),
     /// List the files of a snapshot.
+    #[command(after_help = "Examples:\n  cairn ls latest /srv/data\n  cairn ls 1a2b3c4d --json")]
     Ls(ls::Args),
     /// Restore a snapshot to a directory or to standard output.
+    #[command(
+        after_help = "Examples:\n  cairn restore latest --target /tmp/restore --include /srv/data/config\n  cairn restore latest --stdout --source-kind stdin > dump.sql\n  cairn restore latest --pg --dbname app --clean --jobs 4\n  cairn restore latest --redis-rdb /var/lib/redis/dump.rdb"
+    )]
     Restore(restore::Args),
     /// Find files by name (or path) across snapshots, from the catalog.
+    #[command(
+        after_help = "Examples:\n  cairn find '*.conf'\n  cairn find -i '/srv/**/readme*' --host web-1"
+    )]
     Find(find::Args),
     /// Show what changed between two snapshots, from the catalog.
+    #[command(after_help = "Examples:\n  cairn diff 1a2b3c4d latest")]
     Diff(diff::Args),
     /// Forget snapshots by retention rules (--keep-daily 7, …) or by id;
     /// `prune` then frees the data no other snapshot uses.
+    #[command(
+        after_help = "Examples:\n  cairn forget --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run\n  cairn forget --keep-within 90d --host web-1 --prune\n  cairn forget 1a2b3c4d"
+    )]
     Forget(forget::Args),
     /// Delete the data no snapshot uses any more (safe while backups run).
+    #[command(after_help = "Examples:\n  cairn prune --dry-run\n  cairn prune")]
     Prune(prune::Args),
     /// Check that the repository is whole; with --read-data, read and
     /// verify every blob.
+    #[command(after_help = "Examples:\n  cairn check\n  cairn check --read-data-subset next/7")]
     Check(check::Args),
     /// Manage the local catalog.
+    #[command(after_help = "Examples:\n  cairn catalog info\n  cairn catalog rebuild")]
     Catalog {
         #[command(subcommand)]
         command: catalog_cmd::Command,
     },
     /// The node-side agent: scheduled jobs from one configuration file
     /// (`--config FILE`), one job once (`--run JOB`), `check-config`.
+    #[command(
+        after_help = "Examples:\n  cairn agent check-config --config /etc/cairn/agent.toml\n  cairn agent --config /etc/cairn/agent.toml\n  cairn agent --config /etc/cairn/agent.toml --run orders"
+    )]
     Agent(agent::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish,
+    /// powershell).
+    #[command(
+        after_help = "Examples:\n  cairn completion bash > /etc/bash_completion.d/cairn\n  cairn completion zsh > \"${fpath[1]}/_cairn\"\n  cairn completion fish > ~/.config/fish/completions/cairn.fish"
+    )]
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (cairn.1 and one per command) into a
+    /// directory, or cairn.1 to standard output.
+    #[command(
+        after_help = "Example:\n  cairn man --dir /usr/local/share/man/man1 && man cairn-backup"
+    )]
+    Man {
+        /// Where to write the pages.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Connection options shared by every PostgreSQL client.
@@ -242,6 +388,8 @@ struct Ctx {
     cancel: Cancel,
     /// `--json`.
     json: bool,
+    /// How progress is shown.
+    progress: crate::progress::Settings,
 }
 
 impl Ctx {
@@ -274,9 +422,23 @@ impl Ctx {
 
 /// Runs the parsed command; `cancel` (fired by a signal) stops it.
 pub async fn run(cli: Cli, cancel: Cancel) -> Result<Status> {
-    // The agent names its repositories in its configuration file.
+    // The agent names its repositories in its configuration file; the
+    // help commands need none.
     let command = match cli.command {
         Command::Agent(args) => return agent::run(args, cancel).await,
+        Command::Completion { shell } => {
+            // Into a buffer first: the generator panics on a write error
+            // (`| head` closing the pipe).
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "cairn", &mut script);
+            stdout_closed(
+                std::io::Write::write_all(&mut std::io::stdout(), &script)
+                    .map_err(anyhow::Error::from),
+            )?;
+            return Ok(Status::Success);
+        }
+        Command::Man { dir } => return man(dir.as_deref()),
         other => other,
     };
     let repo = cli.repo.filter(|r| !r.is_empty());
@@ -300,6 +462,11 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<Status> {
         catalog: cli.catalog,
         cancel,
         json: cli.json,
+        progress: crate::progress::Settings {
+            quiet: cli.quiet,
+            bar: true,
+            every: Some(std::time::Duration::from_secs(cli.progress_interval)),
+        },
     };
     match command {
         Command::Init(args) => init::run(&ctx, args).await,
@@ -307,8 +474,8 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<Status> {
             key::run(&ctx.open().await?, &ctx.cancel, command, ctx.json).await
         }
         Command::Catalog { command } => catalog_cmd::run(&ctx, command).await,
-        Command::Agent(_) => {
-            unreachable!("the agent is dispatched before a repository is opened")
+        Command::Agent(_) | Command::Completion { .. } | Command::Man { .. } => {
+            unreachable!("dispatched before a repository is opened")
         }
         Command::Backup(args) => backup::run(&ctx, args).await,
         Command::Restore(args) => restore::run(&ctx, args).await,
@@ -354,6 +521,24 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<Status> {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct Reported(pub String);
+
+/// `cairn man`: every page into `dir`, or the top page to standard output.
+fn man(dir: Option<&std::path::Path>) -> Result<Status> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(cmd, dir)
+                .with_context(|| format!("writing the manual pages into {}", dir.display()))?;
+        }
+        None => stdout_closed(
+            clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .map_err(anyhow::Error::from),
+        )?,
+    }
+    Ok(Status::Success)
+}
 
 /// Standard output was closed by its reader (`cairn ls | head`).
 #[derive(Debug, thiserror::Error)]

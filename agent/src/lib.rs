@@ -11,6 +11,7 @@ pub mod filter;
 pub mod gc;
 pub mod ops;
 pub mod pipeline;
+pub mod progress;
 pub mod repo;
 pub mod restore;
 pub mod retention;

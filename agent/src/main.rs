@@ -9,11 +9,11 @@
 
 mod cli;
 mod logging;
-mod progress;
 
 // The library's modules, under the names the front end's code uses.
 use cairn_agent::{
-    backend, cancel, catalog, daemon, filter, ops, repo, restore, retention, source, stats, util,
+    backend, cancel, catalog, daemon, filter, ops, progress, repo, restore, retention, source,
+    stats, util,
 };
 
 use cairn_agent::cancel::Reason;

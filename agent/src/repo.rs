@@ -3,6 +3,7 @@
 
 use crate::backend::{DynBackend, ErrorKind, PutMode};
 use crate::error::{input, Context, Error, Result};
+use crate::stats::Stats;
 use crate::util;
 use bytes::Bytes;
 use cairn_repo_format::{
@@ -26,6 +27,9 @@ pub struct Repository {
     /// The key file that opened it.
     pub key_id: KeyId,
     master: Arc<MasterKey>,
+    /// What its reads have verified so far (`bytes_read`: plaintext of
+    /// data blobs), and what a restore expects to read, for progress.
+    reads: Arc<Stats>,
 }
 
 fn key_meta() -> KeyMeta {
@@ -45,7 +49,14 @@ impl Repository {
             config,
             key_id,
             master: Arc::new(master),
+            reads: Arc::new(Stats::default()),
         }
+    }
+
+    /// The counters of what reads from this handle have verified, for a
+    /// progress display.
+    pub fn read_stats(&self) -> Arc<Stats> {
+        self.reads.clone()
     }
 
     /// Creates a repository: a key file, then the config (create-only: an

@@ -8,6 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Stats {
     /// Bytes read from the source.
     pub bytes_read: AtomicU64,
+    /// Bytes of files not read because they are unchanged since the
+    /// parent snapshot (with `bytes_read`: how far a backup has come).
+    pub skipped_bytes: AtomicU64,
     /// Plaintext bytes of new data chunks (file and stream content, not
     /// trees).
     pub new_bytes: AtomicU64,

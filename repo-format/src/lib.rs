@@ -56,6 +56,9 @@ mod snapshot;
 mod tree;
 mod wire;
 
+/// The repository format this crate reads and writes (`docs/format.md`).
+pub const FORMAT_VERSION: u32 = 1;
+
 pub use config::{Config, CHUNKER_ALGORITHM, DEFAULT_PACK_SIZE, DEFAULT_ZSTD_LEVEL};
 pub use crypto::{CatalogKey, EncKey, MasterKey, RepoKeys, TAG_LEN};
 pub use error::{BlobError, FormatError, KeyError};

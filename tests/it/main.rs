@@ -20,6 +20,7 @@ mod hardening;
 mod json;
 mod metadata;
 mod metrics;
+mod progress;
 mod prune;
 mod retention;
 mod s3;

@@ -3,7 +3,7 @@
 use super::json::SnapshotJson;
 use super::{usage, Ctx, PgConnArgs, Status};
 use crate::ops::{self, BackupOptions, Parent};
-use crate::progress::Progress;
+use crate::progress::{Progress, Work};
 use crate::source::command::{CommandSettings, StdinSettings};
 use crate::source::files::FilesSettings;
 use crate::source::postgres::PgSettings;
@@ -269,10 +269,12 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
         expect_min_bytes: args.expect_min_bytes,
         tags: args.tags.clone(),
         host: args.host.clone(),
+        // The size is worth a second walk only where a bar shows the time left.
+        estimate: std::io::IsTerminal::is_terminal(&std::io::stderr()) && !ctx.progress.quiet,
     };
     let (repo, cat) = ctx.open_with_catalog().await?;
     let stats = Arc::new(Stats::default());
-    let progress = Progress::start(stats.clone());
+    let progress = Progress::start(stats.clone(), Work::Backup, ctx.progress);
     let out = ops::backup(&repo, &cat, &opts, &ctx.cancel, stats).await;
     drop(progress);
     let out = out?;

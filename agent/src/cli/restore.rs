@@ -2,6 +2,7 @@
 
 use super::{stdout_closed, usage, Ctx, PgConnArgs, Status};
 use crate::ops::{self, Destination, RestoreOptions};
+use crate::progress::{Progress, Work};
 use crate::source::postgres::PgRestore;
 use crate::util::human_bytes;
 use anyhow::Result;
@@ -122,7 +123,9 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
         to,
     };
     let (repo, cat) = ctx.open_with_catalog().await?;
+    let progress = Progress::start(repo.read_stats(), Work::Restore, ctx.progress);
     let restored = ops::restore(&repo, &cat, &opts, &ctx.cancel).await;
+    drop(progress);
     let r = if args.stdout {
         stdout_closed(restored.map_err(anyhow::Error::from))?
     } else {

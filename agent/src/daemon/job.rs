@@ -13,6 +13,7 @@ use crate::cancel::{Cancel, Reason};
 use crate::error::{Action, Error};
 use crate::filter::SnapshotFilter;
 use crate::ops::{self, BackupOptions, BackupReport, ForgetOptions};
+use crate::progress::{self, Progress, Work};
 use crate::retention::GroupBy;
 use crate::source::command::CommandSettings;
 use crate::source::files::FilesSettings;
@@ -27,6 +28,8 @@ use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How often a running backup logs its progress.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 /// The tag on every snapshot of job `name`.
 pub fn tag(name: &str) -> String {
     format!("job={name}")
@@ -313,7 +316,19 @@ async fn attempt(
         hooks::run_all(&job.pre, "pre", &env, cancel).await?;
         let opts = backup_options(name, job, host)?;
         let stats = Arc::new(Stats::default());
-        let backup = ops::backup(&repo.repo, &repo.cat, &opts, cancel, stats).await?;
+        // A long run shows life in the log (the agent has no terminal).
+        let progress = Progress::start(
+            stats.clone(),
+            Work::Backup,
+            progress::Settings {
+                quiet: false,
+                bar: false,
+                every: Some(PROGRESS_EVERY),
+            },
+        );
+        let backup = ops::backup(&repo.repo, &repo.cat, &opts, cancel, stats).await;
+        drop(progress);
+        let backup = backup?;
         repo.reached();
         let s = &backup.snapshot.summary;
         tracing::info!(

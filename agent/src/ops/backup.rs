@@ -10,7 +10,7 @@ use crate::pipeline::{self, Options, Target};
 use crate::repo::Repository;
 use crate::session::Session;
 use crate::source::files::{FilesPlan, WalkReport, Walker};
-use crate::source::{stream, Plan, SourceError, SourceSettings, StreamPlan};
+use crate::source::{files, stream, Plan, SourceError, SourceSettings, StreamPlan};
 use crate::stats::Stats;
 use crate::sync::{self, Trees};
 use crate::util;
@@ -58,6 +58,12 @@ pub struct BackupOptions {
     /// its node here.
     #[serde(default)]
     pub host: Option<String>,
+    /// For a files backup, add up the sizes of the files to read first, on
+    /// a thread of its own while the backup runs, so that a progress
+    /// display can estimate the time left (`Stats::expected_bytes`). It
+    /// costs a second walk of the tree's metadata.
+    #[serde(default)]
+    pub estimate: bool,
 }
 
 fn default_uploads() -> usize {
@@ -74,6 +80,7 @@ impl BackupOptions {
             expect_min_bytes: 0,
             tags: Vec::new(),
             host: None,
+            estimate: false,
         }
     }
 }
@@ -176,6 +183,12 @@ pub async fn backup(
     };
     let is_stream = matches!(prepared.plan, Plan::Streams(_));
     let parent = prepared.parent;
+    let estimating = match &prepared.plan {
+        Plan::Files(files) if opts.estimate => {
+            Some(files::estimate_in_background(files, stats.clone()))
+        }
+        _ => None,
+    };
     let produced = cancel
         .or_cancel(session.fence.or_cancel(async {
             let produced = produce(repo, cat, &session, prepared, opts.uploads, &stats).await?;
@@ -193,6 +206,7 @@ pub async fn backup(
             Ok::<_, Error>(produced)
         }))
         .await;
+    drop(estimating);
     let Produced {
         source,
         tree,

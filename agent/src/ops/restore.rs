@@ -9,7 +9,7 @@ use crate::repo::Repository;
 use crate::restore::{self, tree};
 use crate::source::{postgres, redis};
 use crate::sync::{self, Trees};
-use cairn_repo_format::SnapshotId;
+use cairn_repo_format::{ChunkId, NodeKind, SnapshotId};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -96,6 +96,14 @@ pub async fn restore(
             let (id, snap) = filter::resolve(&snapshots, &opts.snapshot, &filter)?;
             tracing::Span::current().record("id", id.short());
             sync::fetch_trees(cat, repo, Trees::Of(&[*id])).await?;
+            let whole =
+                !matches!(&opts.to, Destination::Dir { include, .. } if !include.is_empty());
+            if whole {
+                repo.read_stats().expected_bytes.store(
+                    content_bytes(cat, snap.tree)?,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
             let mut report = RestoreReport {
                 id: *id,
                 bytes: 0,
@@ -124,4 +132,27 @@ pub async fn restore(
             Ok::<_, crate::Error>(report)
         })
         .await
+}
+
+/// The bytes of the regular files below `tree` (a hard-linked file once),
+/// from the catalog: what a whole restore writes, for its progress.
+fn content_bytes(cat: &Catalog, tree: ChunkId) -> Result<u64> {
+    let mut total = 0u64;
+    let mut linked = std::collections::HashSet::new();
+    let mut stack = vec![tree];
+    while let Some(id) = stack.pop() {
+        for node in cat.tree(&id)?.nodes() {
+            match &node.kind {
+                NodeKind::Dir { subtree } => stack.push(*subtree),
+                NodeKind::File { size, .. }
+                    if node.meta.links < 2
+                        || linked.insert((node.meta.device, node.meta.inode)) =>
+                {
+                    total = total.saturating_add(*size);
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(total)
 }

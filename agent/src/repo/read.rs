@@ -7,8 +7,9 @@ use super::Repository;
 use crate::backend::ErrorKind;
 use crate::catalog::{Catalog, PackRef};
 use crate::error::{Context, Error, Result};
+use crate::stats::Stats;
 use bytes::Bytes;
-use cairn_repo_format::{BlobDecompressor, BlobEntry, ChunkId, ObjectName, PackCipher};
+use cairn_repo_format::{BlobDecompressor, BlobEntry, BlobKind, ChunkId, ObjectName, PackCipher};
 use futures::{StreamExt, TryStreamExt};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -252,6 +253,7 @@ async fn fetch_and_open(
         Err(e) => return Err(e).with_context(|| format!("reading pack {name}")),
     };
     let keys = repo.keys.clone();
+    let reads = repo.read_stats();
     tokio::task::spawn_blocking(move || {
         let cipher = PackCipher::new(&keys.enc, read.pack.session, read.pack.id);
         let mut dec = BlobDecompressor::new()?;
@@ -271,6 +273,9 @@ async fn fetch_and_open(
                     .map(Bytes::from)
                     .map_err(Damaged::new),
             };
+            if let (Ok(data), BlobKind::Data) = (&opened, e.kind) {
+                Stats::add(&reads.bytes_read, data.len() as u64);
+            }
             out.push((*slot, opened));
         }
         Ok(out)

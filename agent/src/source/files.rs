@@ -24,6 +24,8 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 mod select;
 pub use select::{path_glob, Excludes, Selector};
@@ -209,6 +211,56 @@ pub struct WalkReport {
     /// Entries left out: by an exclude pattern, or directories by a tag
     /// file they hold or (their content) by being on another file system.
     pub excluded: u64,
+}
+
+/// Adds up, on a thread of its own, the sizes of the regular files a walk
+/// of `plan` will meet, and stores the total in `stats.expected_bytes` for
+/// a progress display. Dropping the handle stops it (the backup is over).
+pub fn estimate_in_background(plan: &FilesPlan, stats: Arc<Stats>) -> Estimate {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (paths, selector, flag) = (plan.paths.clone(), plan.selector.clone(), stop.clone());
+    let spawned = std::thread::Builder::new()
+        .name("cairn-estimate".into())
+        .spawn(move || {
+            let mut total = 0u64;
+            let mut stack = paths;
+            while let Some(p) = stack.pop() {
+                if flag.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(m) = std::fs::symlink_metadata(&p) else {
+                    continue;
+                };
+                if m.is_file() {
+                    total = total.saturating_add(m.len());
+                } else if m.is_dir() && selector.tagged(&p).is_none() {
+                    let Ok(entries) = std::fs::read_dir(&p) else {
+                        continue;
+                    };
+                    for e in entries.flatten() {
+                        let path = e.path();
+                        if !selector.excludes.matches(&path) {
+                            stack.push(path);
+                        }
+                    }
+                }
+            }
+            stats.expected_bytes.store(total, Ordering::Relaxed);
+        });
+    if let Err(e) = spawned {
+        tracing::debug!("no estimate of the backup's size: {e}");
+    }
+    Estimate(stop)
+}
+
+/// A running [`estimate_in_background`]; dropping it stops the estimate.
+#[derive(Debug)]
+pub struct Estimate(Arc<AtomicBool>);
+
+impl Drop for Estimate {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Checks that every path can be looked at before anything is stored.
@@ -489,6 +541,7 @@ impl<'a> Walker<'a> {
         let kind = if ft.is_file() {
             if let Some(content) = self.unchanged(&meta, m.len(), before)? {
                 Stats::add(&self.sink.stats().total_chunks, content.len() as u64);
+                Stats::add(&self.sink.stats().skipped_bytes, m.len());
                 self.report.files += 1;
                 self.report.unchanged += 1;
                 // Setting an attribute changes ctime, which matched: the

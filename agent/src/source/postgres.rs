@@ -99,6 +99,8 @@ pub struct PgProbe {
     pub server_version: String,
     /// pg_dump's version.
     pub pg_dump_version: String,
+    /// `pg_database_size`: bytes on disk (an estimate of the dump's size).
+    pub size: Option<u64>,
 }
 
 /// Runs a client to completion, with `env` added to its environment; its
@@ -185,7 +187,10 @@ impl PgSettings {
         };
         Ok(StreamPlan {
             streams,
-            expected_bytes: None,
+            // The database's size on disk: indexes and free space are not
+            // dumped, so the dump is usually smaller; an estimate for the
+            // progress display only.
+            expected_bytes: probe.size,
             record: Box::new(move || Ok(record)),
         })
     }
@@ -246,17 +251,19 @@ impl PgSettings {
         ];
         q.extend(self.conn.args(self.conn.dbname.as_deref()));
         q.push(
-            "--command=select current_database() || '|' || current_setting('server_version')"
+            "--command=select current_database() || '|' || current_setting('server_version') || '|' || pg_database_size(current_database())"
                 .to_owned(),
         );
         let out = capture(&q, &self.env()).await?;
-        let (dbname, server_version) = out
-            .trim()
-            .split_once('|')
-            .map(|(d, v)| (d.to_owned(), v.to_owned()))
-            .ok_or_else(|| SourceError::Postgres {
+        let mut fields = out.trim().splitn(3, '|');
+        let (Some(dbname), Some(server_version), Some(size)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            return Err(SourceError::Postgres {
                 detail: format!("unexpected answer from psql: {:?}", out.trim()),
-            })?;
+            });
+        };
+        let (dbname, server_version) = (dbname.to_owned(), server_version.to_owned());
         let version = capture(&["pg_dump".to_owned(), "--version".to_owned()], &[]).await?;
         let pg_dump_version = version
             .split_whitespace()
@@ -267,6 +274,7 @@ impl PgSettings {
             dbname,
             server_version,
             pg_dump_version,
+            size: size.parse().ok(),
         })
     }
 }

@@ -114,6 +114,22 @@ fn read_blocking(
     stats: &Stats,
 ) -> Result<u64, SourceError> {
     use std::io::Read;
+    /// Counts bytes as they arrive, so progress moves with a slow producer.
+    struct Counting<'a, R> {
+        inner: R,
+        stats: &'a Stats,
+    }
+    impl<R: Read> Read for Counting<'_, R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            Stats::add(&self.stats.bytes_read, n as u64);
+            Ok(n)
+        }
+    }
+    let mut reader = Counting {
+        inner: &mut reader,
+        stats,
+    };
     let mut total = 0u64;
     loop {
         let mut buf = Vec::with_capacity(STREAM_BUF);
@@ -122,7 +138,6 @@ fn read_blocking(
             .read_to_end(&mut buf)
             .map_err(|e| read_error(what, e))?;
         total += n as u64;
-        Stats::add(&stats.bytes_read, n as u64);
         if n == 0 || tx.blocking_send(Bytes::from(buf)).is_err() {
             // End of input, or the pipeline stopped (it reports why).
             return Ok(total);
@@ -147,14 +162,15 @@ async fn read_into(
                     eof = true;
                     break;
                 }
-                Ok(_) => {}
+                // Counted as it arrives, so progress moves with a slow
+                // producer.
+                Ok(k) => Stats::add(&stats.bytes_read, k as u64),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(read_error(what, e)),
             }
         }
         let n = buf.len();
         total += n as u64;
-        Stats::add(&stats.bytes_read, n as u64);
         if n > 0 && tx.send(buf.freeze()).await.is_err() {
             // The pipeline stopped; it reports why.
             return Ok(total);
