@@ -6,7 +6,7 @@
 
 use crate::stats::Stats;
 use crate::util::human_bytes;
-use indicatif::{HumanBytes, HumanDuration, ProgressBar, ProgressStyle};
+use indicatif::{HumanDuration, ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -130,7 +130,7 @@ async fn log_lines(stats: Arc<Stats>, work: Work, every: Duration) {
             format!(
                 ", {:.0} % of about {}, about {} left",
                 (bytes as f64 * 100.0 / total as f64).min(100.0),
-                HumanBytes(total),
+                human_bytes(total),
                 HumanDuration(Duration::from_secs_f64(left))
             )
         } else {
@@ -145,8 +145,8 @@ async fn log_lines(stats: Arc<Stats>, work: Work, every: Duration) {
             expected_bytes = total,
             "{what} running for {}: {} done at {}/s{share}{extra}",
             HumanDuration(started.elapsed()),
-            HumanBytes(bytes),
-            HumanBytes(rate as u64)
+            human_bytes(bytes),
+            human_bytes(rate as u64)
         );
     }
 }

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 /// The layers, lowest first; a module may use the modules of any layer
 /// below its own, none of its own or above.
 const LAYERS: &[&[&str]] = &[
-    &["util", "stats", "cancel", "retention", "xattr"],
-    &["backend", "progress"],
+    &["util", "stats", "cancel", "xattr"],
+    &["backend", "progress", "retention"],
     &["error"],
     &["catalog"],
     &["repo", "filter"],

@@ -304,7 +304,13 @@ fn a_writer_paused_past_its_lease_is_fenced_and_fails_cleanly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("fenced"), "{err}");
-    assert!(out.stdout.is_empty(), "no snapshot is reported");
+    // With --json the failure is an error document, not a snapshot.
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert!(
+        doc["error"]["message"].as_str().unwrap().contains("fenced"),
+        "{doc}"
+    );
+    assert!(doc.get("snapshot_id").is_none(), "no snapshot is reported");
     // No snapshot of it; the others are intact.
     let snaps = r.snapshots();
     assert_eq!(snaps.len(), 2);

@@ -37,6 +37,37 @@ fn the_parent_is_found_by_host_and_set_of_paths() {
     assert_eq!(again["bytes_read"].as_u64(), Some(0), "{again}");
     assert_eq!(again["unchanged_files"].as_u64(), Some(7), "{again}");
 
+    // The machine's own name changes (a pod scheduled anew): the same
+    // --host still finds the parent. (A UTS namespace of its own gives the
+    // backup another host name.)
+    let renamed = std::process::Command::new("unshare")
+        .args(["--uts", "sh", "-c"])
+        .arg(format!(
+            "hostname renamed-pod-x1 && {} backup --json --host pod-7f9c {a} {b} && {} backup --json {a} {b}",
+            cairn_e2e::cairn_bin().display(),
+            cairn_e2e::cairn_bin().display()
+        ))
+        .env("CAIRN_REPOSITORY", &r.path)
+        .env("CAIRN_PASSWORD", &r.pass)
+        .env("CAIRN_CATALOG", &r.catalog)
+        .output()
+        .expect("unshare runs (util-linux; as root)");
+    assert!(
+        renamed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&renamed.stderr)
+    );
+    let docs: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&renamed.stdout)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(docs[0]["bytes_read"].as_u64(), Some(0), "{}", docs[0]);
+    assert_eq!(
+        docs[1]["snapshot"]["host"], "renamed-pod-x1",
+        "the namespace took"
+    );
+    assert_eq!(docs[1]["unchanged_files"].as_u64(), Some(0), "{}", docs[1]);
+
     // Another host has no parent of its own yet; CAIRN_HOST names it too.
     let other = r.backup_json(&["--host", "elsewhere", a, b], b"");
     assert_eq!(other["unchanged_files"].as_u64(), Some(0), "{other}");
@@ -55,12 +86,12 @@ fn the_parent_is_found_by_host_and_set_of_paths() {
     assert_eq!(subset["unchanged_files"].as_u64(), Some(0), "{subset}");
 
     // The host filter sees them apart.
-    assert_eq!(ids(&r, &["--host", "pod-7f9c"]).len(), 3);
+    assert_eq!(ids(&r, &["--host", "pod-7f9c"]).len(), 4);
     assert_eq!(
         ids(&r, &["--host", "elsewhere", "--host", "pod-7f9c"]).len(),
-        5
+        6
     );
-    assert_eq!(ids(&r, &["--path", b]).len(), 4);
+    assert_eq!(ids(&r, &["--path", b]).len(), 6);
     assert_eq!(
         ids(&r, &["--path", a, "--path", b, "--host", "elsewhere"]).len(),
         2
