@@ -136,20 +136,21 @@ fn bars_on_a_terminal_lines_without_one_never_on_stdout() {
     assert!(t.contains("restored snapshot"), "{t}");
 
     // Without a terminal: a log line every --progress-interval seconds.
-    let o = r.run(&[
-        "backup",
-        "--progress-interval",
-        "1",
-        "--name",
-        "slow.bin",
-        "--command",
-        "--",
-        "sh",
-        "-c",
+    let slow = |quiet: bool, script: &str| {
+        let mut a = vec!["backup", "--progress-interval", "1", "--name", "slow.bin"];
+        if quiet {
+            a.insert(0, "-q");
+        }
+        a.extend(["--command", "--", "sh", "-c", script]);
+        let o = r.run(&a);
+        let err = text(&o.stderr);
+        assert!(o.status.success(), "{err}");
+        err
+    };
+    let err = slow(
+        false,
         "head -c 1048576 /dev/urandom; sleep 2.5; head -c 1048576 /dev/urandom",
-    ]);
-    let err = text(&o.stderr);
-    assert!(o.status.success(), "{err}");
+    );
     let lines = err
         .lines()
         .filter(|l| l.contains("backup running for"))
@@ -157,22 +158,6 @@ fn bars_on_a_terminal_lines_without_one_never_on_stdout() {
     assert!(lines >= 2, "{err}");
     assert!(err.contains("MiB done at"), "{err}");
     // -q: none.
-    let o = r.run(&[
-        "-q",
-        "backup",
-        "--progress-interval",
-        "1",
-        "--name",
-        "slow.bin",
-        "--command",
-        "--",
-        "sh",
-        "-c",
-        "head -c 1024 /dev/urandom; sleep 1.5",
-    ]);
-    assert!(
-        o.status.success() && text(&o.stderr).is_empty(),
-        "{}",
-        text(&o.stderr)
-    );
+    let err = slow(true, "head -c 1024 /dev/urandom; sleep 1.5");
+    assert!(err.is_empty(), "{err}");
 }

@@ -6,6 +6,7 @@ use crate::ops::keys;
 use crate::repo::Repository;
 use crate::util::{format_time, rfc3339};
 use anyhow::Result;
+use cairn_repo_format::KeyId;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -45,6 +46,18 @@ struct KeyChanged {
     short_id: String,
 }
 
+/// Reports a key added or removed.
+fn changed(what: &str, id: KeyId, json: bool) -> Result<()> {
+    if json {
+        return super::json::print(&KeyChanged {
+            id: id.to_hex(),
+            short_id: id.short(),
+        });
+    }
+    println!("{what} key {}", id.short());
+    Ok(())
+}
+
 pub async fn run(repo: &Repository, cancel: &Cancel, cmd: Command, json: bool) -> Result<Status> {
     match cmd {
         Command::Add => {
@@ -55,14 +68,7 @@ pub async fn run(repo: &Repository, cancel: &Cancel, cmd: Command, json: bool) -
                 true,
             )?;
             let id = cancel.or_cancel(keys::add(repo, &pass)).await?;
-            if json {
-                super::json::print(&KeyChanged {
-                    id: id.to_hex(),
-                    short_id: id.short(),
-                })?;
-            } else {
-                println!("added key {}", id.short());
-            }
+            changed("added", id, json)?;
         }
         Command::List => {
             let list = cancel.or_cancel(keys::list(repo)).await?;
@@ -101,14 +107,7 @@ pub async fn run(repo: &Repository, cancel: &Cancel, cmd: Command, json: bool) -
         }
         Command::Remove { id } => {
             let key = cancel.or_cancel(keys::remove(repo, &id)).await?;
-            if json {
-                super::json::print(&KeyChanged {
-                    id: key.to_hex(),
-                    short_id: key.short(),
-                })?;
-            } else {
-                println!("removed key {}", key.short());
-            }
+            changed("removed", key, json)?;
         }
     }
     Ok(Status::Success)

@@ -309,7 +309,9 @@ pub enum JobSource {
     /// A Redis server's RDB snapshot.
     Redis(RedisSource),
     /// File trees.
-    Files(FilesSource),
+    /// `type = "files"`: the settings `cairn backup` builds from its
+    /// options, under the same names.
+    Files(crate::source::files::FilesSettings),
     /// A command's standard output.
     Command(CommandSource),
 }
@@ -358,37 +360,6 @@ pub struct RedisSource {
     /// CA certificates (PEM) for `rediss://`.
     #[serde(default)]
     pub tls_ca_file: Option<PathBuf>,
-}
-
-/// `type = "files"`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct FilesSource {
-    /// Absolute paths.
-    pub paths: Vec<PathBuf>,
-    /// Entries not to back up (`*.tmp`, `/srv/data/cache`; as `cairn
-    /// backup --exclude`).
-    #[serde(default)]
-    pub excludes: Vec<String>,
-    /// The same, matching without regard to case.
-    #[serde(default)]
-    pub iexcludes: Vec<String>,
-    /// Files of exclude patterns, one per line.
-    #[serde(default)]
-    pub exclude_files: Vec<PathBuf>,
-    /// A directory holding a file of one of these names is left out.
-    #[serde(default)]
-    pub exclude_if_present: Vec<String>,
-    /// A directory holding a valid `CACHEDIR.TAG` is left out.
-    #[serde(default)]
-    pub exclude_caches: bool,
-    /// Mount points below the paths are recorded empty.
-    #[serde(default)]
-    pub one_file_system: bool,
-    /// Whether extended attributes are recorded (`xattrs = false` as
-    /// `cairn backup --no-xattrs`).
-    #[serde(default = "crate::util::yes")]
-    pub xattrs: bool,
 }
 
 /// `type = "command"`.

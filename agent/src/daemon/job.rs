@@ -16,7 +16,6 @@ use crate::ops::{self, BackupOptions, BackupReport, ForgetOptions};
 use crate::progress::{self, Progress, Work};
 use crate::retention::GroupBy;
 use crate::source::command::CommandSettings;
-use crate::source::files::FilesSettings;
 use crate::source::postgres::{PgConn, PgSettings};
 use crate::source::redis::RedisSettings;
 use crate::source::SourceSettings;
@@ -141,17 +140,7 @@ pub fn backup_options(name: &str, job: &JobSettings, host: &str) -> Result<Backu
                 tls_ca_file: r.tls_ca_file.clone(),
             })
         }
-        JobSource::Files(f) => SourceSettings::Files(FilesSettings {
-            paths: f.paths.clone(),
-            files_from: Vec::new(),
-            excludes: f.excludes.clone(),
-            iexcludes: f.iexcludes.clone(),
-            exclude_files: f.exclude_files.clone(),
-            exclude_if_present: f.exclude_if_present.clone(),
-            exclude_caches: f.exclude_caches,
-            one_file_system: f.one_file_system,
-            xattrs: f.xattrs,
-        }),
+        JobSource::Files(f) => SourceSettings::Files(f.clone()),
         JobSource::Command(c) => SourceSettings::Command(CommandSettings {
             argv: c.command.clone(),
             name: c.name.clone(),

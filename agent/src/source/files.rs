@@ -30,9 +30,11 @@ use std::sync::Arc;
 mod select;
 pub use select::{path_glob, Excludes, Selector};
 
-/// Which file trees to back up.
+/// Which file trees to back up. In JSON and TOML its keys are
+/// kebab-case (`exclude-if-present`), as the agent's configuration
+/// spells them.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct FilesSettings {
     /// Files and directories; relative ones are taken from the current
     /// directory.

@@ -275,8 +275,11 @@ impl Check<'_> {
                 }
             }
             JobSource::Files(f) => {
-                if f.paths.is_empty() {
+                if f.paths.is_empty() && f.files_from.is_empty() {
                     self.add(s, &format!("{key}.paths"), "is empty");
+                }
+                for file in &f.files_from {
+                    self.readable(s, file, &format!("{key}.files-from"));
                 }
                 if let Err(e) = crate::source::files::Excludes::new(&f.excludes, &f.iexcludes) {
                     self.add(s, &format!("{key}.excludes"), e);
