@@ -154,7 +154,7 @@ impl Metrics {
             new_bytes: reg!(IntCounterVec::new(
                 opts(
                     "cairn_job_new_bytes_total",
-                    "Bytes of chunks new to the repository, before compression."
+                    "Bytes of content (file and stream data, not trees) new to the repository, before compression."
                 ),
                 job
             )),
