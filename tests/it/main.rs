@@ -17,6 +17,7 @@ mod databases;
 mod dedup;
 mod files;
 mod hardening;
+mod image;
 mod json;
 mod metadata;
 mod metrics;
