@@ -54,6 +54,14 @@ fn backup_message(stats: &Stats) -> String {
     )
 }
 
+impl Settings {
+    /// Whether a bar is drawn (standard error is a terminal, and a bar is
+    /// wanted): only then is an estimate of the size worth its cost.
+    pub fn draws_bar(&self) -> bool {
+        self.bar && !self.quiet && std::io::stderr().is_terminal()
+    }
+}
+
 impl Progress {
     /// Starts showing `stats`: a bar when standard error is a terminal
     /// (and `settings` allows one), else log lines as `settings` asks.
@@ -65,7 +73,7 @@ impl Progress {
         if settings.quiet {
             return none;
         }
-        if !(settings.bar && std::io::stderr().is_terminal()) {
+        if !settings.draws_bar() {
             let Some(every) = settings.every.filter(|d| !d.is_zero()) else {
                 return none;
             };

@@ -89,6 +89,7 @@ impl Fixture {
         let opts = RestoreOptions {
             snapshot: snapshot.into(),
             filter: cairn_agent::filter::SnapshotFilter::default(),
+            estimate: false,
             to: Destination::Dir {
                 path: to.to_owned(),
                 include: Vec::new(),

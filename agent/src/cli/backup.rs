@@ -270,7 +270,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
         tags: args.tags.clone(),
         host: args.host.clone(),
         // The size is worth a second walk only where a bar shows the time left.
-        estimate: std::io::IsTerminal::is_terminal(&std::io::stderr()) && !ctx.progress.quiet,
+        estimate: ctx.progress.draws_bar(),
     };
     let (repo, cat) = ctx.open_with_catalog().await?;
     let stats = Arc::new(Stats::default());

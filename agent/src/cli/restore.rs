@@ -120,6 +120,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
     let opts = RestoreOptions {
         snapshot: args.snapshot.clone(),
         filter: args.filter.filter(args.snapshot_hosts.clone()),
+        estimate: ctx.progress.draws_bar(),
         to,
     };
     let (repo, cat) = ctx.open_with_catalog().await?;

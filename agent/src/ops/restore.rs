@@ -55,6 +55,12 @@ pub struct RestoreOptions {
     /// What `latest` is chosen among.
     #[serde(default)]
     pub filter: SnapshotFilter,
+    /// For a whole directory restore, add up its files' sizes first (a walk
+    /// of its trees in the catalog), so that a progress display can
+    /// estimate the time left (`Stats::expected_bytes` of
+    /// [`Repository::read_stats`]). Other restores always know their size.
+    #[serde(default)]
+    pub estimate: bool,
     /// Where it goes.
     pub to: Destination,
 }
@@ -96,9 +102,13 @@ pub async fn restore(
             let (id, snap) = filter::resolve(&snapshots, &opts.snapshot, &filter)?;
             tracing::Span::current().record("id", id.short());
             sync::fetch_trees(cat, repo, Trees::Of(&[*id])).await?;
-            let whole =
-                !matches!(&opts.to, Destination::Dir { include, .. } if !include.is_empty());
-            if whole {
+            // A stream's size is in its root tree; a directory's takes a
+            // walk of every tree, so only when asked.
+            let sized = match &opts.to {
+                Destination::Dir { include, .. } => opts.estimate && include.is_empty(),
+                _ => true,
+            };
+            if sized {
                 repo.read_stats().expected_bytes.store(
                     content_bytes(cat, snap.tree)?,
                     std::sync::atomic::Ordering::Relaxed,

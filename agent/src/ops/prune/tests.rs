@@ -116,6 +116,7 @@ impl Fixture {
             let opts = RestoreOptions {
                 snapshot: id.to_hex(),
                 filter: crate::filter::SnapshotFilter::default(),
+                estimate: false,
                 to: Destination::Dir {
                     path: to.clone(),
                     include: Vec::new(),
