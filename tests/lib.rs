@@ -5,8 +5,10 @@
 //! same profile as the tests), so a test never runs a stale `cairn`.
 
 mod daemon;
+mod kube;
 mod net;
 pub use daemon::{http_get, Agent};
+pub use kube::{kube_bin, KubeServer};
 pub use net::{FaultyProxy, NetFaults, NET_WINDOW};
 
 use std::io::Write;

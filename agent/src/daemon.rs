@@ -6,6 +6,7 @@
 //! - [`schedule`]: when a job runs, and what a restart makes of a missed
 //!   run.
 //! - [`job`]: one run of a job (hooks, backup, retention, retries).
+//! - [`kubernetes`]: the claims mounted on this node, for a job of them.
 //! - [`hooks`]: the hook commands.
 //! - [`repos`]: the repositories, opened.
 //! - [`metrics`] and [`http`]: what Prometheus scrapes.
@@ -15,6 +16,7 @@ pub mod config;
 pub mod hooks;
 pub mod http;
 pub mod job;
+pub mod kubernetes;
 pub mod metrics;
 pub mod repos;
 pub mod schedule;

@@ -175,6 +175,12 @@ pub enum SourceError {
         /// The least expected.
         expected: u64,
     },
+    /// The Kubernetes API could not say which volumes this node has.
+    #[error("{detail}; nothing was backed up")]
+    Kubernetes {
+        /// What went wrong.
+        detail: String,
+    },
     /// A path to back up does not exist or cannot be read at all.
     #[error("cannot back up {path}: {cause}")]
     Path {

@@ -1,5 +1,6 @@
-//! Which snapshots a command looks at: by host, tags, paths and source
-//! kind (`--host`, `--tag`, `--path`, `--source-kind`), and a SNAPSHOT
+//! Which snapshots a command looks at: by host, tags, paths, Kubernetes
+//! claim and source kind (`--host`, `--tag`, `--path`, `--claim`,
+//! `--source-kind`), and a SNAPSHOT
 //! argument (`latest` or an id prefix) resolved within them.
 
 use crate::catalog::Listed;
@@ -23,14 +24,19 @@ pub struct SnapshotFilter {
     #[serde(default)]
     pub paths: Vec<String>,
     /// Of one of these source kinds (`files`, `postgres` or `pg`, `redis`,
-    /// `command`, `stdin`).
+    /// `pvc`, `command`, `stdin`).
     #[serde(default)]
     pub kinds: Vec<String>,
+    /// Of one of these Kubernetes claims: `NAMESPACE/NAME`, or `NAME` in
+    /// any namespace.
+    #[serde(default)]
+    pub claims: Vec<String>,
 }
 
 /// The source kinds a filter can name, with their aliases.
-const KINDS: [(&str, &str); 6] = [
+const KINDS: [(&str, &str); 7] = [
     ("files", "files"),
+    ("pvc", "pvc"),
     ("postgres", "postgres"),
     ("pg", "postgres"),
     ("redis", "redis"),
@@ -45,6 +51,7 @@ impl SnapshotFilter {
             && self.tags.is_empty()
             && self.paths.is_empty()
             && self.kinds.is_empty()
+            && self.claims.is_empty()
     }
 
     /// The filter with its paths made absolute and its kinds checked.
@@ -58,7 +65,7 @@ impl SnapshotFilter {
             let Some((_, kind)) = KINDS.iter().find(|(name, _)| name.eq_ignore_ascii_case(k))
             else {
                 input!(
-                    "unknown source kind {k:?}: use files, postgres (or pg), redis, command or stdin"
+                    "unknown source kind {k:?}: use files, postgres (or pg), redis, pvc, command or stdin"
                 );
             };
             kinds.push((*kind).to_owned());
@@ -74,6 +81,7 @@ impl SnapshotFilter {
             tags: self.tags.clone(),
             paths,
             kinds,
+            claims: self.claims.clone(),
         })
     }
 
@@ -94,7 +102,13 @@ impl SnapshotFilter {
         let kind = self.kinds.is_empty() || self.kinds.iter().any(|k| k == snap.source.kind());
         let paths = self.paths.is_empty()
             || matches!(&snap.source, Source::Files { paths } if self.paths.iter().all(|p| paths.contains(p)));
-        host && tags && kind && paths
+        let claims = self.claims.is_empty()
+            || matches!(&snap.source, Source::Pvc { namespace, claim, .. }
+            if self.claims.iter().any(|c| match c.split_once('/') {
+                Some((ns, name)) => ns == namespace && name == claim,
+                None => c == claim,
+            }));
+        host && tags && kind && paths && claims
     }
 
     /// The snapshots that pass, in their order.
@@ -120,6 +134,7 @@ impl SnapshotFilter {
             ("--tag", &self.tags),
             ("--path", &self.paths),
             ("--source-kind", &self.kinds),
+            ("--claim", &self.claims),
         ] {
             parts.extend(values.iter().map(|v| format!("{flag} {v}")));
         }
@@ -263,6 +278,39 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("unknown source kind"));
+    }
+
+    #[test]
+    fn a_claim_matches_with_or_without_its_namespace() {
+        let pvc = |ns: &str, claim: &str| Source::Pvc {
+            namespace: ns.into(),
+            claim: claim.into(),
+            pod: "p".into(),
+        };
+        let all = [
+            snap("n1", &[], pvc("shop", "data")),
+            snap("n2", &[], pvc("blog", "data")),
+            snap("n1", &[], files(&["/shop/data"])),
+        ];
+        let claims = |c: &[&str]| SnapshotFilter {
+            claims: c.iter().map(|c| (*c).to_owned()).collect(),
+            ..SnapshotFilter::default()
+        };
+        let ids = |f: SnapshotFilter| {
+            let f = f.normalized().unwrap();
+            all.iter()
+                .filter(|(_, s)| f.matches(s))
+                .map(|(id, _)| *id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(claims(&["shop/data"])), [all[0].0]);
+        assert_eq!(ids(claims(&["data"])), [all[0].0, all[1].0]);
+        assert_eq!(
+            ids(claims(&["shop/data", "blog/data"])),
+            [all[0].0, all[1].0]
+        );
+        assert!(ids(claims(&["shop/other"])).is_empty());
+        assert_eq!(ids(SnapshotFilter::default().of_kind("pvc")).len(), 2);
     }
 
     #[test]

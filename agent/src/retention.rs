@@ -317,7 +317,8 @@ impl std::str::FromStr for GroupBy {
 }
 
 /// What a snapshot is of, as one string (`command:db.dump`,
-/// `files:/srv/data`, `postgres:app`, `redis:10.0.0.5:6379`).
+/// `files:/srv/data`, `postgres:app`, `redis:10.0.0.5:6379`,
+/// `pvc:shop/data-pg-0`).
 pub fn source_key(source: &Source) -> String {
     match source {
         Source::Stdin { name } => format!("stdin:{name}"),
@@ -325,6 +326,9 @@ pub fn source_key(source: &Source) -> String {
         Source::Files { paths } => format!("files:{}", paths.join(",")),
         Source::Postgres { dbname, .. } => format!("postgres:{dbname}"),
         Source::Redis { address, .. } => format!("redis:{address}"),
+        Source::Pvc {
+            namespace, claim, ..
+        } => format!("pvc:{namespace}/{claim}"),
         Source::Other { kind, record } => {
             format!("{kind}:{}", serde_json::Value::Object(record.clone()))
         }
@@ -386,7 +390,10 @@ pub fn apply(
         std::collections::BTreeMap::new();
     for s in snapshots {
         let key = GroupKey {
-            host: by.host.then(|| s.1.hostname.clone()),
+            // A claim's snapshots are one group whichever node read them
+            // (its pod moves between nodes).
+            host: (by.host && !matches!(s.1.source, Source::Pvc { .. }))
+                .then(|| s.1.hostname.clone()),
             source: by.source.then(|| source_key(&s.1.source)),
             tags: by.tags.then(|| s.1.tags.clone()),
         };

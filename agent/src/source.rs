@@ -15,6 +15,7 @@ use cairn_repo_format::Source;
 pub mod command;
 pub mod files;
 pub mod postgres;
+pub mod pvc;
 pub mod redis;
 pub mod stream;
 
@@ -32,6 +33,8 @@ pub enum SourceSettings {
     Postgres(postgres::PgSettings),
     /// A Redis server.
     Redis(redis::RedisSettings),
+    /// A Kubernetes claim's volume.
+    Pvc(pvc::PvcSettings),
 }
 
 /// How a backup reads its source.
@@ -73,6 +76,7 @@ impl SourceSettings {
             SourceSettings::Files(_) => "files",
             SourceSettings::Postgres(_) => "postgres",
             SourceSettings::Redis(_) => "redis",
+            SourceSettings::Pvc(_) => "pvc",
         }
     }
 
@@ -87,6 +91,7 @@ impl SourceSettings {
             SourceSettings::Files(s) => s.check(),
             SourceSettings::Postgres(_) => Ok(()),
             SourceSettings::Redis(s) => s.target().map(drop),
+            SourceSettings::Pvc(s) => s.check(),
         }
     }
 
@@ -104,6 +109,7 @@ impl SourceSettings {
             SourceSettings::Files(s) => Plan::Files(s.plan()?),
             SourceSettings::Postgres(s) => Plan::Streams(s.plan().await?),
             SourceSettings::Redis(s) => Plan::Streams(s.plan()?),
+            SourceSettings::Pvc(s) => Plan::Files(s.plan()?),
         })
     }
 }

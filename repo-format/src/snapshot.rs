@@ -58,6 +58,16 @@ pub enum Source {
         /// The RDB format version.
         rdb_version: u32,
     },
+    /// A Kubernetes PersistentVolumeClaim, stored as one directory named
+    /// after the claim.
+    Pvc {
+        /// The claim's namespace.
+        namespace: String,
+        /// The claim's name.
+        claim: String,
+        /// The pod it was read through (may be empty).
+        pod: String,
+    },
     /// A source kind this reader does not know: its `type` and the whole
     /// record as written, `type` included.
     #[serde(skip)]
@@ -71,7 +81,8 @@ pub enum Source {
 
 impl Source {
     /// The `type` of every source record this reader knows.
-    pub const KNOWN_TYPES: [&'static str; 5] = ["stdin", "command", "files", "postgres", "redis"];
+    pub const KNOWN_TYPES: [&'static str; 6] =
+        ["stdin", "command", "files", "postgres", "redis", "pvc"];
 
     /// The record's `type`.
     pub fn kind(&self) -> &str {
@@ -81,6 +92,7 @@ impl Source {
             Source::Files { .. } => "files",
             Source::Postgres { .. } => "postgres",
             Source::Redis { .. } => "redis",
+            Source::Pvc { .. } => "pvc",
             Source::Other { kind, .. } => kind,
         }
     }
@@ -214,6 +226,11 @@ impl Snapshot {
                 !dbname.is_empty() && (format == "custom" || format == "plain")
             }
             Source::Redis { address, .. } => !address.is_empty() && !address.contains('@'),
+            Source::Pvc {
+                namespace, claim, ..
+            } => [namespace, claim]
+                .iter()
+                .all(|n| !n.is_empty() && !n.contains('/')),
             // Only its writer knows what is valid; its tree is checked as any.
             Source::Other { kind, .. } => !kind.is_empty(),
         };
@@ -465,6 +482,23 @@ mod tests {
     }
 
     #[test]
+    fn a_claim_needs_a_namespace_and_a_name_without_slash() {
+        let enc = MasterKey::generate().derive().enc;
+        for (namespace, claim) in [("", "data"), ("shop", ""), ("shop", "a/b"), ("a/b", "data")] {
+            let s = snap(Source::Pvc {
+                namespace: namespace.into(),
+                claim: claim.into(),
+                pod: String::new(),
+            });
+            let id = SnapshotId::random();
+            assert!(
+                Snapshot::open(&enc, id, &s.seal(&enc, id)).is_err(),
+                "{namespace}/{claim}"
+            );
+        }
+    }
+
+    #[test]
     fn round_trips() -> Result<(), FormatError> {
         let enc = MasterKey::generate().derive().enc;
         for src in [
@@ -489,6 +523,11 @@ mod tests {
                 address: "127.0.0.1:6379".into(),
                 redis_version: "7.0.15".into(),
                 rdb_version: 10,
+            },
+            Source::Pvc {
+                namespace: "shop".into(),
+                claim: "data-pg-0".into(),
+                pod: "pg-0".into(),
             },
         ] {
             let s = snap(src);

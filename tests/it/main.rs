@@ -19,6 +19,7 @@ mod files;
 mod hardening;
 mod image;
 mod json;
+mod kubernetes;
 mod metadata;
 mod metrics;
 mod progress;

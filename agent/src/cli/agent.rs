@@ -99,16 +99,20 @@ async fn run_once(path: &std::path::Path, name: &str, cancel: &Cancel) -> Result
     .await
     .with_context(|| format!("opening repository {repo_name} ({})", settings.url))?;
     let report = job::run(&repo, name, job, &config.host(), cancel).await;
-    if let Some(b) = &report.backup {
+    for b in &report.backups {
         let s = &b.snapshot.summary;
         println!(
-            "job {name}: snapshot {} saved: {} read, {} new, {} stored, {:.1} s",
+            "job {name}: snapshot {} of {} saved: {} read, {} new, {} stored, {:.1} s",
             b.id.short(),
+            crate::source::describe(&b.snapshot.source),
             human_bytes(s.bytes_read),
             human_bytes(s.new_bytes),
             human_bytes(s.stored_bytes),
-            report.seconds
+            b.seconds
         );
+    }
+    for why in &report.skipped {
+        eprintln!("job {name}: not backed up: {why}");
     }
     if let Some((kept, forgotten)) = report.retention {
         println!("job {name}: retention kept {kept} snapshot(s), forgot {forgotten}");

@@ -2,7 +2,7 @@
 
 use crate::filter::SnapshotFilter;
 
-/// `--host`, `--tag`, `--path`, `--source-kind`.
+/// `--host`, `--tag`, `--path`, `--claim`, `--source-kind`.
 #[derive(Debug, Clone, Default, clap::Args)]
 #[command(next_help_heading = "Snapshot filters")]
 pub struct FilterArgs {
@@ -24,8 +24,12 @@ pub struct FilterRest {
     /// Only file-tree snapshots of this path (repeat: of all of them).
     #[arg(long = "path", value_name = "PATH")]
     paths: Vec<String>,
+    /// Only snapshots of this Kubernetes PersistentVolumeClaim:
+    /// NAMESPACE/NAME, or NAME in any namespace (repeat for several).
+    #[arg(long = "claim", value_name = "CLAIM")]
+    claims: Vec<String>,
     /// Only snapshots of this kind of source: files, postgres (pg), redis,
-    /// command or stdin (repeat for several).
+    /// pvc, command or stdin (repeat for several).
     #[arg(long = "source-kind", value_name = "KIND")]
     kinds: Vec<String>,
 }
@@ -45,6 +49,7 @@ impl FilterRest {
             tags: self.tags.clone(),
             paths: self.paths.clone(),
             kinds: self.kinds.clone(),
+            claims: self.claims.clone(),
         }
     }
 }

@@ -52,7 +52,8 @@ pub struct Args {
     #[arg(long, value_name = "TAG")]
     keep_tag: Vec<String>,
     /// Group snapshots by these before the rules apply: host, source,
-    /// tags, a comma-separated list, or "" for one group.
+    /// tags, a comma-separated list, or "" for one group. A Kubernetes
+    /// claim's snapshots are not split by host (its pod moves).
     #[arg(long, value_name = "LIST", default_value = "host,source")]
     group_by: GroupBy,
     #[command(flatten)]

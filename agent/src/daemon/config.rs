@@ -314,6 +314,8 @@ pub enum JobSource {
     Files(crate::source::files::FilesSettings),
     /// A command's standard output.
     Command(CommandSource),
+    /// The claims of the pods on this node (the DaemonSet's job).
+    Kubernetes(super::kubernetes::KubernetesSource),
 }
 
 /// `type = "postgres"`. The connection keys are those of

@@ -8,6 +8,7 @@
 
 use super::config::{JobSettings, JobSource};
 use super::hooks::{self, HookError};
+use super::kubernetes;
 use super::repos::Repo;
 use crate::cancel::{Cancel, Reason};
 use crate::error::{Action, Error};
@@ -21,7 +22,6 @@ use crate::source::redis::RedisSettings;
 use crate::source::SourceSettings;
 use crate::stats::Stats;
 use crate::util;
-use cairn_repo_format::SnapshotId;
 use jiff::Timestamp;
 use std::ffi::OsString;
 use std::sync::Arc;
@@ -61,8 +61,12 @@ impl Outcome {
 pub struct RunReport {
     /// How it ended.
     pub outcome: Outcome,
-    /// The backup, when one was committed.
-    pub backup: Option<BackupReport>,
+    /// The backups committed: one, or for a kubernetes job one per
+    /// volume.
+    pub backups: Vec<BackupReport>,
+    /// The volumes of a kubernetes job that could not be backed up, each
+    /// with why (the run is partial).
+    pub skipped: Vec<String>,
     /// The job's snapshots kept and forgotten by its retention (when it
     /// has rules and they ran).
     pub retention: Option<(usize, usize)>,
@@ -97,13 +101,30 @@ impl AttemptError {
     }
 }
 
-/// The backup options of a job, its secrets read now (a rotated password
-/// file is read at the next run).
+/// The backup options of a job for `source`: its tags and this host.
+fn backup_options(
+    name: &str,
+    job: &JobSettings,
+    host: &str,
+    source: SourceSettings,
+) -> BackupOptions {
+    let mut tags: Vec<String> = job.tags.iter().map(|t| t.get_ref().clone()).collect();
+    tags.push(tag(name));
+    BackupOptions {
+        tags,
+        host: Some(host.to_owned()),
+        ..BackupOptions::new(source)
+    }
+}
+
+/// The source of a job, its secrets read now (a rotated password file is
+/// read at the next run); `None` for a kubernetes job, whose sources are
+/// the volumes it finds.
 ///
 /// # Errors
 /// [`Error::Input`] for a password file that cannot be read.
-pub fn backup_options(name: &str, job: &JobSettings, host: &str) -> Result<BackupOptions, Error> {
-    let source = match job.source.get_ref() {
+fn source_settings(name: &str, job: &JobSettings) -> Result<Option<SourceSettings>, Error> {
+    Ok(Some(match job.source.get_ref() {
         JobSource::Postgres(pg) => SourceSettings::Postgres(PgSettings {
             conn: PgConn {
                 dbname: pg.dbname.clone(),
@@ -145,14 +166,8 @@ pub fn backup_options(name: &str, job: &JobSettings, host: &str) -> Result<Backu
             argv: c.command.clone(),
             name: c.name.clone(),
         }),
-    };
-    let mut tags: Vec<String> = job.tags.iter().map(|t| t.get_ref().clone()).collect();
-    tags.push(tag(name));
-    Ok(BackupOptions {
-        tags,
-        host: Some(host.to_owned()),
-        ..BackupOptions::new(source)
-    })
+        JobSource::Kubernetes(_) => return Ok(None),
+    }))
 }
 
 /// When job `name` last succeeded on `host`, from the catalog (the end of
@@ -199,7 +214,9 @@ pub async fn run(
         };
         match result {
             Ok(done) => {
-                let outcome = match (&done.post_error, done.backup.snapshot.partial) {
+                let partial =
+                    !done.skipped.is_empty() || done.backups.iter().any(|b| b.snapshot.partial);
+                let outcome = match (&done.post_error, partial) {
                     (Some(_), _) => Outcome::Failure,
                     (None, true) => Outcome::Partial,
                     (None, false) => Outcome::Success,
@@ -209,7 +226,8 @@ pub async fn run(
                     error: done
                         .post_error
                         .map(|e| format!("the snapshot was saved, but a post hook failed: {e}")),
-                    backup: Some(done.backup),
+                    backups: done.backups,
+                    skipped: done.skipped,
                     retention: done.retention,
                     attempts,
                     seconds: started.elapsed().as_secs_f64(),
@@ -221,7 +239,8 @@ pub async fn run(
                     // The run's error: its caller reports it.
                     return RunReport {
                         outcome: Outcome::Failure,
-                        backup: None,
+                        backups: Vec::new(),
+                        skipped: Vec::new(),
                         retention: None,
                         error: Some(e.to_string()),
                         attempts,
@@ -278,9 +297,12 @@ async fn limited<T>(
     }
 }
 
-/// An attempt that committed a snapshot.
+/// An attempt that committed a snapshot (for a kubernetes job, at least
+/// one, or none when the node has no volume to back up).
 struct Attempted {
-    backup: BackupReport,
+    backups: Vec<BackupReport>,
+    /// Volumes of a kubernetes job not backed up, with why.
+    skipped: Vec<String>,
     retention: Option<(usize, usize)>,
     /// A post hook that failed with `on-failure = "fail"`: the run fails,
     /// but is not tried again (its snapshot stands).
@@ -303,40 +325,16 @@ async fn attempt(
     ];
     let main = async {
         hooks::run_all(&job.pre, "pre", &env, cancel).await?;
-        let opts = backup_options(name, job, host)?;
-        let stats = Arc::new(Stats::default());
-        // A long run shows life in the log (the agent has no terminal).
-        let progress = Progress::start(
-            stats.clone(),
-            Work::Backup,
-            progress::Settings {
-                quiet: false,
-                bar: false,
-                every: Some(PROGRESS_EVERY),
-            },
-        );
-        let backup = ops::backup(&repo.repo, &repo.cat, &opts, cancel, stats).await;
-        drop(progress);
-        let backup = backup?;
-        repo.reached();
-        let s = &backup.snapshot.summary;
-        tracing::info!(
-            snapshot = %backup.id.short(),
-            bytes_read = s.bytes_read,
-            new_bytes = s.new_bytes,
-            stored_bytes = s.stored_bytes,
-            seconds = backup.seconds,
-            partial = backup.snapshot.partial,
-            "job {name}: snapshot {} saved: {} read, {} new, {} stored, {:.1} s",
-            backup.id.short(),
-            util::human_bytes(s.bytes_read),
-            util::human_bytes(s.new_bytes),
-            util::human_bytes(s.stored_bytes),
-            backup.seconds
-        );
+        let (backups, skipped) = match source_settings(name, job)? {
+            Some(source) => {
+                let opts = backup_options(name, job, host, source);
+                (vec![backup(repo, name, &opts, cancel).await?], Vec::new())
+            }
+            None => volumes(repo, name, job, host, cancel).await?,
+        };
         let retention = match &job.retention {
             None => None,
-            Some(rules) => match retain(repo, name, rules.get_ref(), host, cancel).await {
+            Some(rules) => match retain(repo, name, job, rules.get_ref(), host, cancel).await {
                 Ok(r) => Some(r),
                 // The backup stands; the next run forgets what this one
                 // could not.
@@ -347,23 +345,28 @@ async fn attempt(
             },
         };
         Ok::<_, AttemptError>(Attempted {
-            backup,
+            backups,
+            skipped,
             retention,
             post_error: None,
         })
     }
     .await;
-    let (result, snapshot) = match &main {
-        Ok(a) if a.backup.snapshot.partial => ("partial", Some(a.backup.id)),
-        Ok(a) => ("success", Some(a.backup.id)),
-        Err(_) => ("failure", None),
+    let (result, snapshots) = match &main {
+        Ok(a) => {
+            let partial = !a.skipped.is_empty() || a.backups.iter().any(|b| b.snapshot.partial);
+            let ids: Vec<String> = a.backups.iter().map(|b| b.id.to_hex()).collect();
+            (if partial { "partial" } else { "success" }, ids)
+        }
+        Err(_) => ("failure", Vec::new()),
     };
     if job.post.is_empty() {
         return main;
     }
     env.push(("CAIRN_RESULT".into(), result.into()));
-    if let Some(id) = snapshot.as_ref().map(SnapshotId::to_hex) {
-        env.push(("CAIRN_SNAPSHOT".into(), id.into()));
+    if !snapshots.is_empty() {
+        // One id, or a kubernetes job's ids separated by spaces.
+        env.push(("CAIRN_SNAPSHOT".into(), snapshots.join(" ").into()));
     }
     // A stopped run still thaws what its pre hooks froze: the post hooks
     // are bounded by their own timeouts only.
@@ -380,23 +383,124 @@ async fn attempt(
     }
 }
 
-/// Applies the job's retention rules to its own snapshots from this host.
+/// One backup of a job, logged.
+async fn backup(
+    repo: &Repo,
+    name: &str,
+    opts: &BackupOptions,
+    cancel: &Cancel,
+) -> Result<BackupReport, Error> {
+    let stats = Arc::new(Stats::default());
+    // A long run shows life in the log (the agent has no terminal).
+    let progress = Progress::start(
+        stats.clone(),
+        Work::Backup,
+        progress::Settings {
+            quiet: false,
+            bar: false,
+            every: Some(PROGRESS_EVERY),
+        },
+    );
+    let backup = ops::backup(&repo.repo, &repo.cat, opts, cancel, stats).await;
+    drop(progress);
+    let backup = backup?;
+    repo.reached();
+    let s = &backup.snapshot.summary;
+    tracing::info!(
+        snapshot = %backup.id.short(),
+        bytes_read = s.bytes_read,
+        new_bytes = s.new_bytes,
+        stored_bytes = s.stored_bytes,
+        seconds = backup.seconds,
+        partial = backup.snapshot.partial,
+        "job {name}: snapshot {} of {} saved: {} read, {} new, {} stored, {:.1} s",
+        backup.id.short(),
+        crate::source::describe(&backup.snapshot.source),
+        util::human_bytes(s.bytes_read),
+        util::human_bytes(s.new_bytes),
+        util::human_bytes(s.stored_bytes),
+        backup.seconds
+    );
+    Ok(backup)
+}
+
+/// A kubernetes job's backups: each chosen volume on this node, one
+/// snapshot each. A volume that cannot be found or read is skipped (the
+/// run is partial); the attempt fails if the API cannot be asked, or if
+/// every volume failed.
+async fn volumes(
+    repo: &Repo,
+    name: &str,
+    job: &JobSettings,
+    host: &str,
+    cancel: &Cancel,
+) -> Result<(Vec<BackupReport>, Vec<String>), Error> {
+    let JobSource::Kubernetes(k) = job.source.get_ref() else {
+        return Err(Error::Internal("not a kubernetes job".into()));
+    };
+    let node = k.node_name.as_deref().unwrap_or(host);
+    let found = cancel
+        .or_cancel(async { Ok::<_, Error>(kubernetes::discover(k, node).await?) })
+        .await?;
+    if found.is_empty() {
+        tracing::info!("job {name}: no pod on node {node} has a volume to back up");
+    }
+    let (mut backups, mut skipped) = (Vec::new(), Vec::new());
+    for f in &found {
+        let what = format!("{} (volume {} of pod {})", f.name(), f.volume, f.pod);
+        let Some(settings) = f.settings(&k.select) else {
+            let why = f.dir.as_ref().err().cloned().unwrap_or_default();
+            tracing::warn!("job {name}: {what}: not backed up: {why}");
+            skipped.push(format!("{what}: {why}"));
+            continue;
+        };
+        let opts = backup_options(name, job, host, SourceSettings::Pvc(settings));
+        match backup(repo, name, &opts, cancel).await {
+            Ok(b) => backups.push(b),
+            Err(e) if e.cancelled().is_some() => return Err(e),
+            Err(e) => {
+                tracing::warn!("job {name}: {what}: not backed up: {e}");
+                skipped.push(format!("{what}: {e}"));
+            }
+        }
+    }
+    if backups.is_empty() && !skipped.is_empty() {
+        return Err(crate::source::SourceError::Kubernetes {
+            detail: format!(
+                "no volume on node {node} could be backed up: {}",
+                skipped.join("; ")
+            ),
+        }
+        .into());
+    }
+    Ok((backups, skipped))
+}
+
+/// Applies the job's retention rules to its own snapshots from this host;
+/// a kubernetes job's, to each claim's snapshots from any host (a pod
+/// moves between nodes).
 async fn retain(
     repo: &Repo,
     name: &str,
+    job: &JobSettings,
     rules: &crate::retention::Rules,
     host: &str,
     cancel: &Cancel,
 ) -> Result<(usize, usize), Error> {
+    let claims = matches!(job.source.get_ref(), JobSource::Kubernetes(_));
     let opts = ForgetOptions {
         rules: rules.clone(),
         group_by: GroupBy {
             host: true,
-            source: false,
+            source: claims,
             tags: false,
         },
         filter: SnapshotFilter {
-            hosts: vec![host.to_owned()],
+            hosts: if claims {
+                Vec::new()
+            } else {
+                vec![host.to_owned()]
+            },
             tags: vec![tag(name)],
             ..SnapshotFilter::default()
         },

@@ -358,7 +358,7 @@ impl Metrics {
         self.duration
             .with_label_values(&[job])
             .observe(report.seconds);
-        if let Some(b) = &report.backup {
+        for b in &report.backups {
             let s = &b.snapshot.summary;
             self.read_bytes
                 .with_label_values(&[job])
@@ -367,11 +367,11 @@ impl Metrics {
             self.stored_bytes
                 .with_label_values(&[job])
                 .inc_by(s.stored_bytes);
-            if outcome == Outcome::Success {
-                let ns = i128::from(b.snapshot.finished_ns);
-                if let Ok(t) = jiff::Timestamp::from_nanosecond(ns) {
-                    self.last_success(job, t);
-                }
+        }
+        let newest = report.backups.iter().map(|b| b.snapshot.finished_ns).max();
+        if let (Some(ns), Outcome::Success) = (newest, outcome) {
+            if let Ok(t) = jiff::Timestamp::from_nanosecond(i128::from(ns)) {
+                self.last_success(job, t);
             }
         }
         if let Some((kept, forgotten)) = report.retention {

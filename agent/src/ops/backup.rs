@@ -355,16 +355,31 @@ async fn produce(
             let walk_paths = files.paths.clone();
             let selector = files.selector.clone();
             let xattrs = files.xattrs;
+            let claim = files.claim.as_ref().map(|c| c.name.clone());
             let parent = parent.map(|(_, tree)| tree);
             let ((tree, report), packs) = pipeline::run(target, opts, stats.clone(), move |sink| {
                 let mut sc = StreamChunker::new(chunker);
                 let warn = |m: String| tracing::warn!("{m}");
-                Walker::new(sink, &mut sc, &warn)
+                let walker = Walker::new(sink, &mut sc, &warn)
                     .selecting(&selector)
-                    .with_xattrs(xattrs)
-                    .run(&walk_paths, parent)
+                    .with_xattrs(xattrs);
+                match &claim {
+                    Some(name) => walker.run_as(&walk_paths[0], name, parent),
+                    None => walker.run(&walk_paths, parent),
+                }
             })
             .await?;
+            if files.claim.is_some() && report.dirs == 0 {
+                // The volume went away between the plan and the walk.
+                return Err(SourceError::Path {
+                    path: files.paths[0].display().to_string(),
+                    cause: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "the volume's directory is gone",
+                    ),
+                }
+                .into());
+            }
             Ok(Produced {
                 source: files.record(),
                 tree,

@@ -38,6 +38,7 @@ pub use select::{path_glob, Excludes, Selector};
 pub struct FilesSettings {
     /// Files and directories; relative ones are taken from the current
     /// directory.
+    #[serde(default)]
     pub paths: Vec<PathBuf>,
     /// Files listing more paths, one per line (`#` comments).
     #[serde(default)]
@@ -76,6 +77,8 @@ pub struct FilesPlan {
     pub selector: Selector,
     /// Whether extended attributes are recorded.
     pub xattrs: bool,
+    /// A volume's claim: `paths` is its one directory.
+    pub claim: Option<Claim>,
 }
 
 impl Default for FilesSettings {
@@ -142,29 +145,61 @@ impl FilesSettings {
             }
         }
         check_paths(&paths)?;
+        Ok(FilesPlan {
+            paths,
+            selector: self.selector(None)?,
+            xattrs: self.xattrs,
+            claim: None,
+        })
+    }
+
+    /// What the walk leaves out (the paths are not looked at), with the
+    /// exclude files read; patterns see paths below `root` as if it were
+    /// `/`.
+    ///
+    /// # Errors
+    /// [`crate::Error::Input`] for a list that cannot be read or a pattern
+    /// that does not compile.
+    pub fn selector(&self, root: Option<PathBuf>) -> Result<Selector> {
         let mut excludes = self.excludes.clone();
         for list in &self.exclude_files {
             excludes.extend(select::read_list(list).map_err(crate::Error::Input)?);
         }
-        let selector = Selector {
+        Ok(Selector {
             excludes: Excludes::new(&excludes, &self.iexcludes).map_err(crate::Error::Input)?,
             if_present: self.exclude_if_present.iter().map(Into::into).collect(),
             caches: self.exclude_caches,
             one_file_system: self.one_file_system,
-        };
-        Ok(FilesPlan {
-            paths,
-            selector,
-            xattrs: self.xattrs,
+            root,
         })
     }
+}
+
+/// The Kubernetes claim a files plan backs up: its one path is the
+/// volume's directory, stored as a directory named after the claim
+/// (format §7.1, source `pvc`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Claim {
+    /// The claim's namespace.
+    pub namespace: String,
+    /// The claim's name.
+    pub name: String,
+    /// The pod it is read through.
+    pub pod: String,
 }
 
 impl FilesPlan {
     /// The snapshot's source record.
     pub fn record(&self) -> Source {
-        Source::Files {
-            paths: self.path_strings(),
+        match &self.claim {
+            Some(c) => Source::Pvc {
+                namespace: c.namespace.clone(),
+                claim: c.name.clone(),
+                pod: c.pod.clone(),
+            },
+            None => Source::Files {
+                paths: self.path_strings(),
+            },
         }
     }
 
@@ -177,24 +212,45 @@ impl FilesPlan {
 
     /// The snapshot to compare files with: the latest of `snapshots`
     /// (oldest first) from `host` of the same set of paths, in whatever
-    /// order they were given.
+    /// order they were given; for a claim, the latest of the same claim
+    /// from any host (its pod moves between nodes).
     pub fn latest_of_same<'a>(&self, snapshots: &'a [Listed], host: &str) -> Option<&'a Listed> {
         fn set(paths: &[String]) -> std::collections::BTreeSet<&str> {
             paths.iter().map(String::as_str).collect()
         }
         let ours = self.path_strings();
         let ours = set(&ours);
-        snapshots.iter().rev().find(|(_, snap)| {
-            matches!(&snap.source, Source::Files { paths } if set(paths) == ours)
-                && snap.hostname == host
-        })
+        snapshots
+            .iter()
+            .rev()
+            .find(|(_, snap)| match (&self.claim, &snap.source) {
+                (
+                    Some(c),
+                    Source::Pvc {
+                        namespace, claim, ..
+                    },
+                ) => *namespace == c.namespace && *claim == c.name,
+                (None, Source::Files { paths }) => set(paths) == ours && snap.hostname == host,
+                _ => false,
+            })
     }
 }
 
-/// A files snapshot's listing: its paths.
+/// A files or claim snapshot's listing: its paths, or the claim as
+/// `NAMESPACE/NAME (pod POD)`.
 pub fn describe(record: &Source) -> Option<String> {
     match record {
         Source::Files { paths } => Some(paths.join(" ")),
+        Source::Pvc {
+            namespace,
+            claim,
+            pod,
+        } if pod.is_empty() => Some(format!("{namespace}/{claim}")),
+        Source::Pvc {
+            namespace,
+            claim,
+            pod,
+        } => Some(format!("{namespace}/{claim} (pod {pod})")),
         _ => None,
     }
 }
@@ -241,7 +297,7 @@ pub fn estimate_in_background(plan: &FilesPlan, stats: Arc<Stats>) -> Estimate {
                     };
                     for e in entries.flatten() {
                         let path = e.path();
-                        if !selector.excludes.matches(&path) {
+                        if !selector.excluded(&path) {
                             stack.push(path);
                         }
                     }
@@ -395,6 +451,26 @@ impl<'a> Walker<'a> {
         Ok((id, self.report))
     }
 
+    /// Backs up the directory `dir` as the one directory `name` of the
+    /// root tree (a volume, named after its claim); returns the root tree.
+    ///
+    /// # Errors
+    /// A [`PipelineError`] if storing fails (unreadable entries are not
+    /// errors; an unreadable `dir` leaves the root tree empty).
+    pub fn run_as(
+        mut self,
+        dir: &Path,
+        name: &str,
+        parent: Option<ChunkId>,
+    ) -> Result<(ChunkId, WalkReport), PipelineError> {
+        self.fs_dev = std::fs::symlink_metadata(dir).map_or(0, |m| m.dev());
+        let parent = self.parent_tree(parent);
+        let before = parent.as_ref().and_then(|t| t.get(name.as_bytes()));
+        let node = self.entry(dir, name.as_bytes(), before)?;
+        let id = self.store_tree(node.into_iter().collect())?;
+        Ok((id, self.report))
+    }
+
     fn store_tree(&mut self, nodes: Vec<Node>) -> Result<ChunkId, PipelineError> {
         let tree = Tree::new(nodes)?;
         self.sink.submit_tree(Bytes::from(tree.encode()))
@@ -478,7 +554,7 @@ impl<'a> Walker<'a> {
         let mut nodes = Vec::with_capacity(names.len());
         for name in names {
             let full = path.join(OsStr::from_bytes(&name));
-            if self.selector.is_some_and(|s| s.excludes.matches(&full)) {
+            if self.selector.is_some_and(|s| s.excluded(&full)) {
                 self.report.excluded += 1;
                 continue;
             }

@@ -5,6 +5,7 @@
 
 use super::{AgentFile, JobSource, Problem, RepoSettings, When};
 use crate::retention::Rules;
+use crate::source::files::FilesSettings;
 use std::path::Path;
 use toml::Spanned;
 
@@ -281,23 +282,6 @@ impl Check<'_> {
                 for file in &f.files_from {
                     self.readable(s, file, &format!("{key}.files-from"));
                 }
-                if let Err(e) = crate::source::files::Excludes::new(&f.excludes, &f.iexcludes) {
-                    self.add(s, &format!("{key}.excludes"), e);
-                }
-                for file in &f.exclude_files {
-                    self.readable(s, file, &format!("{key}.exclude-files"));
-                }
-                for name in f
-                    .exclude_if_present
-                    .iter()
-                    .filter(|n| n.is_empty() || n.contains('/'))
-                {
-                    self.add(
-                        s,
-                        &format!("{key}.exclude-if-present"),
-                        format!("{name:?} is not a file name"),
-                    );
-                }
                 for p in f.paths.iter().filter(|p| !p.is_absolute()) {
                     self.add(
                         s,
@@ -305,12 +289,61 @@ impl Check<'_> {
                         format!("{} is not an absolute path", p.display()),
                     );
                 }
+                self.selection(s, f, key);
             }
             JobSource::Command(c) => {
                 if c.command.is_empty() {
                     self.add(s, &format!("{key}.command"), "is empty");
                 }
             }
+            JobSource::Kubernetes(k) => {
+                let select = format!("{key}.select");
+                if !k.select.paths.is_empty() || !k.select.files_from.is_empty() {
+                    self.add(
+                        s,
+                        &format!("{select}.paths"),
+                        "is not for a kubernetes job: it backs up the volumes it finds",
+                    );
+                }
+                self.selection(s, &k.select, &select);
+                if !k.kubelet_dir.is_absolute() {
+                    self.add(
+                        s,
+                        &format!("{key}.kubelet-dir"),
+                        format!("{} is not an absolute path", k.kubelet_dir.display()),
+                    );
+                }
+                if k.annotation.is_empty() {
+                    self.add(s, &format!("{key}.annotation"), "is empty");
+                }
+                if k.label_selector
+                    .as_deref()
+                    .is_some_and(|l| l.trim().is_empty())
+                {
+                    self.add(s, &format!("{key}.label-selector"), "is empty");
+                }
+            }
+        }
+    }
+
+    /// The keys of a files job that choose what its walk leaves out.
+    fn selection(&mut self, s: &Spanned<JobSource>, f: &FilesSettings, key: &str) {
+        if let Err(e) = crate::source::files::Excludes::new(&f.excludes, &f.iexcludes) {
+            self.add(s, &format!("{key}.excludes"), e);
+        }
+        for file in &f.exclude_files {
+            self.readable(s, file, &format!("{key}.exclude-files"));
+        }
+        for name in f
+            .exclude_if_present
+            .iter()
+            .filter(|n| n.is_empty() || n.contains('/'))
+        {
+            self.add(
+                s,
+                &format!("{key}.exclude-if-present"),
+                format!("{name:?} is not a file name"),
+            );
         }
     }
 }

@@ -183,7 +183,8 @@ pub(super) async fn schedule_job(
                 &name,
                 &job::RunReport {
                     outcome: Outcome::Failure,
-                    backup: None,
+                    backups: Vec::new(),
+                    skipped: Vec::new(),
                     retention: None,
                     error: None,
                     attempts: 1,

@@ -121,9 +121,21 @@ pub struct Selector {
     /// Directories on another file system than the path backed up are
     /// recorded, but not what they hold.
     pub one_file_system: bool,
+    /// Patterns see paths below this directory as if it were `/` (a
+    /// volume's directory: `/tmp` is the volume's `tmp`); `None`: paths
+    /// as they are.
+    pub root: Option<PathBuf>,
 }
 
 impl Selector {
+    /// Whether an exclude pattern leaves out the entry at `path`.
+    pub fn excluded(&self, path: &Path) -> bool {
+        match self.root.as_deref().map(|r| path.strip_prefix(r)) {
+            Some(Ok(below)) => self.excludes.matches(&Path::new("/").join(below)),
+            _ => self.excludes.matches(path),
+        }
+    }
+
     /// Why the directory at `dir` is left out, if it is: the tag file it
     /// holds.
     pub fn tagged(&self, dir: &Path) -> Option<PathBuf> {
@@ -221,6 +233,7 @@ mod tests {
         .unwrap();
         std::fs::write(c.join("CACHEDIR.TAG"), b"not the signature").unwrap();
         let s = Selector {
+            root: None,
             if_present: vec![".nobackup".into()],
             caches: true,
             ..Selector::default()

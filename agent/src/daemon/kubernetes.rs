@@ -1,0 +1,409 @@
+//! The claims mounted on this node: which of its pods' volumes to back up
+//! (an annotation on the pod, or a label selector), and where the kubelet
+//! mounted each (`docs/kubernetes.md`).
+//!
+//! The API server is asked for the pods bound to this node (a field
+//! selector on `spec.nodeName`) and, for each chosen volume, for its
+//! claim's `spec.volumeName`: the kubelet names a volume's directory after
+//! the PersistentVolume, `<kubelet-dir>/pods/<pod uid>/volumes/<plugin>/<pv>`
+//! (CSI volumes one level deeper, in `mount`). Nothing else is read from
+//! the API, and nothing else under the kubelet's directory is touched: a
+//! pod's other volumes (its service-account token among them) stay unread.
+
+use crate::source::files::FilesSettings;
+use crate::source::pvc::PvcSettings;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Volume};
+use kube::api::{Api, ListParams};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// The annotation that names a pod's volumes to back up, unless the
+/// configuration names another.
+pub const ANNOTATION: &str = "backup.cairn.io/volumes";
+/// Where the kubelet keeps its pods, unless the configuration says
+/// otherwise.
+pub const KUBELET_DIR: &str = "/var/lib/kubelet";
+
+/// `type = "kubernetes"`: the claims of the pods on this node.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KubernetesSource {
+    /// This node's name (default: the agent's host name, which the
+    /// DaemonSet sets to `spec.nodeName` through `CAIRN_HOST`).
+    #[serde(default)]
+    pub node_name: Option<String>,
+    /// The kubelet's directory as this process sees it (mounted read-only
+    /// with `HostToContainer` propagation).
+    #[serde(default = "default_kubelet_dir")]
+    pub kubelet_dir: PathBuf,
+    /// The pod annotation naming volumes to back up: a comma-separated
+    /// list of the pod's volume names, or `*` for all its claims.
+    #[serde(default = "default_annotation")]
+    pub annotation: String,
+    /// Also every claim of the pods this label selector matches
+    /// (`app=postgres,tier in (db)`); the annotation, if the pod has it,
+    /// still narrows them.
+    #[serde(default)]
+    pub label_selector: Option<String>,
+    /// What each volume's walk leaves out (as a files job's keys; no
+    /// `paths`). Patterns see a volume's root as `/`.
+    #[serde(default)]
+    pub select: FilesSettings,
+}
+
+fn default_kubelet_dir() -> PathBuf {
+    PathBuf::from(KUBELET_DIR)
+}
+
+fn default_annotation() -> String {
+    ANNOTATION.to_owned()
+}
+
+/// A volume chosen on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The pod's namespace (the claim's).
+    pub namespace: String,
+    /// The pod.
+    pub pod: String,
+    /// The pod's name for the volume.
+    pub volume: String,
+    /// The claim.
+    pub claim: String,
+    /// Where it is mounted on this node, or why it cannot be backed up.
+    pub dir: Result<PathBuf, String>,
+}
+
+impl Found {
+    /// `NAMESPACE/CLAIM`.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.namespace, self.claim)
+    }
+
+    /// The backup of this volume, with the job's selection.
+    pub fn settings(&self, select: &FilesSettings) -> Option<PvcSettings> {
+        let dir = self.dir.as_ref().ok()?;
+        Some(PvcSettings {
+            dir: dir.clone(),
+            namespace: self.namespace.clone(),
+            claim: self.claim.clone(),
+            pod: self.pod.clone(),
+            select: select.clone(),
+        })
+    }
+}
+
+/// Why discovery failed as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// No client configuration (no kubeconfig, not in a pod).
+    #[error("no Kubernetes API to ask: {0} (in a pod, the service account's token is used; elsewhere KUBECONFIG or ~/.kube/config)")]
+    Config(String),
+    /// The API server refused or failed a request.
+    #[error("the Kubernetes API: {0}")]
+    Api(String),
+}
+
+impl From<DiscoveryError> for crate::Error {
+    fn from(e: DiscoveryError) -> Self {
+        crate::Error::Source(crate::source::SourceError::Kubernetes {
+            detail: e.to_string(),
+        })
+    }
+}
+
+/// The volumes of this node's pods that `source` chooses, with where each
+/// is mounted. A volume that is chosen but cannot be found (its claim not
+/// bound, its directory missing) is in the list with the reason.
+///
+/// # Errors
+/// [`DiscoveryError`] if the API cannot be reached or refuses the pod list.
+pub async fn discover(source: &KubernetesSource, node: &str) -> Result<Vec<Found>, DiscoveryError> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| DiscoveryError::Config(e.to_string()))?;
+    let pods: Api<Pod> = Api::all(client.clone());
+    let on_node = ListParams::default().fields(&format!("spec.nodeName={node}"));
+    let listed = pods.list(&on_node).await.map_err(api_error)?;
+    let selected: BTreeSet<(String, String)> = match &source.label_selector {
+        Some(sel) => pods
+            .list(&on_node.clone().labels(sel))
+            .await
+            .map_err(api_error)?
+            .items
+            .iter()
+            .map(pod_key)
+            .collect(),
+        None => BTreeSet::new(),
+    };
+    let mut found = Vec::new();
+    for pod in &listed.items {
+        let labelled = selected.contains(&pod_key(pod));
+        let Some(chosen) = chosen_volumes(pod, &source.annotation, labelled) else {
+            continue;
+        };
+        let (namespace, name) = pod_key(pod);
+        if let Some(why) = not_running(pod) {
+            tracing::info!("pod {namespace}/{name}: not backed up, {why}");
+            continue;
+        }
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &namespace);
+        for (volume, claim) in chosen {
+            let dir = match claim.clone() {
+                Ok(claim) => locate(&claims, &source.kubelet_dir, pod, &claim).await,
+                Err(why) => Err(why),
+            };
+            found.push(Found {
+                namespace: namespace.clone(),
+                pod: name.clone(),
+                volume,
+                claim: claim.unwrap_or_default(),
+                dir,
+            });
+        }
+    }
+    Ok(found)
+}
+
+fn api_error(e: kube::Error) -> DiscoveryError {
+    DiscoveryError::Api(match e {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        other => other.to_string(),
+    })
+}
+
+fn pod_key(pod: &Pod) -> (String, String) {
+    (
+        pod.metadata.namespace.clone().unwrap_or_default(),
+        pod.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+/// Why a pod's volumes are not backed up now, if they are not.
+fn not_running(pod: &Pod) -> Option<String> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return Some("it is terminating".to_owned());
+    }
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    match phase {
+        Some("Running") => None,
+        other => Some(format!(
+            "it is {} (its volumes are mounted only while it runs)",
+            other.unwrap_or("without a phase")
+        )),
+    }
+}
+
+/// The pod's volumes to back up, each with its claim's name or why it
+/// has none; `None` if the pod is not chosen at all.
+fn chosen_volumes(
+    pod: &Pod,
+    annotation: &str,
+    labelled: bool,
+) -> Option<Vec<(String, Result<String, String>)>> {
+    let named = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(annotation));
+    if named.is_none() && !labelled {
+        return None;
+    }
+    let volumes: &[Volume] = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_deref())
+        .unwrap_or_default();
+    let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+    let claim_of = |v: &Volume| -> Option<String> {
+        if let Some(c) = &v.persistent_volume_claim {
+            return Some(c.claim_name.clone());
+        }
+        // A generic ephemeral volume's claim is named after the pod and
+        // the volume.
+        v.ephemeral
+            .as_ref()
+            .map(|_| format!("{pod_name}-{}", v.name))
+    };
+    let wanted: Vec<&str> = match named.map(|n| n.trim()) {
+        None | Some("*") => {
+            return Some(
+                volumes
+                    .iter()
+                    .filter_map(|v| claim_of(v).map(|c| (v.name.clone(), Ok(c))))
+                    .collect(),
+            )
+        }
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .collect(),
+    };
+    Some(
+        wanted
+            .into_iter()
+            .map(|name| {
+                let claim = match volumes.iter().find(|v| v.name == name) {
+                    None => Err(format!(
+                        "the annotation {annotation} names {name:?}, which is not a volume of the pod"
+                    )),
+                    Some(v) => claim_of(v).ok_or_else(|| {
+                        format!("volume {name:?} is not a PersistentVolumeClaim; only claims are backed up")
+                    }),
+                };
+                (name.to_owned(), claim)
+            })
+            .collect(),
+    )
+}
+
+/// Where the kubelet mounted `claim` for `pod`.
+async fn locate(
+    claims: &Api<PersistentVolumeClaim>,
+    kubelet_dir: &Path,
+    pod: &Pod,
+    claim: &str,
+) -> Result<PathBuf, String> {
+    let pvc = claims
+        .get(claim)
+        .await
+        .map_err(|e| format!("cannot read its claim: {}", api_error(e)))?;
+    let pv = pvc
+        .spec
+        .and_then(|s| s.volume_name)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| "the claim is not bound to a volume yet".to_owned())?;
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    mount_dir(kubelet_dir, &uid, &pv)
+}
+
+/// The directory of volume `pv` of the pod `uid` under the kubelet's
+/// directory: `pods/<uid>/volumes/<plugin>/<pv>`, or its `mount` for CSI.
+///
+/// # Errors
+/// Why there is none: names that are not plain names, no such directory,
+/// or more than one.
+pub fn mount_dir(kubelet_dir: &Path, uid: &str, pv: &str) -> Result<PathBuf, String> {
+    let plain = |n: &str| !n.is_empty() && n != "." && n != ".." && !n.contains('/');
+    if !plain(uid) || !plain(pv) {
+        return Err(format!(
+            "pod uid {uid:?} or volume {pv:?} is not a plain name"
+        ));
+    }
+    let volumes = kubelet_dir.join("pods").join(uid).join("volumes");
+    let not_mounted = |why: String| {
+        format!("volume {pv} is not mounted on this node: {why} (is the kubelet's directory mounted into the agent, with HostToContainer propagation?)")
+    };
+    let plugins = std::fs::read_dir(&volumes)
+        .map_err(|e| not_mounted(format!("cannot list {}: {e}", volumes.display())))?;
+    let mut hits = Vec::new();
+    for plugin in plugins.flatten() {
+        let dir = plugin.path().join(pv);
+        // Not followed: the kubelet makes directories, not links.
+        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            let csi = plugin.file_name().to_string_lossy().ends_with("~csi");
+            hits.push(if csi { dir.join("mount") } else { dir });
+        }
+    }
+    match hits.len() {
+        1 => Ok(hits.remove(0)),
+        0 => Err(not_mounted(format!("no {}/*/{pv}", volumes.display()))),
+        _ => Err(format!(
+            "volume {pv} is in more than one plugin's directory under {}",
+            volumes.display()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_volume_is_found_in_its_plugins_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let vols = root.path().join("pods/u1/volumes");
+        std::fs::create_dir_all(vols.join("kubernetes.io~local-volume/pv-a")).unwrap();
+        std::fs::create_dir_all(vols.join("kubernetes.io~csi/pv-b/mount")).unwrap();
+        std::fs::create_dir_all(vols.join("kubernetes.io~secret/token")).unwrap();
+        std::os::unix::fs::symlink("/etc", vols.join("kubernetes.io~empty-dir")).unwrap();
+        assert_eq!(
+            mount_dir(root.path(), "u1", "pv-a").unwrap(),
+            vols.join("kubernetes.io~local-volume/pv-a")
+        );
+        assert_eq!(
+            mount_dir(root.path(), "u1", "pv-b").unwrap(),
+            vols.join("kubernetes.io~csi/pv-b/mount")
+        );
+        assert!(mount_dir(root.path(), "u1", "pv-c")
+            .unwrap_err()
+            .contains("not mounted"));
+        assert!(mount_dir(root.path(), "u2", "pv-a")
+            .unwrap_err()
+            .contains("not mounted on this node: cannot list"));
+        for (uid, pv) in [("..", "pv-a"), ("u1", "../x"), ("u1", "")] {
+            assert!(mount_dir(root.path(), uid, pv)
+                .unwrap_err()
+                .contains("not a plain name"));
+        }
+    }
+
+    fn pod(annotation: Option<&str>) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "pg-0", "namespace": "shop", "uid": "u1",
+                "annotations": annotation.map(|a| serde_json::json!({ANNOTATION: a})),
+            },
+            "spec": {"containers": [], "volumes": [
+                {"name": "data", "persistentVolumeClaim": {"claimName": "data-pg-0"}},
+                {"name": "wal", "persistentVolumeClaim": {"claimName": "wal-pg-0"}},
+                {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}},
+                {"name": "config", "configMap": {"name": "pg"}},
+            ]},
+            "status": {"phase": "Running"},
+        }))
+        .unwrap()
+    }
+
+    fn names(v: Option<Vec<(String, Result<String, String>)>>) -> Vec<String> {
+        v.unwrap()
+            .into_iter()
+            .map(|(vol, c)| format!("{vol}:{}", c.unwrap_or_else(|e| e)))
+            .collect()
+    }
+
+    #[test]
+    fn the_annotation_chooses_volumes() {
+        assert!(chosen_volumes(&pod(None), ANNOTATION, false).is_none());
+        assert_eq!(
+            names(chosen_volumes(&pod(None), ANNOTATION, true)),
+            ["data:data-pg-0", "wal:wal-pg-0", "scratch:pg-0-scratch"]
+        );
+        assert_eq!(
+            names(chosen_volumes(&pod(Some("*")), ANNOTATION, false)).len(),
+            3
+        );
+        let picked = names(chosen_volumes(
+            &pod(Some(" data, config ,nope")),
+            ANNOTATION,
+            false,
+        ));
+        assert_eq!(picked[0], "data:data-pg-0");
+        assert!(
+            picked[1].contains("not a PersistentVolumeClaim"),
+            "{picked:?}"
+        );
+        assert!(picked[2].contains("not a volume of the pod"), "{picked:?}");
+        // Another annotation's name: this one is not looked at.
+        assert!(chosen_volumes(&pod(Some("data")), "example.com/backup", false).is_none());
+    }
+
+    #[test]
+    fn only_running_pods_are_backed_up() {
+        let mut p = pod(None);
+        assert_eq!(not_running(&p), None);
+        p.status.as_mut().unwrap().phase = Some("Pending".into());
+        assert!(not_running(&p).unwrap().contains("Pending"));
+    }
+}

@@ -1,0 +1,508 @@
+//! Kubernetes (#20) against a real API server (kube-apiserver 1.20 and
+//! etcd, started here on 127.0.0.1): the chart renders and applies; the
+//! DaemonSet's agent, with its service account's token and the chart's
+//! RBAC, finds the annotated claims of its node's pods, backs each up from
+//! the directory the kubelet would mount it in, and nothing else; a
+//! restore gives the volume back byte for byte; the API server refuses the
+//! agent anything outside its role.
+
+use cairn_e2e::{assert_success, listing, random_bytes, KubeServer, Repo};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn helm() -> PathBuf {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/install-helm.sh");
+    let out = Command::new("bash").arg(script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/install-helm.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/helm/cairn");
+
+/// `helm template` of the chart in namespace `cairn`, with `sets`.
+fn render(sets: &[&str]) -> String {
+    let mut c = Command::new(helm());
+    c.args(["template", "cairn", CHART, "--namespace", "cairn"]);
+    for s in sets {
+        c.args(["--set", s]);
+    }
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The documents of `kind` in a rendered stream.
+fn documents<'a>(yaml: &'a str, kind: &str) -> Vec<&'a str> {
+    yaml.split("\n---")
+        .filter(|d| d.contains(&format!("\nkind: {kind}\n")))
+        .collect()
+}
+
+/// A pod bound to `node`, with claims for `volumes` (name, claim) and a
+/// ConfigMap volume; annotated when `annotation` is given.
+fn pod(
+    ns: &str,
+    name: &str,
+    node: &str,
+    annotation: Option<&str>,
+    volumes: &[(&str, &str)],
+) -> String {
+    let annotations = annotation.map_or(String::new(), |a| {
+        format!("  annotations:\n    backup.cairn.io/volumes: \"{a}\"\n")
+    });
+    let mut vols = String::from("  - name: config\n    configMap:\n      name: settings\n");
+    for (v, claim) in volumes {
+        vols.push_str(&format!(
+            "  - name: {v}\n    persistentVolumeClaim:\n      claimName: {claim}\n"
+        ));
+    }
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\n{annotations}\
+         spec:\n  nodeName: {node}\n  automountServiceAccountToken: false\n  containers:\n  - name: main\n    image: example.invalid/app:1\n\
+         volumes:\n{vols}"
+    )
+    .replace("volumes:\n", "  volumes:\n")
+}
+
+/// A claim bound to volume `pv`.
+fn claim(ns: &str, name: &str, pv: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: {name}\n  namespace: {ns}\n\
+         spec:\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: 1Gi\n  volumeName: {pv}\n"
+    )
+}
+
+/// Lays out a volume's directory as the kubelet does for pod `uid`, with
+/// some content; returns it.
+fn volume_dir(kubelet: &Path, uid: &str, plugin: &str, pv: &str, seed: u64) -> PathBuf {
+    let mut dir = kubelet.join(format!("pods/{uid}/volumes/{plugin}/{pv}"));
+    if plugin.ends_with("~csi") {
+        dir = dir.join("mount");
+    }
+    std::fs::create_dir_all(dir.join("sub/deeper")).unwrap();
+    std::fs::write(dir.join("top.txt"), format!("volume {pv}\n")).unwrap();
+    std::fs::write(dir.join("sub/data.bin"), random_bytes(400_000, seed)).unwrap();
+    std::fs::write(dir.join("sub/deeper/small"), b"x").unwrap();
+    std::fs::create_dir_all(dir.join("lost+found")).unwrap();
+    std::fs::write(dir.join("lost+found/junk"), b"left out by the chart").unwrap();
+    dir
+}
+
+fn uid(kube: &KubeServer, ns: &str, pod: &str) -> String {
+    kube.admin(&[
+        "get",
+        "pod",
+        "-n",
+        ns,
+        pod,
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ])
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn the_daemonset_agent_backs_up_the_annotated_claims_of_its_node() {
+    let kube = KubeServer::start();
+    let repo = Repo::init();
+    let work = tempfile::tempdir().unwrap();
+    let kubelet = work.path().join("kubelet");
+
+    // The chart: lint and render, then apply it (a real apply for the
+    // service account and its RBAC, a server-side dry run for the rest:
+    // no image can run here).
+    let lint = Command::new(helm())
+        .args(["lint", CHART, "--set", "repository.url=s3:backups/cairn"])
+        .output()
+        .unwrap();
+    assert!(lint.status.success(), "helm lint: {}", text(&lint));
+    let rendered = render(&["repository.url=s3:backups/cairn"]);
+    kube.apply("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: cairn\n");
+    let all = work.path().join("chart.yaml");
+    std::fs::write(&all, &rendered).unwrap();
+    kube.admin(&["apply", "--dry-run=server", "-f", all.to_str().unwrap()]);
+    let mut rbac = documents(&rendered, "ServiceAccount");
+    rbac.extend(documents(&rendered, "ClusterRole"));
+    rbac.extend(documents(&rendered, "ClusterRoleBinding"));
+    assert_eq!(rbac.len(), 3, "{rendered}");
+    kube.apply(&rbac.join("\n---\n"));
+
+    // The agent's own credentials: its service account's token.
+    let agent_config = work.path().join("agent.kubeconfig");
+    kube.write_kubeconfig(&agent_config, &kube.token("cairn", "cairn"));
+
+    // Two namespaces; pods on node-a and node-b.
+    for ns in ["shop", "blog"] {
+        // With the service account the controller manager would make.
+        kube.apply(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n---\n\
+             apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: default\n  namespace: {ns}\n"
+        ));
+    }
+    kube.apply(
+        &[
+            claim("shop", "data-pg-0", "pv-data"),
+            claim("shop", "wal-pg-0", "pv-wal"),
+            claim("shop", "scratch-pg-0", "pv-scratch"),
+            claim("blog", "uploads", "pv-uploads"),
+            claim("shop", "data-pg-1", "pv-data-1"),
+            pod(
+                "shop",
+                "pg-0",
+                "node-a",
+                Some("data, wal"),
+                &[
+                    ("data", "data-pg-0"),
+                    ("wal", "wal-pg-0"),
+                    ("scratch", "scratch-pg-0"),
+                ],
+            ),
+            pod("blog", "web", "node-a", None, &[("uploads", "uploads")]),
+            pod(
+                "shop",
+                "pg-1",
+                "node-b",
+                Some("*"),
+                &[("data", "data-pg-1")],
+            ),
+        ]
+        .join("\n---\n"),
+    );
+    for (ns, p) in [("shop", "pg-0"), ("blog", "web"), ("shop", "pg-1")] {
+        kube.set_running(ns, p);
+    }
+    let pg0 = uid(&kube, "shop", "pg-0");
+    let data = volume_dir(&kubelet, &pg0, "kubernetes.io~csi", "pv-data", 1);
+    let wal = volume_dir(&kubelet, &pg0, "kubernetes.io~local-volume", "pv-wal", 2);
+    volume_dir(&kubelet, &pg0, "kubernetes.io~csi", "pv-scratch", 3);
+    // What the agent must never read: the pod's token, the unannotated
+    // pod's claim, the other node's pod.
+    let token = kubelet.join(format!(
+        "pods/{pg0}/volumes/kubernetes.io~secret/default-token"
+    ));
+    std::fs::create_dir_all(&token).unwrap();
+    std::fs::write(token.join("token"), b"secret-token-value").unwrap();
+    let web = uid(&kube, "blog", "web");
+    volume_dir(&kubelet, &web, "kubernetes.io~csi", "pv-uploads", 4);
+    let pg1 = uid(&kube, "shop", "pg-1");
+    volume_dir(&kubelet, &pg1, "kubernetes.io~csi", "pv-data-1", 5);
+
+    // The agent's configuration is the chart's, with this repository and
+    // kubelet directory.
+    let config_map = documents(&rendered, "ConfigMap")[0];
+    let toml = config_map
+        .split("agent.toml: |\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let password = work.path().join("password");
+    std::fs::write(&password, &repo.pass).unwrap();
+    let toml = toml
+        .replace(
+            "url = \"s3:backups/cairn\"",
+            &format!("url = {:?}", repo.path.display().to_string()),
+        )
+        .replace(
+            "password-file = \"/etc/cairn/repository/password\"",
+            &format!("password-file = {:?}", password.display().to_string()),
+        )
+        .replace(
+            "kubelet-dir = \"/var/lib/kubelet\"",
+            &format!("kubelet-dir = {:?}", kubelet.display().to_string()),
+        )
+        .replace(
+            "catalog = \"/var/cache/cairn\"",
+            &format!(
+                "catalog = {:?}",
+                work.path().join("catalog").display().to_string()
+            ),
+        );
+    let config = work.path().join("agent.toml");
+    std::fs::write(&config, &toml).unwrap();
+    let agent = |node: &str| {
+        let mut c = repo.cairn();
+        c.args([
+            "agent",
+            "--config",
+            config.to_str().unwrap(),
+            "--run",
+            "volumes",
+        ])
+        .env("KUBECONFIG", &agent_config)
+        .env("CAIRN_HOST", node);
+        c.output().unwrap()
+    };
+
+    let out = agent("node-a");
+    assert_success(&out, &["agent", "--run", "volumes"]);
+    let said = text(&out);
+    assert!(said.contains("shop/data-pg-0"), "{said}");
+    assert!(said.contains("shop/wal-pg-0"), "{said}");
+    let snaps = repo.snapshots();
+    assert_eq!(
+        snaps.len(),
+        2,
+        "one snapshot per annotated claim: {snaps:?}"
+    );
+    for s in &snaps {
+        assert_eq!(s["host"], "node-a");
+        assert_eq!(s["source"]["type"], "pvc");
+        assert_eq!(s["source"]["namespace"], "shop");
+        assert_eq!(s["source"]["pod"], "pg-0");
+    }
+
+    // Byte-exact restores, found by claim; lost+found left out by the
+    // chart's excludes; nothing else in the repository.
+    for (claim_name, dir) in [("data-pg-0", &data), ("wal-pg-0", &wal)] {
+        let target = work.path().join(format!("restore-{claim_name}"));
+        repo.ok(&[
+            "restore",
+            "latest",
+            "--claim",
+            &format!("shop/{claim_name}"),
+            "--target",
+            target.to_str().unwrap(),
+        ]);
+        let restored = target.join(claim_name);
+        let mut want = listing(dir);
+        want.retain(|(p, _)| !p.starts_with("lost+found"));
+        assert_eq!(listing(&restored), want, "{claim_name}");
+        assert!(!restored.join("lost+found").exists());
+    }
+    for needle in ["token", "uploads", "data.bin"] {
+        let found = String::from_utf8(repo.ok(&["find", needle])).unwrap();
+        if needle == "data.bin" {
+            assert_eq!(found.matches("data.bin").count(), 2, "{found}");
+        } else {
+            assert!(
+                !found.contains(needle) || found.trim().is_empty(),
+                "{needle}: {found}"
+            );
+        }
+    }
+
+    // A chosen claim the node does not have mounted: that volume is named,
+    // the others are saved, the run is partial (exit 3).
+    kube.apply(
+        &[
+            claim("shop", "data-pg-2", "pv-data-2"),
+            pod(
+                "shop",
+                "pg-2",
+                "node-a",
+                Some("data"),
+                &[("data", "data-pg-2")],
+            ),
+        ]
+        .join("\n---\n"),
+    );
+    kube.set_running("shop", "pg-2");
+    let out = agent("node-a");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("shop/data-pg-2") && said.contains("volume pv-data-2 is not mounted"),
+        "{said}"
+    );
+    // The two mounted claims again, not the missing one; the chart's
+    // retention (one a day) keeps the newest of each claim.
+    assert!(
+        said.contains("retention kept 2 snapshot(s), forgot 2"),
+        "{said}"
+    );
+    let snaps = repo.snapshots();
+    assert_eq!(snaps.len(), 2, "{snaps:?}");
+
+    // pg-0 is rescheduled to node-b (a new pod, a new uid; its volume
+    // follows it): node-b's agent backs up pg-1's claim and pg-0's, and
+    // pg-0's claim stays one series: the parent is found across nodes and
+    // retention counts the claim's snapshots from both nodes as one group.
+    kube.admin(&[
+        "delete",
+        "pod",
+        "-n",
+        "shop",
+        "pg-0",
+        "pg-2",
+        "--grace-period=0",
+        "--force",
+    ]);
+    kube.apply(&pod(
+        "shop",
+        "pg-0",
+        "node-b",
+        Some("data"),
+        &[("data", "data-pg-0")],
+    ));
+    kube.set_running("shop", "pg-0");
+    let moved = uid(&kube, "shop", "pg-0");
+    assert_ne!(moved, pg0);
+    let data_b = kubelet.join(format!("pods/{moved}/volumes/kubernetes.io~csi/pv-data"));
+    std::fs::create_dir_all(&data_b).unwrap();
+    std::fs::rename(&data, data_b.join("mount")).unwrap();
+    std::fs::write(data_b.join("mount/top.txt"), b"changed on node-b\n").unwrap();
+    let out = agent("node-b");
+    assert_success(&out, &["agent", "--run", "volumes", "(node-b)"]);
+    let said = text(&out);
+    assert!(
+        said.contains("shop/data-pg-1") && said.contains("shop/data-pg-0"),
+        "{said}"
+    );
+    assert!(!said.contains("wal-pg-0"), "not annotated any more: {said}");
+    assert!(said.contains("using parent snapshot"), "{said}");
+    let hosts = |claim: &str| -> Vec<String> {
+        repo.snapshots()
+            .iter()
+            .filter(|s| s["source"]["claim"] == claim)
+            .map(|s| s["host"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        hosts("data-pg-0"),
+        ["node-b"],
+        "node-a's snapshot of the day forgotten"
+    );
+    assert_eq!(hosts("data-pg-1"), ["node-b"]);
+    assert_eq!(hosts("wal-pg-0"), ["node-a"]);
+    let target = work.path().join("restore-moved");
+    repo.ok(&[
+        "restore",
+        "latest",
+        "--claim",
+        "data-pg-0",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read(target.join("data-pg-0/top.txt")).unwrap(),
+        b"changed on node-b\n"
+    );
+
+    // RBAC: the agent may read pods and claims, nothing else.
+    let as_agent = |args: &[&str]| kube.kubectl(args, Some(&agent_config));
+    assert!(as_agent(&["get", "pods", "--all-namespaces"])
+        .status
+        .success());
+    for denied in [
+        vec!["get", "secrets", "--all-namespaces"],
+        vec!["get", "configmaps", "-n", "shop"],
+        vec!["get", "persistentvolumeclaims", "--all-namespaces"],
+        vec!["delete", "pod", "-n", "shop", "pg-0"],
+        vec!["get", "nodes"],
+    ] {
+        let out = as_agent(&denied);
+        assert!(!out.status.success(), "{denied:?} was allowed");
+        assert!(
+            text(&out).contains("Forbidden") || text(&out).contains("forbidden"),
+            "{denied:?}: {}",
+            text(&out)
+        );
+    }
+}
+
+fn kubernetes_validate() -> PathBuf {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/install-kubernetes-validate.sh"
+    );
+    let out = Command::new("bash").arg(script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/install-kubernetes-validate.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// The plain manifests, rendered from the chart with these values.
+const MANIFESTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../deploy/manifests/cairn.yaml"
+);
+const MANIFEST_VALUES: &[&str] = &["repository.url=s3:CHANGE-ME/cairn"];
+
+#[test]
+fn the_chart_renders_manifests_that_pass_strict_schema_validation() {
+    let validate = kubernetes_validate();
+    let dir = tempfile::tempdir().unwrap();
+    let variants: &[&[&str]] = &[
+        &["repository.url=s3:backups/cairn"],
+        &[
+            "repository.url=s3:backups/eu/cairn",
+            "repository.s3.endpoint=http://minio.storage:9000",
+            "repository.s3.region=eu-west-1",
+            "repository.s3.virtualHosted=true",
+            "s3Credentials.secretName=cairn-s3",
+            "daemonset.labelSelector=backup=nightly",
+            "daemonset.timeZone=Europe/Berlin",
+            "daemonset.nodeSelector.kubernetes\\.io/os=linux",
+            "daemonset.tolerations[0].operator=Exists",
+            "daemonset.priorityClassName=system-node-critical",
+            "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::123456789012:role/cairn",
+            "imagePullSecrets[0].name=registry",
+        ],
+    ];
+    let mut files = Vec::new();
+    for (i, sets) in variants.iter().enumerate() {
+        let file = dir.path().join(format!("variant-{i}.yaml"));
+        std::fs::write(&file, render(sets)).unwrap();
+        files.push(file);
+    }
+    files.push(PathBuf::from(MANIFESTS));
+    for version in ["1.28.0", "1.37.0"] {
+        let out = Command::new(&validate)
+            .args(["--strict", "-k", version])
+            .args(&files)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{version}: {}", text(&out));
+        assert!(text(&out).contains("daemonset/cairn"), "{}", text(&out));
+    }
+    // The check can fail: an unknown field is refused.
+    let bad = dir.path().join("bad.yaml");
+    let rendered = render(variants[0]);
+    std::fs::write(&bad, rendered.replace("hostPath:", "hostPth:")).unwrap();
+    let out = Command::new(&validate)
+        .args(["--strict", "-k", "1.28.0"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a misspelt field passed: {}",
+        text(&out)
+    );
+
+    // deploy/manifests/cairn.yaml is the chart rendered with its values
+    // (regenerate it with scripts/render-manifests.sh).
+    let committed = std::fs::read_to_string(MANIFESTS).unwrap();
+    let body = committed
+        .split_once("\n---\n")
+        .map_or(committed.as_str(), |(_, rest)| rest);
+    assert_eq!(
+        body.trim(),
+        render(MANIFEST_VALUES)
+            .trim()
+            .trim_start_matches("---")
+            .trim(),
+        "deploy/manifests/cairn.yaml is not the chart's rendering: run scripts/render-manifests.sh"
+    );
+}
