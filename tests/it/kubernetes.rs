@@ -46,6 +46,31 @@ fn documents<'a>(yaml: &'a str, kind: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// deploy/examples/*.yaml.
+fn examples() -> Vec<PathBuf> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/examples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "{files:?}");
+    files
+}
+
+/// The agent's configuration file a rendered ConfigMap holds.
+fn agent_toml(config_map: &str) -> String {
+    config_map
+        .split("agent.toml: |\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A pod bound to `node`, with claims for `volumes` (name, claim) and a
 /// ConfigMap volume; annotated when `annotation` is given.
 fn pod(
@@ -154,6 +179,26 @@ fn the_daemonset_agent_backs_up_the_annotated_claims_of_its_node() {
              apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: default\n  namespace: {ns}\n"
         ));
     }
+    // Every example applies to the real server (a server-side dry run;
+    // 1.20 knows CronJob as batch/v1beta1 only, with the same fields).
+    for example in examples() {
+        let yaml = std::fs::read_to_string(&example).unwrap().replace(
+            "apiVersion: batch/v1\nkind: CronJob",
+            "apiVersion: batch/v1beta1\nkind: CronJob",
+        );
+        let file = work.path().join("example.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let out = kube.kubectl(
+            &["apply", "--dry-run=server", "-f", file.to_str().unwrap()],
+            None,
+        );
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            example.display(),
+            text(&out)
+        );
+    }
     kube.apply(
         &[
             claim("shop", "data-pg-0", "pv-data"),
@@ -204,15 +249,7 @@ fn the_daemonset_agent_backs_up_the_annotated_claims_of_its_node() {
 
     // The agent's configuration is the chart's, with this repository and
     // kubelet directory.
-    let config_map = documents(&rendered, "ConfigMap")[0];
-    let toml = config_map
-        .split("agent.toml: |\n")
-        .nth(1)
-        .unwrap()
-        .lines()
-        .map(|l| l.strip_prefix("    ").unwrap_or(l))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let toml = agent_toml(documents(&rendered, "ConfigMap")[0]);
     let password = work.path().join("password");
     std::fs::write(&password, &repo.pass).unwrap();
     let toml = toml
@@ -459,6 +496,13 @@ fn the_chart_renders_manifests_that_pass_strict_schema_validation() {
             "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::123456789012:role/cairn",
             "imagePullSecrets[0].name=registry",
         ],
+        &[
+            "repository.url=s3:backups/cairn",
+            "maintenance.enabled=true",
+            "maintenance.s3Credentials.secretName=cairn-s3-delete",
+            "metrics.prometheusRule.enabled=true",
+            "metrics.podMonitor.enabled=true",
+        ],
     ];
     let mut files = Vec::new();
     for (i, sets) in variants.iter().enumerate() {
@@ -467,6 +511,7 @@ fn the_chart_renders_manifests_that_pass_strict_schema_validation() {
         files.push(file);
     }
     files.push(PathBuf::from(MANIFESTS));
+    files.extend(examples());
     for version in ["1.28.0", "1.37.0"] {
         let out = Command::new(&validate)
             .args(["--strict", "-k", version])
@@ -490,6 +535,62 @@ fn the_chart_renders_manifests_that_pass_strict_schema_validation() {
         "a misspelt field passed: {}",
         text(&out)
     );
+
+    // Both agents' files (the DaemonSet's, the maintenance agent's) are
+    // valid configurations, and the PrometheusRule holds rules promtool
+    // accepts.
+    let full = render(variants[2]);
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    for f in ["password", "pgpass"] {
+        std::fs::write(secrets.join(f), "x").unwrap();
+    }
+    let example_text: Vec<String> = examples()
+        .iter()
+        .map(|e| std::fs::read_to_string(e).unwrap())
+        .collect();
+    let mut config_maps = documents(&full, "ConfigMap");
+    for e in &example_text {
+        config_maps.extend(documents(e, "ConfigMap"));
+    }
+    assert_eq!(config_maps.len(), 5, "the chart's two and three examples'");
+    for cm in config_maps {
+        let toml = agent_toml(cm)
+            .replace(
+                "/etc/cairn/repository/password",
+                secrets.join("password").to_str().unwrap(),
+            )
+            .replace(
+                "/etc/cairn/pg/pgpass",
+                secrets.join("pgpass").to_str().unwrap(),
+            );
+        let file = dir.path().join("agent.toml");
+        std::fs::write(&file, &toml).unwrap();
+        let out = Command::new(cairn_e2e::cairn_bin())
+            .args(["agent", "check-config", "--config", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{toml}\n{}", text(&out));
+    }
+    let [rule] = documents(&full, "PrometheusRule")[..] else {
+        panic!("one PrometheusRule: {full}");
+    };
+    let spec = rule.split_once("\nspec:\n").unwrap().1;
+    let rules: String = spec
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix("  ").unwrap_or(l)))
+        .collect();
+    assert!(rules.contains("alert: CairnBackupJobMissing"), "{rules}");
+    let file = dir.path().join("rules.yaml");
+    std::fs::write(&file, rules).unwrap();
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .expect("promtool (Debian's prometheus package; `bash .ci/run` installs it)");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(documents(&full, "PodMonitor").len(), 1);
+    assert_eq!(documents(&full, "Deployment").len(), 1);
 
     // deploy/manifests/cairn.yaml is the chart rendered with its values
     // (regenerate it with scripts/render-manifests.sh).
