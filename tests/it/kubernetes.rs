@@ -272,9 +272,12 @@ fn the_daemonset_agent_backs_up_the_annotated_claims_of_its_node() {
                 work.path().join("catalog").display().to_string()
             ),
         );
+    // The chart's retries, without its minute of backoff.
+    let toml = toml.replace("retries = 2", "retries = 2\nretry-backoff = \"1s\"");
+    assert!(toml.contains("retry-backoff"), "{toml}");
     let config = work.path().join("agent.toml");
     std::fs::write(&config, &toml).unwrap();
-    let agent = |node: &str| {
+    let agent_command = |node: &str| {
         let mut c = repo.cairn();
         c.args([
             "agent",
@@ -285,8 +288,9 @@ fn the_daemonset_agent_backs_up_the_annotated_claims_of_its_node() {
         ])
         .env("KUBECONFIG", &agent_config)
         .env("CAIRN_HOST", node);
-        c.output().unwrap()
+        c
     };
+    let agent = |node: &str| agent_command(node).output().unwrap();
 
     let out = agent("node-a");
     assert_success(&out, &["agent", "--run", "volumes"]);
@@ -433,6 +437,71 @@ fn the_daemonset_agent_backs_up_the_annotated_claims_of_its_node() {
         b"changed on node-b\n"
     );
 
+    // Permission problems: an agent without the capability to read any
+    // file (the chart grants DAC_READ_SEARCH; here it is dropped) meets a
+    // volume whose root it cannot list and one with a file it cannot
+    // read. The first is named and not committed; the second is saved
+    // without that file, marked partial; the run exits 3.
+    kube.apply(
+        &[
+            claim("shop", "locked", "pv-locked"),
+            claim("shop", "mixed", "pv-mixed"),
+            pod(
+                "shop",
+                "owned",
+                "node-c",
+                Some("*"),
+                &[("locked", "locked"), ("mixed", "mixed")],
+            ),
+        ]
+        .join("\n---\n"),
+    );
+    kube.set_running("shop", "owned");
+    let owned = uid(&kube, "shop", "owned");
+    let locked = volume_dir(&kubelet, &owned, "kubernetes.io~csi", "pv-locked", 6);
+    let mixed = volume_dir(&kubelet, &owned, "kubernetes.io~csi", "pv-mixed", 7);
+    let private = mixed.join("sub/private.key");
+    std::fs::write(&private, b"not for the agent").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for (path, mode) in [(&locked, 0o700), (&private, 0o600)] {
+        rustix::fs::chown(
+            path.as_path(),
+            Some(rustix::fs::Uid::from_raw(1000)),
+            Some(rustix::fs::Gid::from_raw(1000)),
+        )
+        .unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let plain = agent_command("node-c");
+    let mut c = Command::new("setpriv");
+    c.arg("--bounding-set=-dac_override,-dac_read_search")
+        .arg(plain.get_program())
+        .args(plain.get_args());
+    for (k, v) in plain.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    let out = c.output().expect("setpriv (util-linux)");
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(
+        said.contains("shop/locked") && said.contains("Permission denied"),
+        "{said}"
+    );
+    assert!(said.contains("private.key"), "{said}");
+    let snaps = repo.snapshots();
+    assert!(!snaps.iter().any(|s| s["source"]["claim"] == "locked"));
+    let [mixed_snap] = &snaps
+        .iter()
+        .filter(|s| s["source"]["claim"] == "mixed")
+        .collect::<Vec<_>>()[..]
+    else {
+        panic!("one snapshot of shop/mixed: {snaps:?}");
+    };
+    assert_eq!(mixed_snap["partial"], true);
+
     // RBAC: the agent may read pods and claims, nothing else.
     let as_agent = |args: &[&str]| kube.kubectl(args, Some(&agent_config));
     assert!(as_agent(&["get", "pods", "--all-namespaces"])
@@ -453,6 +522,30 @@ fn the_daemonset_agent_backs_up_the_annotated_claims_of_its_node() {
             text(&out)
         );
     }
+
+    // A role of pods only (rbac.readClaims=false): claims cannot be read,
+    // yet a pod with one claim is still found from the kubelet's
+    // directory; a pod with two is named, with what to grant.
+    let pods_only = render(&["repository.url=s3:backups/cairn", "rbac.readClaims=false"]);
+    let [role] = documents(&pods_only, "ClusterRole")[..] else {
+        panic!("one ClusterRole: {pods_only}");
+    };
+    assert!(!role.contains("persistentvolumeclaims"), "{role}");
+    kube.apply(role);
+    let out = as_agent(&["get", "persistentvolumeclaim", "-n", "shop", "data-pg-0"]);
+    assert!(text(&out).contains("forbidden"), "{}", text(&out));
+    let out = agent("node-b");
+    assert_success(&out, &["agent", "--run", "volumes", "(node-b, pods only)"]);
+    let said = text(&out);
+    assert!(
+        said.contains("shop/data-pg-0") && said.contains("shop/data-pg-1"),
+        "{said}"
+    );
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = agent("node-c");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("rbac.readClaims"), "{}", text(&out));
+    assert!(text(&out).contains("after 3 attempt(s)"), "{}", text(&out));
 }
 
 fn kubernetes_validate() -> PathBuf {

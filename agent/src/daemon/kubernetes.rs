@@ -258,24 +258,88 @@ fn chosen_volumes(
     )
 }
 
-/// Where the kubelet mounted `claim` for `pod`.
+/// Where the kubelet mounted `claim` for `pod`. Without permission to read
+/// claims (a role of pods only), a pod's one claim is still found: the
+/// one volume directory of the pod that is not of a pod-scoped kind.
 async fn locate(
     claims: &Api<PersistentVolumeClaim>,
     kubelet_dir: &Path,
     pod: &Pod,
     claim: &str,
 ) -> Result<PathBuf, String> {
-    let pvc = claims
-        .get(claim)
-        .await
-        .map_err(|e| format!("cannot read its claim: {}", api_error(e)))?;
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let pvc = match claims.get(claim).await {
+        Ok(pvc) => pvc,
+        Err(kube::Error::Api(status)) if status.code == 403 => {
+            return only_claim_dir(kubelet_dir, &uid, pod);
+        }
+        Err(e) => return Err(format!("cannot read its claim: {}", api_error(e))),
+    };
     let pv = pvc
         .spec
         .and_then(|s| s.volume_name)
         .filter(|v| !v.is_empty())
         .ok_or_else(|| "the claim is not bound to a volume yet".to_owned())?;
-    let uid = pod.metadata.uid.clone().unwrap_or_default();
     mount_dir(kubelet_dir, &uid, &pv)
+}
+
+/// Plugins whose volumes belong to the pod, never to a claim.
+const POD_SCOPED: [&str; 6] = [
+    "kubernetes.io~secret",
+    "kubernetes.io~configmap",
+    "kubernetes.io~projected",
+    "kubernetes.io~downward-api",
+    "kubernetes.io~empty-dir",
+    "kubernetes.io~git-repo",
+];
+
+/// The directory of a pod's claim when the claim cannot be read: only for
+/// a pod with exactly one claim and no inline CSI volume, whose volumes
+/// directory holds exactly one volume of a claim's kind.
+fn only_claim_dir(kubelet_dir: &Path, uid: &str, pod: &Pod) -> Result<PathBuf, String> {
+    let volumes: &[Volume] = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_deref())
+        .unwrap_or_default();
+    let claims = volumes
+        .iter()
+        .filter(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some())
+        .count();
+    let inline_csi = volumes.iter().any(|v| v.csi.is_some());
+    let refused = "the agent may not read claims (its role has pods only)";
+    if claims != 1 || inline_csi {
+        return Err(format!(
+            "{refused}, and the pod has {claims} claims{}: which directory is which cannot be told; allow get on persistentvolumeclaims (the chart's rbac.readClaims)",
+            if inline_csi { " and inline CSI volumes" } else { "" }
+        ));
+    }
+    let dir = kubelet_dir.join("pods").join(uid).join("volumes");
+    let mut found = Vec::new();
+    for plugin in std::fs::read_dir(&dir)
+        .map_err(|e| format!("{refused}, and {} cannot be listed: {e}", dir.display()))?
+        .flatten()
+    {
+        let name = plugin.file_name().to_string_lossy().into_owned();
+        if POD_SCOPED.contains(&name.as_str()) {
+            continue;
+        }
+        for volume in std::fs::read_dir(plugin.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let pv = volume.file_name().to_string_lossy().into_owned();
+            found.push(mount_dir(kubelet_dir, uid, &pv)?);
+        }
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        n => Err(format!(
+            "{refused}, and {} holds {n} volumes of a claim's kind, not one",
+            dir.display()
+        )),
+    }
 }
 
 /// The directory of volume `pv` of the pod `uid` under the kubelet's
@@ -400,10 +464,44 @@ mod tests {
     }
 
     #[test]
+    fn without_claims_only_a_pods_one_claim_is_found() {
+        let root = tempfile::tempdir().unwrap();
+        let vols = root.path().join("pods/u1/volumes");
+        std::fs::create_dir_all(vols.join("kubernetes.io~csi/pv-a/mount")).unwrap();
+        std::fs::create_dir_all(vols.join("kubernetes.io~secret/token")).unwrap();
+        std::fs::create_dir_all(vols.join("kubernetes.io~configmap/config")).unwrap();
+        let mut one = pod(None);
+        one.spec
+            .as_mut()
+            .unwrap()
+            .volumes
+            .as_mut()
+            .unwrap()
+            .retain(|v| v.name == "data" || v.name == "config");
+        assert_eq!(
+            only_claim_dir(root.path(), "u1", &one).unwrap(),
+            vols.join("kubernetes.io~csi/pv-a/mount")
+        );
+        let err = only_claim_dir(root.path(), "u1", &pod(None)).unwrap_err();
+        assert!(
+            err.contains("has 3 claims") && err.contains("rbac.readClaims"),
+            "{err}"
+        );
+        std::fs::create_dir_all(vols.join("kubernetes.io~local-volume/pv-b")).unwrap();
+        let err = only_claim_dir(root.path(), "u1", &one).unwrap_err();
+        assert!(err.contains("2 volumes of a claim's kind"), "{err}");
+    }
+
+    #[test]
     fn only_running_pods_are_backed_up() {
         let mut p = pod(None);
         assert_eq!(not_running(&p), None);
         p.status.as_mut().unwrap().phase = Some("Pending".into());
         assert!(not_running(&p).unwrap().contains("Pending"));
+        let mut p = pod(None);
+        p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ));
+        assert!(not_running(&p).unwrap().contains("terminating"));
     }
 }
