@@ -10,15 +10,20 @@ use cairn_e2e::{assert_success, listing, random_bytes, KubeServer, Repo};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn helm() -> PathBuf {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/install-helm.sh");
+/// The command `scripts/NAME` installs (it prints its path).
+fn installed(name: &str) -> PathBuf {
+    let script = format!("{}/../scripts/{name}", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("bash").arg(script).output().unwrap();
     assert!(
         out.status.success(),
-        "scripts/install-helm.sh: {}",
+        "scripts/{name}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn helm() -> PathBuf {
+    installed("install-helm.sh")
 }
 
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/helm/cairn");
@@ -549,17 +554,7 @@ fn the_daemonset_agent_backs_up_the_annotated_claims_of_its_node() {
 }
 
 fn kubernetes_validate() -> PathBuf {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../scripts/install-kubernetes-validate.sh"
-    );
-    let out = Command::new("bash").arg(script).output().unwrap();
-    assert!(
-        out.status.success(),
-        "scripts/install-kubernetes-validate.sh: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    installed("install-kubernetes-validate.sh")
 }
 
 /// The plain manifests, rendered from the chart with these values.
