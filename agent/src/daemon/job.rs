@@ -214,9 +214,7 @@ pub async fn run(
         };
         match result {
             Ok(done) => {
-                let partial =
-                    !done.skipped.is_empty() || done.backups.iter().any(|b| b.snapshot.partial);
-                let outcome = match (&done.post_error, partial) {
+                let outcome = match (&done.post_error, done.partial()) {
                     (Some(_), _) => Outcome::Failure,
                     (None, true) => Outcome::Partial,
                     (None, false) => Outcome::Success,
@@ -309,6 +307,14 @@ struct Attempted {
     post_error: Option<HookError>,
 }
 
+impl Attempted {
+    /// Whether something was not backed up: a volume, or entries of a
+    /// snapshot.
+    fn partial(&self) -> bool {
+        !self.skipped.is_empty() || self.backups.iter().any(|b| b.snapshot.partial)
+    }
+}
+
 /// One attempt: pre hooks, backup, retention; the post hooks always run
 /// once the pre hooks started, told how the attempt ended.
 async fn attempt(
@@ -354,9 +360,8 @@ async fn attempt(
     .await;
     let (result, snapshots) = match &main {
         Ok(a) => {
-            let partial = !a.skipped.is_empty() || a.backups.iter().any(|b| b.snapshot.partial);
             let ids: Vec<String> = a.backups.iter().map(|b| b.id.to_hex()).collect();
-            (if partial { "partial" } else { "success" }, ids)
+            (if a.partial() { "partial" } else { "success" }, ids)
         }
         Err(_) => ("failure", Vec::new()),
     };
@@ -447,7 +452,7 @@ async fn volumes(
     }
     let (mut backups, mut skipped) = (Vec::new(), Vec::new());
     for f in &found {
-        let what = format!("{} (volume {} of pod {})", f.name(), f.volume, f.pod);
+        let what = f.describe();
         let Some(settings) = f.settings(&k.select) else {
             let why = f.dir.as_ref().err().cloned().unwrap_or_default();
             tracing::warn!("job {name}: {what}: not backed up: {why}");

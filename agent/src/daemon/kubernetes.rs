@@ -75,9 +75,20 @@ pub struct Found {
 }
 
 impl Found {
-    /// `NAMESPACE/CLAIM`.
-    pub fn name(&self) -> String {
-        format!("{}/{}", self.namespace, self.claim)
+    /// `NAMESPACE/CLAIM (volume V of pod P)`, or without a claim
+    /// `volume V of pod NAMESPACE/P`.
+    pub fn describe(&self) -> String {
+        if self.claim.is_empty() {
+            format!(
+                "volume {} of pod {}/{}",
+                self.volume, self.namespace, self.pod
+            )
+        } else {
+            format!(
+                "{}/{} (volume {} of pod {})",
+                self.namespace, self.claim, self.volume, self.pod
+            )
+        }
     }
 
     /// The backup of this volume, with the job's selection.
@@ -194,6 +205,19 @@ fn not_running(pod: &Pod) -> Option<String> {
     }
 }
 
+/// The claim behind a pod's volume, if it is one.
+fn claim_of(pod: &Pod, v: &Volume) -> Option<String> {
+    if let Some(c) = &v.persistent_volume_claim {
+        return Some(c.claim_name.clone());
+    }
+    // A generic ephemeral volume's claim is named after the pod and the
+    // volume.
+    let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+    v.ephemeral
+        .as_ref()
+        .map(|_| format!("{pod_name}-{}", v.name))
+}
+
 /// The pod's volumes to back up, each with its claim's name or why it
 /// has none; `None` if the pod is not chosen at all.
 fn chosen_volumes(
@@ -214,17 +238,7 @@ fn chosen_volumes(
         .as_ref()
         .and_then(|s| s.volumes.as_deref())
         .unwrap_or_default();
-    let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
-    let claim_of = |v: &Volume| -> Option<String> {
-        if let Some(c) = &v.persistent_volume_claim {
-            return Some(c.claim_name.clone());
-        }
-        // A generic ephemeral volume's claim is named after the pod and
-        // the volume.
-        v.ephemeral
-            .as_ref()
-            .map(|_| format!("{pod_name}-{}", v.name))
-    };
+    let claim_of = |v: &Volume| claim_of(pod, v);
     let wanted: Vec<&str> = match named.map(|n| n.trim()) {
         None | Some("*") => {
             return Some(
@@ -302,10 +316,7 @@ fn only_claim_dir(kubelet_dir: &Path, uid: &str, pod: &Pod) -> Result<PathBuf, S
         .as_ref()
         .and_then(|s| s.volumes.as_deref())
         .unwrap_or_default();
-    let claims = volumes
-        .iter()
-        .filter(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some())
-        .count();
+    let claims = volumes.iter().filter_map(|v| claim_of(pod, v)).count();
     let inline_csi = volumes.iter().any(|v| v.csi.is_some());
     let refused = "the agent may not read claims (its role has pods only)";
     if claims != 1 || inline_csi {
