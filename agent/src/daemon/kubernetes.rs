@@ -325,25 +325,9 @@ fn only_claim_dir(kubelet_dir: &Path, uid: &str, pod: &Pod) -> Result<PathBuf, S
             if inline_csi { " and inline CSI volumes" } else { "" }
         ));
     }
-    let dir = kubelet_dir.join("pods").join(uid).join("volumes");
-    let mut found = Vec::new();
-    for plugin in std::fs::read_dir(&dir)
-        .map_err(|e| format!("{refused}, and {} cannot be listed: {e}", dir.display()))?
-        .flatten()
-    {
-        let name = plugin.file_name().to_string_lossy().into_owned();
-        if POD_SCOPED.contains(&name.as_str()) {
-            continue;
-        }
-        for volume in std::fs::read_dir(plugin.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let pv = volume.file_name().to_string_lossy().into_owned();
-            found.push(mount_dir(kubelet_dir, uid, &pv)?);
-        }
-    }
+    let dir = pod_volumes(kubelet_dir, uid)?;
+    let mut found = volume_dirs(&dir, |plugin, _| !POD_SCOPED.contains(&plugin))
+        .map_err(|e| format!("{refused}, and {} cannot be listed: {e}", dir.display()))?;
     match found.len() {
         1 => Ok(found.remove(0)),
         n => Err(format!(
@@ -353,6 +337,47 @@ fn only_claim_dir(kubelet_dir: &Path, uid: &str, pod: &Pod) -> Result<PathBuf, S
     }
 }
 
+/// `pods/<uid>/volumes` under the kubelet's directory.
+fn pod_volumes(kubelet_dir: &Path, uid: &str) -> Result<PathBuf, String> {
+    if !plain_name(uid) {
+        return Err(format!("pod uid {uid:?} is not a plain name"));
+    }
+    Ok(kubelet_dir.join("pods").join(uid).join("volumes"))
+}
+
+fn plain_name(n: &str) -> bool {
+    !n.is_empty() && n != "." && n != ".." && !n.contains('/')
+}
+
+/// The volume directories `<plugin>/<name>` in a pod's `volumes` whose
+/// plugin and name `wanted` accepts (a CSI volume's is its `mount`).
+/// Links are not followed: the kubelet makes directories.
+fn volume_dirs(
+    volumes: &Path,
+    wanted: impl Fn(&str, &str) -> bool,
+) -> std::io::Result<Vec<PathBuf>> {
+    let is_dir = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
+    let mut hits = Vec::new();
+    for plugin in std::fs::read_dir(volumes)?.flatten() {
+        let plugin_name = plugin.file_name().to_string_lossy().into_owned();
+        if !is_dir(&plugin.path()) {
+            continue;
+        }
+        for entry in std::fs::read_dir(plugin.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let dir = entry.path();
+            if wanted(&plugin_name, &entry.file_name().to_string_lossy()) && is_dir(&dir) {
+                let csi = plugin_name.ends_with("~csi");
+                hits.push(if csi { dir.join("mount") } else { dir });
+            }
+        }
+    }
+    Ok(hits)
+}
+
 /// The directory of volume `pv` of the pod `uid` under the kubelet's
 /// directory: `pods/<uid>/volumes/<plugin>/<pv>`, or its `mount` for CSI.
 ///
@@ -360,27 +385,15 @@ fn only_claim_dir(kubelet_dir: &Path, uid: &str, pod: &Pod) -> Result<PathBuf, S
 /// Why there is none: names that are not plain names, no such directory,
 /// or more than one.
 pub fn mount_dir(kubelet_dir: &Path, uid: &str, pv: &str) -> Result<PathBuf, String> {
-    let plain = |n: &str| !n.is_empty() && n != "." && n != ".." && !n.contains('/');
-    if !plain(uid) || !plain(pv) {
-        return Err(format!(
-            "pod uid {uid:?} or volume {pv:?} is not a plain name"
-        ));
+    if !plain_name(pv) {
+        return Err(format!("volume {pv:?} is not a plain name"));
     }
-    let volumes = kubelet_dir.join("pods").join(uid).join("volumes");
+    let volumes = pod_volumes(kubelet_dir, uid)?;
     let not_mounted = |why: String| {
         format!("volume {pv} is not mounted on this node: {why} (is the kubelet's directory mounted into the agent, with HostToContainer propagation?)")
     };
-    let plugins = std::fs::read_dir(&volumes)
+    let mut hits = volume_dirs(&volumes, |_, name| name == pv)
         .map_err(|e| not_mounted(format!("cannot list {}: {e}", volumes.display())))?;
-    let mut hits = Vec::new();
-    for plugin in plugins.flatten() {
-        let dir = plugin.path().join(pv);
-        // Not followed: the kubelet makes directories, not links.
-        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
-            let csi = plugin.file_name().to_string_lossy().ends_with("~csi");
-            hits.push(if csi { dir.join("mount") } else { dir });
-        }
-    }
     match hits.len() {
         1 => Ok(hits.remove(0)),
         0 => Err(not_mounted(format!("no {}/*/{pv}", volumes.display()))),
@@ -395,13 +408,23 @@ pub fn mount_dir(kubelet_dir: &Path, uid: &str, pv: &str) -> Result<PathBuf, Str
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_volume_is_found_in_its_plugins_directory() {
+    /// A kubelet directory whose pod `u1` has these volume directories.
+    fn layout(dirs: &[&str]) -> (tempfile::TempDir, PathBuf) {
         let root = tempfile::tempdir().unwrap();
         let vols = root.path().join("pods/u1/volumes");
-        std::fs::create_dir_all(vols.join("kubernetes.io~local-volume/pv-a")).unwrap();
-        std::fs::create_dir_all(vols.join("kubernetes.io~csi/pv-b/mount")).unwrap();
-        std::fs::create_dir_all(vols.join("kubernetes.io~secret/token")).unwrap();
+        for d in dirs {
+            std::fs::create_dir_all(vols.join(d)).unwrap();
+        }
+        (root, vols)
+    }
+
+    #[test]
+    fn a_volume_is_found_in_its_plugins_directory() {
+        let (root, vols) = layout(&[
+            "kubernetes.io~local-volume/pv-a",
+            "kubernetes.io~csi/pv-b/mount",
+            "kubernetes.io~secret/token",
+        ]);
         std::os::unix::fs::symlink("/etc", vols.join("kubernetes.io~empty-dir")).unwrap();
         assert_eq!(
             mount_dir(root.path(), "u1", "pv-a").unwrap(),
@@ -476,11 +499,11 @@ mod tests {
 
     #[test]
     fn without_claims_only_a_pods_one_claim_is_found() {
-        let root = tempfile::tempdir().unwrap();
-        let vols = root.path().join("pods/u1/volumes");
-        std::fs::create_dir_all(vols.join("kubernetes.io~csi/pv-a/mount")).unwrap();
-        std::fs::create_dir_all(vols.join("kubernetes.io~secret/token")).unwrap();
-        std::fs::create_dir_all(vols.join("kubernetes.io~configmap/config")).unwrap();
+        let (root, vols) = layout(&[
+            "kubernetes.io~csi/pv-a/mount",
+            "kubernetes.io~secret/token",
+            "kubernetes.io~configmap/config",
+        ]);
         let mut one = pod(None);
         one.spec
             .as_mut()

@@ -61,7 +61,12 @@ passphrase, S3 credentials. */}}
       fieldPath: spec.nodeName
 - name: CAIRN_LOG_FORMAT
   value: json
-{{- with .Values.s3Credentials.secretName }}
+{{- include "cairn.s3Env" .Values.s3Credentials.secretName }}
+{{- end -}}
+
+{{/* AWS credentials from the Secret named (nothing when it is empty). */}}
+{{- define "cairn.s3Env" -}}
+{{- with . }}
 - name: AWS_ACCESS_KEY_ID
   valueFrom:
     secretKeyRef:
