@@ -353,6 +353,8 @@ pub struct S3Server {
     pub endpoint: String,
     /// The bucket created at start.
     pub bucket: String,
+    /// A second bucket created at start (the target of copies).
+    pub second_bucket: String,
     /// Access key.
     pub access_key: String,
     /// Secret key. A second identity may only read and list: its keys are
@@ -728,7 +730,7 @@ pub fn s3_server() -> &'static S3Server {
              -master.port={} -master.port.grpc={} -volume.port={} -volume.port.grpc={} \
              -filer.port={} -filer.port.grpc={} -s3.port={} -s3.port.grpc={} -admin.port={} -admin.port.grpc={} \
              -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 -master.telemetry=false \
-             -s3.config={d}/s3.json -bucket=cairn -s3.localSocket={d}/s3.sock -filer.localSocket={d}/filer.sock",
+             -s3.config={d}/s3.json -bucket=cairn,cairn-dr -s3.localSocket={d}/s3.sock -filer.localSocket={d}/filer.sock",
             base,
             base + 1,
             base + 2,
@@ -745,9 +747,18 @@ pub fn s3_server() -> &'static S3Server {
         // Ready: the S3 gateway answers (403 to anonymous requests) and the
         // filer holds the bucket, which is created a moment after start.
         wait_for("SeaweedFS", &dir, || {
-            http_status(port, "/") == Some(403) && http_status(base + 4, "/buckets/cairn/") == Some(200)
+            http_status(port, "/") == Some(403)
+                && ["cairn", "cairn-dr"]
+                    .iter()
+                    .all(|b| http_status(base + 4, &format!("/buckets/{b}/")) == Some(200))
         });
-        S3Server { endpoint: format!("http://127.0.0.1:{port}"), bucket: "cairn".into(), access_key: ak.into(), secret_key: sk.into() }
+        S3Server {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            bucket: "cairn".into(),
+            second_bucket: "cairn-dr".into(),
+            access_key: ak.into(),
+            secret_key: sk.into(),
+        }
     })
 }
 

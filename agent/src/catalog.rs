@@ -805,6 +805,15 @@ impl Catalog {
     /// # Errors
     /// If it is not in the catalog, or does not decode.
     pub fn tree(&self, id: &ChunkId) -> Result<Tree> {
+        let data = self.tree_bytes(id)?;
+        Tree::decode(&data).with_context(|| format!("tree {id} in the catalog"))
+    }
+
+    /// A tree's plaintext, from the catalog alone, checked against its id.
+    ///
+    /// # Errors
+    /// If it is not in the catalog, or does not match its id.
+    pub fn tree_bytes(&self, id: &ChunkId) -> Result<Vec<u8>> {
         let data: Option<Vec<u8>> = {
             let conn = self.conn();
             let mut st = conn.prepare_cached("SELECT data FROM trees WHERE id = ?1")?;
@@ -819,7 +828,7 @@ impl Catalog {
                 "the catalog's copy of tree {id} does not match its id"
             )));
         }
-        Tree::decode(&data).with_context(|| format!("tree {id} in the catalog"))
+        Ok(data)
     }
 
     /// Counts of what the catalog holds: sessions, packs, blobs, snapshots, trees.

@@ -18,6 +18,7 @@ mod agent;
 mod backup;
 mod catalog_cmd;
 mod check;
+mod copy;
 mod diff;
 mod filter;
 mod find;
@@ -83,6 +84,8 @@ Environment:
   CAIRN_PASSWORD_FILE   a file holding the passphrase (a trailing newline is ignored)
   CAIRN_PASSWORD        the passphrase itself (prefer the file); without either, cairn asks on the terminal
   CAIRN_NEW_PASSWORD_FILE, CAIRN_NEW_PASSWORD   the new passphrase for `key add`
+  CAIRN_FROM_PASSWORD_FILE, CAIRN_FROM_PASSWORD the source's passphrase for `copy` and
+                        `init --copy-chunker-params-from`
   CAIRN_CATALOG         the local catalog (as --catalog)
   CAIRN_HOST            the host name recorded by backups (as backup --host)
   AWS_*                 S3 credentials, region and endpoint, as the AWS CLI reads them
@@ -269,6 +272,13 @@ enum Command {
     /// Delete the data no snapshot uses any more (safe while backups run).
     #[command(after_help = "Examples:\n  cairn prune --dry-run\n  cairn prune")]
     Prune(prune::Args),
+    /// Copy snapshots from another repository (--from-repo) into this
+    /// one, re-encrypted, deduplicated and verified; a rerun copies only
+    /// what is missing.
+    #[command(
+        after_help = "Examples:\n  cairn copy --repo s3:dr-bucket/cluster-a --from-repo s3:main-bucket/cluster-a\n  cairn copy --repo /mnt/offsite --from-repo s3:main/a --latest --host web-1\n  cairn init --repo s3:dr-bucket/a --copy-chunker-params-from s3:main-bucket/a\n\nThe source's passphrase comes from CAIRN_FROM_PASSWORD_FILE or CAIRN_FROM_PASSWORD."
+    )]
+    Copy(copy::Args),
     /// Check that the repository is whole; with --read-data, read and
     /// verify every blob.
     #[command(after_help = "Examples:\n  cairn check\n  cairn check --read-data-subset next/7")]
@@ -384,6 +394,9 @@ impl Cli {
 /// What every command that opens the repository needs.
 struct Ctx {
     place: ops::Place,
+    /// How the repository's storage was reached (a second repository's
+    /// default).
+    storage: backend::Options,
     catalog: Option<PathBuf>,
     cancel: Cancel,
     /// `--json`.
@@ -459,6 +472,7 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<Status> {
     };
     let ctx = Ctx {
         place: ops::Place::connect(&address, &opts).await?,
+        storage: opts,
         catalog: cli.catalog,
         cancel,
         json: cli.json,
@@ -482,6 +496,7 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<Status> {
         Command::Forget(args) => forget::run(&ctx, args).await,
         Command::Prune(args) => prune::run(&ctx, args).await,
         Command::Check(args) => check::run(&ctx, args).await,
+        Command::Copy(args) => copy::run(&ctx, args).await,
         Command::Snapshots(args) => {
             let cat = ctx.synced(Trees::Of(&[])).await?;
             stdout_closed(snapshots::run(&cat, args, ctx.json))

@@ -219,6 +219,7 @@ mod tests {
             tree: ChunkId::from_bytes([0; 32]),
             partial: false,
             tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            copy_of: None,
             summary: Summary::default(),
         };
         (SnapshotId::random(), s)

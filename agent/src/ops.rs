@@ -13,10 +13,11 @@
 //! - [`check()`]: is the repository whole (structure, and with
 //!   `read_data` every blob)?
 //!
+//! - [`copy()`]: snapshots into another repository.
 //! - [`prune()`]: the collector, the only operation that deletes data
 //!   (through [`crate::backend::delete`]).
 //!
-//! Copy and restore drills come here as they are built.
+//! Restore drills come here as they are built.
 
 use crate::cancel::Cancel;
 use crate::catalog::Catalog;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 pub mod backup;
 pub mod catalog;
 pub mod check;
+pub mod copy;
 pub mod forget;
 pub mod keys;
 pub mod open;
@@ -36,6 +38,7 @@ pub mod restore;
 pub use crate::sync::{SyncReport, Trees};
 pub use backup::{backup, BackupOptions, BackupReport, Parent};
 pub use check::{check, CheckOptions, CheckReport, Subset};
+pub use copy::{copy, Copied, CopyOptions, CopyReport};
 pub use forget::{forget, ForgetOptions, ForgetReport};
 pub use open::{init, open_catalog, open_repository, InitOptions, Place};
 pub use prune::{prune, PruneOptions, PruneReport};

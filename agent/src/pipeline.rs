@@ -48,6 +48,9 @@ pub enum PipelineError {
     /// A pack could not be written to its spool file.
     #[error(transparent)]
     Spool(#[from] crate::backend::spool::SpoolError),
+    /// The producer failed for a reason of its own (a copy's source).
+    #[error(transparent)]
+    Producer(Box<Error>),
     /// Another stage failed first; this one stopped because its channel closed.
     #[error("the backup pipeline stopped early")]
     Aborted,
@@ -456,6 +459,7 @@ impl From<PipelineError> for Error {
             P::Format(e) => Error::Internal(e.to_string()),
             P::Catalog(e) => Error::Catalog(e),
             P::Spool(e) => Error::Spool(e),
+            P::Producer(e) => *e,
             P::Aborted | P::Stage(_) => Error::Internal(e.to_string()),
         }
     }

@@ -42,7 +42,7 @@ fn key_meta() -> KeyMeta {
 
 impl Repository {
     fn with_keys(backend: DynBackend, master: MasterKey, key_id: KeyId, config: Config) -> Self {
-        let keys = Arc::new(master.derive());
+        let keys = Arc::new(config.keys(&master));
         Self {
             backend,
             keys,
@@ -83,7 +83,7 @@ impl Repository {
             input!("{location} is not empty and holds no Cairn repository (no config object): nothing was changed. Give an empty (or new) directory or prefix; if another `cairn init` is creating a repository there right now, use that one");
         }
         let master = MasterKey::generate();
-        let keys = master.derive();
+        let keys = config.keys(&master);
         let key_id = KeyId::random();
         let file = keyfile::create(&master, &keys.enc, key_id, pass, kdf, key_meta())?;
         backend

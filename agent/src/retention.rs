@@ -349,6 +349,18 @@ pub struct GroupKey {
     pub tags: Option<Vec<String>>,
 }
 
+/// The group `snap` is in when grouped by `by`.
+pub fn group_key(snap: &Snapshot, by: GroupBy) -> GroupKey {
+    GroupKey {
+        // A claim's snapshots are one group whichever node read them (its
+        // pod moves between nodes).
+        host: (by.host && !matches!(snap.source, Source::Pvc { .. }))
+            .then(|| snap.hostname.clone()),
+        source: by.source.then(|| source_key(&snap.source)),
+        tags: by.tags.then(|| snap.tags.clone()),
+    }
+}
+
 /// What the rules decided for one snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Decision {
@@ -389,15 +401,7 @@ pub fn apply(
     let mut groups: std::collections::BTreeMap<GroupKey, Vec<&(SnapshotId, Snapshot)>> =
         std::collections::BTreeMap::new();
     for s in snapshots {
-        let key = GroupKey {
-            // A claim's snapshots are one group whichever node read them
-            // (its pod moves between nodes).
-            host: (by.host && !matches!(s.1.source, Source::Pvc { .. }))
-                .then(|| s.1.hostname.clone()),
-            source: by.source.then(|| source_key(&s.1.source)),
-            tags: by.tags.then(|| s.1.tags.clone()),
-        };
-        groups.entry(key).or_default().push(s);
+        groups.entry(group_key(&s.1, by)).or_default().push(s);
     }
     groups
         .into_iter()

@@ -33,7 +33,7 @@ impl Fixture {
         .await
         .expect("place");
         let pass = Passphrase::new(b"in-process".to_vec());
-        let repo = ops::init(place, &pass, &InitOptions::default())
+        let repo = ops::init(place, &pass, &InitOptions::default(), None)
             .await
             .expect("init");
         let cat = ops::open_catalog(&repo, Some(&dir.path().join("catalog"))).expect("catalog");

@@ -18,7 +18,24 @@ macro_rules! secret_key {
             pub(crate) fn bytes(&self) -> &[u8; 32] {
                 &self.0
             }
+
+            /// The key's bytes, to be stored sealed (a repository config
+            /// that shares another's chunking keys, format §4) and for
+            /// nothing else: never log or print them.
+            pub fn expose_secret(&self) -> &[u8; 32] {
+                &self.0
+            }
         }
+
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                // Not secret-dependent in any way an attacker can time:
+                // both keys are the caller's own.
+                self.0 == other.0
+            }
+        }
+
+        impl Eq for $name {}
 
         impl std::fmt::Debug for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -59,7 +59,7 @@ mod wire;
 /// The repository format this crate reads and writes (`docs/format.md`).
 pub const FORMAT_VERSION: u32 = 1;
 
-pub use config::{Config, CHUNKER_ALGORITHM, DEFAULT_PACK_SIZE, DEFAULT_ZSTD_LEVEL};
+pub use config::{ChunkingKeys, Config, CHUNKER_ALGORITHM, DEFAULT_PACK_SIZE, DEFAULT_ZSTD_LEVEL};
 pub use crypto::{CatalogKey, EncKey, MasterKey, RepoKeys, TAG_LEN};
 pub use error::{BlobError, FormatError, KeyError};
 pub use gc::{GcState, PackName, PackSet, Phase, MAX_PACK_SET};
@@ -73,7 +73,8 @@ pub use pack::{
     TRAILER_LEN,
 };
 pub use snapshot::{
-    valid_stream_name, valid_tag, Commit, Lease, Snapshot, Source, Summary, MAX_TAGS, MAX_TAG_LEN,
+    valid_stream_name, valid_tag, Commit, Lease, Origin, Snapshot, Source, Summary, MAX_TAGS,
+    MAX_TAG_LEN,
 };
 pub use tree::{
     Node, NodeKind, NodeMeta, Tree, Xattr, MAX_XATTRS, MAX_XATTR_NAME, MAX_XATTR_VALUE,

@@ -208,17 +208,38 @@ impl PackCipher {
         stored: &[u8],
         dec: &mut BlobDecompressor,
     ) -> Result<Vec<u8>, BlobError> {
-        let blob = || entry.id.to_hex();
         let buf = self.open_stored(entry, stored)?;
+        Ok(match self.plaintext(ids, entry, &buf, dec)? {
+            std::borrow::Cow::Borrowed(_) => buf,
+            std::borrow::Cow::Owned(plain) => plain,
+        })
+    }
+
+    /// The plaintext of a blob's stored form as [`Self::open_stored`] gives
+    /// it, decompressed and verified: it has the entry's raw length and
+    /// hashes to its id under `ids`. Borrowed when nothing was compressed.
+    ///
+    /// # Errors
+    /// [`BlobError`] naming the pack and blob if the bytes do not
+    /// decompress to `raw_len` or do not hash to the blob's id.
+    pub fn plaintext<'a>(
+        &self,
+        ids: &IdKey,
+        entry: &BlobEntry,
+        stored: &'a [u8],
+        dec: &mut BlobDecompressor,
+    ) -> Result<std::borrow::Cow<'a, [u8]>, BlobError> {
+        let blob = || entry.id.to_hex();
         let plain = match entry.compression {
-            Compression::None => buf,
+            Compression::None => std::borrow::Cow::Borrowed(stored),
             Compression::Zstd => {
-                dec.decompress(&buf, entry.raw_len)
-                    .ok_or_else(|| BlobError::Decompress {
+                std::borrow::Cow::Owned(dec.decompress(stored, entry.raw_len).ok_or_else(|| {
+                    BlobError::Decompress {
                         pack: self.name.clone(),
                         blob: blob(),
                         raw_len: entry.raw_len,
-                    })?
+                    }
+                })?)
             }
         };
         if plain.len() != entry.raw_len as usize || ids.chunk_id(&plain) != entry.id {

@@ -176,6 +176,50 @@ pub struct Snapshot {
     /// Labels given at backup (`--tag`), for retention rules and filters.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// For a copy (`cairn copy`): the original snapshot, the one a backup
+    /// wrote (a copy of a copy names its source's original).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_of: Option<Origin>,
+}
+
+/// The original of a copied snapshot (format §7.1): a snapshot of a
+/// repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Origin {
+    /// The repository's id (its config's `repository_id`).
+    #[serde(with = "repository_hex")]
+    pub repository: [u8; 16],
+    /// The snapshot.
+    pub snapshot: SnapshotId,
+}
+
+/// A repository id as 32 hex digits.
+mod repository_hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(id: &[u8; 16], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(id))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 16], D::Error> {
+        let text = String::deserialize(d)?;
+        let mut out = [0u8; 16];
+        hex::decode_to_slice(&text, &mut out)
+            .map_err(|_| serde::de::Error::custom("a repository id is 32 hex digits"))?;
+        Ok(out)
+    }
+}
+
+impl Snapshot {
+    /// The original this snapshot is, or is a copy of, when it is stored
+    /// in the repository `repository`.
+    pub fn origin(&self, repository: [u8; 16], id: SnapshotId) -> Origin {
+        self.copy_of.unwrap_or(Origin {
+            repository,
+            snapshot: id,
+        })
+    }
 }
 
 /// Whether `tag` can be a snapshot's tag (format §7.1).
@@ -460,7 +504,34 @@ mod tests {
                 ..Summary::default()
             },
             tags: Vec::new(),
+            copy_of: None,
         }
+    }
+
+    #[test]
+    fn a_copy_names_its_original() -> Result<(), FormatError> {
+        let enc = MasterKey::generate().derive().enc;
+        let id = SnapshotId::random();
+        let mut s = snap(Source::Stdin { name: "x".into() });
+        assert_eq!(s.origin([7; 16], id).snapshot, id);
+        let original = Origin {
+            repository: [9; 16],
+            snapshot: SnapshotId::random(),
+        };
+        s.copy_of = Some(original);
+        assert_eq!(Snapshot::open(&enc, id, &s.seal(&enc, id))?, s);
+        assert_eq!(s.origin([7; 16], id), original);
+        let json =
+            String::from_utf8(serde_json::to_vec(&s).unwrap_or_default()).unwrap_or_default();
+        assert!(
+            json.contains(
+                r#""copy_of":{"repository":"09090909090909090909090909090909","snapshot":""#
+            ),
+            "{json}"
+        );
+        let bad = json.replace("09090909090909090909090909090909", "0909");
+        assert!(Snapshot::decode_payload(bad.as_bytes()).is_err());
+        Ok(())
     }
 
     #[test]

@@ -18,7 +18,7 @@ fn schema() -> serde_json::Value {
 }
 
 /// Asserts that `out` is one JSON document valid as `$defs/{def}`.
-fn valid(dir: &Path, def: &str, out: &[u8]) -> serde_json::Value {
+pub(crate) fn valid(dir: &Path, def: &str, out: &[u8]) -> serde_json::Value {
     let doc: serde_json::Value = serde_json::from_slice(out).unwrap_or_else(|e| {
         panic!(
             "{def}: not one JSON document ({e}): {}",

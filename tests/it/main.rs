@@ -11,6 +11,7 @@ mod catalog;
 mod check;
 mod cli;
 mod compat;
+mod copy;
 mod corruption;
 mod daemon;
 mod databases;

@@ -3,7 +3,7 @@
 //! `short_id` beside them; sizes are bytes.
 
 use crate::util::rfc3339;
-use cairn_repo_format::{Node, NodeKind, Snapshot, SnapshotId, Source, Summary};
+use cairn_repo_format::{Node, NodeKind, Origin, Snapshot, SnapshotId, Source, Summary};
 use serde::Serialize;
 use std::io::Write;
 
@@ -34,6 +34,8 @@ pub struct SnapshotJson {
     pub tree: String,
     pub session: String,
     pub summary: Summary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copy_of: Option<Origin>,
 }
 
 impl SnapshotJson {
@@ -51,6 +53,7 @@ impl SnapshotJson {
             tree: s.tree.to_hex(),
             session: s.session.to_hex(),
             summary: s.summary,
+            copy_of: s.copy_of,
         }
     }
 }

@@ -239,6 +239,7 @@ pub async fn backup(
         partial: report.errors > 0,
         summary,
         tags,
+        copy_of: None,
     };
     let done = session.commit(repo, packs, &snapshot).await?;
     let id = done.snapshot;

@@ -5,7 +5,9 @@ use crate::catalog::{self, Catalog};
 use crate::error::{Error, Result};
 use crate::repo::Repository;
 use cairn_chunker::ChunkerParams;
-use cairn_repo_format::{Config, KdfParams, Passphrase, DEFAULT_PACK_SIZE, DEFAULT_ZSTD_LEVEL};
+use cairn_repo_format::{
+    ChunkingKeys, Config, KdfParams, Passphrase, DEFAULT_PACK_SIZE, DEFAULT_ZSTD_LEVEL,
+};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -59,13 +61,30 @@ impl Default for InitOptions {
 }
 
 /// Creates a repository at `place` (which must be empty), with one key file
-/// for `pass`.
+/// for `pass`. With `like`, it chunks and identifies blobs as that
+/// repository does (its chunker parameters and chunking keys, format §4;
+/// `opts.chunk_avg` is then not used), so that copies between them keep
+/// their ids and deduplicate with what either stores.
 ///
 /// # Errors
 /// [`Error::Input`] for parameters out of range, a place that is not empty
 /// or already holds a repository.
-pub async fn init(place: Place, pass: &Passphrase, opts: &InitOptions) -> Result<Repository> {
-    Repository::init(place.0, pass, opts.config()?, KdfParams::DEFAULT).await
+pub async fn init(
+    place: Place,
+    pass: &Passphrase,
+    opts: &InitOptions,
+    like: Option<&Repository>,
+) -> Result<Repository> {
+    let mut config = opts.config()?;
+    if let Some(like) = like {
+        config.chunker = like.config.chunker;
+        config.chunking_keys = Some(ChunkingKeys::of(
+            like.config.repository_id,
+            &like.config,
+            &like.keys,
+        ));
+    }
+    Repository::init(place.0, pass, config, KdfParams::DEFAULT).await
 }
 
 impl InitOptions {

@@ -96,6 +96,44 @@ impl From<Damaged> for Error {
 /// A blob's plaintext, or why it is damaged.
 pub type Opened = Result<Bytes, Damaged>;
 
+/// The blobs of one read, by position: each as an [`Opener`] made it, or
+/// why it is damaged.
+pub type ReadBatch<T> = Vec<(usize, Result<T, Damaged>)>;
+
+/// What a read makes of each blob it fetched: given the pack's cipher, the
+/// blob's entry, its encrypted bytes and a decompressor (on a blocking
+/// thread), the blob as the caller wants it, authenticated and verified.
+pub trait Opener:
+    Fn(
+        &PackCipher,
+        &BlobEntry,
+        &[u8],
+        &mut BlobDecompressor,
+    ) -> Result<Self::Out, cairn_repo_format::BlobError>
+    + Clone
+    + Send
+    + 'static
+{
+    /// The blob as the caller wants it.
+    type Out: Send + 'static;
+}
+
+impl<F, T> Opener for F
+where
+    F: Fn(
+            &PackCipher,
+            &BlobEntry,
+            &[u8],
+            &mut BlobDecompressor,
+        ) -> Result<T, cairn_repo_format::BlobError>
+        + Clone
+        + Send
+        + 'static,
+    T: Send + 'static,
+{
+    type Out = T;
+}
+
 /// Where a blob is. `Ok(Err(_))`: the repository cannot provide it.
 ///
 /// # Errors
@@ -177,8 +215,21 @@ pub fn run_reads<'a>(
     cat: &'a Catalog,
     reads: Vec<Read>,
 ) -> impl futures::Stream<Item = Result<Vec<(usize, Opened)>>> + 'a {
+    let ids = repo.keys.id.clone();
+    run_reads_with(repo, cat, reads, move |cipher, e, stored, dec| {
+        cipher.open_blob(&ids, e, stored, dec).map(Bytes::from)
+    })
+}
+
+/// [`run_reads`], each blob made what `open` makes of it.
+pub fn run_reads_with<'a, O: Opener>(
+    repo: &'a Repository,
+    cat: &'a Catalog,
+    reads: Vec<Read>,
+    open: O,
+) -> impl futures::Stream<Item = Result<ReadBatch<O::Out>>> + 'a {
     futures::stream::iter(reads)
-        .map(move |read| fetch_and_open(repo, cat, read))
+        .map(move |read| fetch_and_open(repo, cat, read, open.clone()))
         .buffer_unordered(READ_CONCURRENCY)
 }
 
@@ -226,11 +277,12 @@ pub async fn read_located(
         .collect()
 }
 
-async fn fetch_and_open(
+async fn fetch_and_open<O: Opener>(
     repo: &Repository,
     cat: &Catalog,
     read: Read,
-) -> Result<Vec<(usize, Opened)>> {
+    open: O,
+) -> Result<ReadBatch<O::Out>> {
     let name = ObjectName::Pack(read.pack.session, read.pack.id);
     let data = match repo
         .backend
@@ -268,13 +320,10 @@ async fn fetch_and_open(
                     e.id,
                     e.offset + u64::from(e.stored_len)
                 ))),
-                Some(stored) => cipher
-                    .open_blob(&keys.id, e, stored, &mut dec)
-                    .map(Bytes::from)
-                    .map_err(Damaged::new),
+                Some(stored) => open(&cipher, e, stored, &mut dec).map_err(Damaged::new),
             };
-            if let (Ok(data), BlobKind::Data) = (&opened, e.kind) {
-                Stats::add(&reads.bytes_read, data.len() as u64);
+            if let (Ok(_), BlobKind::Data) = (&opened, e.kind) {
+                Stats::add(&reads.bytes_read, u64::from(e.raw_len));
             }
             out.push((*slot, opened));
         }
