@@ -295,3 +295,109 @@ fn a_copy_killed_halfway_completes_when_run_again() {
         assert_eq!(&b.ok(&["restore", &id, "--stdout"]), data, "{name}");
     }
 }
+
+/// The agent's `copy` job: a run copies what the source has and the
+/// target's retention keeps; a second run copies nothing; the file is
+/// checked for what a copy job cannot be.
+#[test]
+fn the_agent_copy_job_copies_what_its_retention_keeps() {
+    let main = Repo::init();
+    let dr = Repo::new_s3();
+    dr.ok(&["init"]);
+    let days: Vec<Vec<u8>> = (0..3u64).map(|i| random_bytes(1 << 20, 40 + i)).collect();
+    for d in &days {
+        main.ok_with(&["backup", "--stdin", "--name", "app.dump"], d);
+    }
+    main.ok_with(
+        &[
+            "backup",
+            "--stdin",
+            "--name",
+            "other.dump",
+            "--tag",
+            "scratch",
+        ],
+        b"x",
+    );
+    let dir = main.dir.path();
+    std::fs::write(dir.join("main.pass"), &main.pass).unwrap();
+    std::fs::write(dir.join("dr.pass"), &dr.pass).unwrap();
+    let s3 = s3_server();
+    let config = |job: &str| {
+        format!(
+            "[agent]\ncatalog = \"{d}/catalogs\"\n\n\
+             [repositories.main]\nurl = \"{}\"\npassword-file = \"{d}/main.pass\"\n\n\
+             [repositories.dr]\nurl = \"{}\"\npassword-file = \"{d}/dr.pass\"\n\
+             s3 = {{ endpoint = \"{}\" }}\n\n{job}",
+            main.path.display(),
+            dr.path.display(),
+            s3.endpoint,
+            d = dir.display(),
+        )
+    };
+    let file = dir.join("agent.toml");
+    std::fs::write(
+        &file,
+        config(
+            "[jobs.offsite]\nrepository = \"dr\"\nevery = \"1h\"\n\
+             source = { type = \"copy\", from = \"main\", source-kinds = [\"stdin\"] }\n\
+             retention = { keep-last = 2 }\n",
+        ),
+    )
+    .unwrap();
+    let run = || {
+        let mut c = Command::new(cairn_e2e::cairn_bin());
+        c.args(["agent", "--config"])
+            .arg(&file)
+            .args(["--run", "offsite"])
+            .env_remove("CAIRN_REPOSITORY")
+            .envs(dr.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        run_cmd(&mut c, b"")
+    };
+    let o = run();
+    assert_success(&o, &["agent", "--run", "offsite"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    // keep-last 2 of app.dump, and other.dump (a group of its own).
+    assert_eq!(out.matches("copied snapshot").count(), 3, "{out}");
+    let copies = dr.snapshots();
+    assert_eq!(copies.len(), 3);
+    let restored: Vec<Vec<u8>> = copies
+        .iter()
+        .filter(|s| s["source"]["name"] == "app.dump")
+        .map(|s| dr.ok(&["restore", s["id"].as_str().unwrap(), "--stdout"]))
+        .collect();
+    assert_eq!(restored, days[1..].to_vec(), "the two newest, in order");
+    // Nothing new: nothing copied, nothing forgotten copied again.
+    let o = run();
+    assert_success(&o, &["agent", "--run", "offsite"]);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("copied snapshot"));
+    main.ok_with(&["backup", "--stdin", "--name", "app.dump"], b"day four");
+    let o = run();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.matches("copied snapshot").count(), 1, "{out}");
+    assert!(out.contains("forgot 1"), "{out}");
+    assert_eq!(dr.snapshots().len(), 3);
+
+    for (job, mistake) in [
+        (
+            "[jobs.x]\nrepository = \"dr\"\nsource = { type = \"copy\", from = \"nowhere\" }\n",
+            "jobs.x.source.from: no repository \"nowhere\"",
+        ),
+        (
+            "[jobs.x]\nrepository = \"dr\"\nsource = { type = \"copy\", from = \"dr\" }\n",
+            "jobs.x.source.from: is the job's own repository",
+        ),
+        (
+            "[jobs.x]\nrepository = \"dr\"\ntags = [\"t\"]\nsource = { type = \"copy\", from = \"main\" }\n",
+            "jobs.x.tags: is not for a copy job",
+        ),
+    ] {
+        std::fs::write(&file, config(job)).unwrap();
+        let mut c = Command::new(cairn_e2e::cairn_bin());
+        c.args(["agent", "check-config", "--config"]).arg(&file);
+        let o = run_cmd(&mut c, b"");
+        assert_eq!(o.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(mistake), "{err}");
+    }
+}

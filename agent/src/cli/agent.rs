@@ -3,7 +3,7 @@
 
 use crate::cancel::Cancel;
 use crate::cli::{usage, Status};
-use crate::daemon::config::{repository_name, Config};
+use crate::daemon::config::{repository_name, Config, JobSource};
 use crate::daemon::job::{self, Outcome};
 use crate::daemon::{repos, service};
 use crate::util::human_bytes;
@@ -98,7 +98,38 @@ async fn run_once(path: &std::path::Path, name: &str, cancel: &Cancel) -> Result
     )
     .await
     .with_context(|| format!("opening repository {repo_name} ({})", settings.url))?;
-    let report = job::run(&repo, name, job, &config.host(), cancel).await;
+    let from = match job.source.get_ref() {
+        JobSource::Copy(c) => {
+            let settings = repositories
+                .get(&c.from)
+                .copied()
+                .context("the copy job's source repository is not configured")?;
+            Some(
+                repos::open(
+                    &c.from,
+                    settings,
+                    config.file.agent.catalog.as_deref(),
+                    cancel,
+                )
+                .await
+                .with_context(|| format!("opening repository {} ({})", c.from, settings.url))?,
+            )
+        }
+        _ => None,
+    };
+    let report = job::run(&repo, from.as_ref(), name, job, &config.host(), cancel).await;
+    for c in &report.copied {
+        println!(
+            "job {name}: copied snapshot {} of {} as {}: {} read, {} new, {} stored, {:.1} s",
+            c.from.short(),
+            crate::source::describe(&c.snapshot.source),
+            c.to.short(),
+            human_bytes(c.read_bytes),
+            human_bytes(c.new_bytes),
+            human_bytes(c.stored_bytes),
+            c.seconds
+        );
+    }
     for b in &report.backups {
         let s = &b.snapshot.summary;
         println!(

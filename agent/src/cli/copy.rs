@@ -90,6 +90,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Status> {
         latest: args.latest,
         uploads: args.uploads,
         dry_run: args.dry_run,
+        keep: None,
     };
     let report = ops::copy(&from, &from_cat, &to, &to_cat, &opts, &ctx.cancel).await?;
     if ctx.json {

@@ -316,6 +316,47 @@ pub enum JobSource {
     Command(CommandSource),
     /// The claims of the pods on this node (the DaemonSet's job).
     Kubernetes(super::kubernetes::KubernetesSource),
+    /// Snapshots of another configured repository, copied into the job's
+    /// (`cairn copy`).
+    Copy(CopySource),
+}
+
+/// `type = "copy"`: what `cairn copy` takes, from a repository of this
+/// file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CopySource {
+    /// The repository to copy from: `default` (`[repository]`) or a name
+    /// of `[repositories]`.
+    pub from: String,
+    /// Only the newest snapshot of each host and source.
+    #[serde(default)]
+    pub latest: bool,
+    /// Only snapshots taken on these hosts.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Only snapshots with all of these tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Only snapshots of these source kinds.
+    #[serde(default)]
+    pub source_kinds: Vec<String>,
+    /// Only snapshots of these Kubernetes claims.
+    #[serde(default)]
+    pub claims: Vec<String>,
+}
+
+impl CopySource {
+    /// The source snapshots it chooses.
+    pub fn filter(&self) -> crate::filter::SnapshotFilter {
+        crate::filter::SnapshotFilter {
+            hosts: self.hosts.clone(),
+            tags: self.tags.clone(),
+            paths: Vec::new(),
+            kinds: self.source_kinds.clone(),
+            claims: self.claims.clone(),
+        }
+    }
 }
 
 /// `type = "postgres"`. The connection keys are those of

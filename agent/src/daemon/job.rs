@@ -6,14 +6,14 @@
 //! that is how its retention finds them (and only them), and how a fresh
 //! agent learns from the repository when the job last succeeded.
 
-use super::config::{JobSettings, JobSource};
+use super::config::{CopySource, JobSettings, JobSource};
 use super::hooks::{self, HookError};
 use super::kubernetes;
 use super::repos::Repo;
 use crate::cancel::{Cancel, Reason};
 use crate::error::{Action, Error};
 use crate::filter::SnapshotFilter;
-use crate::ops::{self, BackupOptions, BackupReport, ForgetOptions};
+use crate::ops::{self, BackupOptions, BackupReport, Copied, CopyOptions, ForgetOptions};
 use crate::progress::{self, Progress, Work};
 use crate::retention::GroupBy;
 use crate::source::command::CommandSettings;
@@ -67,6 +67,8 @@ pub struct RunReport {
     /// The volumes of a kubernetes job that could not be backed up, each
     /// with why (the run is partial).
     pub skipped: Vec<String>,
+    /// The snapshots a copy job copied.
+    pub copied: Vec<Copied>,
     /// The job's snapshots kept and forgotten by its retention (when it
     /// has rules and they ran).
     pub retention: Option<(usize, usize)>,
@@ -119,7 +121,7 @@ fn backup_options(
 
 /// The source of a job, its secrets read now (a rotated password file is
 /// read at the next run); `None` for a kubernetes job, whose sources are
-/// the volumes it finds.
+/// the volumes it finds, and for a copy job.
 ///
 /// # Errors
 /// [`Error::Input`] for a password file that cannot be read.
@@ -166,7 +168,7 @@ fn source_settings(name: &str, job: &JobSettings) -> Result<Option<SourceSetting
             argv: c.command.clone(),
             name: c.name.clone(),
         }),
-        JobSource::Kubernetes(_) => return Ok(None),
+        JobSource::Kubernetes(_) | JobSource::Copy(_) => return Ok(None),
     }))
 }
 
@@ -188,9 +190,11 @@ pub fn last_success(repo: &Repo, name: &str, host: &str) -> Result<Option<Timest
 }
 
 /// Runs job `name` once, with its retries. `abort` stops it at once (its
-/// commands are killed, nothing is committed).
+/// commands are killed, nothing is committed). `from` is a copy job's
+/// source repository.
 pub async fn run(
     repo: &Repo,
+    from: Option<&Repo>,
     name: &str,
     job: &JobSettings,
     host: &str,
@@ -205,7 +209,7 @@ pub async fn run(
         attempts += 1;
         let result = {
             let cancel = Cancel::new();
-            let work = attempt(repo, name, job, host, &run_id, &cancel);
+            let work = attempt(repo, from, name, job, host, &run_id, &cancel);
             tracing::Instrument::instrument(
                 limited(work, &cancel, abort, job.timeout.map(|t| t.0)),
                 span.clone(),
@@ -226,6 +230,7 @@ pub async fn run(
                         .map(|e| format!("the snapshot was saved, but a post hook failed: {e}")),
                     backups: done.backups,
                     skipped: done.skipped,
+                    copied: done.copied,
                     retention: done.retention,
                     attempts,
                     seconds: started.elapsed().as_secs_f64(),
@@ -239,6 +244,7 @@ pub async fn run(
                         outcome: Outcome::Failure,
                         backups: Vec::new(),
                         skipped: Vec::new(),
+                        copied: Vec::new(),
                         retention: None,
                         error: Some(e.to_string()),
                         attempts,
@@ -301,6 +307,8 @@ struct Attempted {
     backups: Vec<BackupReport>,
     /// Volumes of a kubernetes job not backed up, with why.
     skipped: Vec<String>,
+    /// What a copy job copied.
+    copied: Vec<Copied>,
     retention: Option<(usize, usize)>,
     /// A post hook that failed with `on-failure = "fail"`: the run fails,
     /// but is not tried again (its snapshot stands).
@@ -319,6 +327,7 @@ impl Attempted {
 /// once the pre hooks started, told how the attempt ended.
 async fn attempt(
     repo: &Repo,
+    from: Option<&Repo>,
     name: &str,
     job: &JobSettings,
     host: &str,
@@ -331,12 +340,24 @@ async fn attempt(
     ];
     let main = async {
         hooks::run_all(&job.pre, "pre", &env, cancel).await?;
-        let (backups, skipped) = match source_settings(name, job)? {
-            Some(source) => {
+        let (backups, skipped, copied) = match (job.source.get_ref(), source_settings(name, job)?) {
+            (JobSource::Copy(c), _) => (
+                Vec::new(),
+                Vec::new(),
+                copy(repo, from, name, c, job, cancel).await?,
+            ),
+            (_, Some(source)) => {
                 let opts = backup_options(name, job, host, source);
-                (vec![backup(repo, name, &opts, cancel).await?], Vec::new())
+                (
+                    vec![backup(repo, name, &opts, cancel).await?],
+                    Vec::new(),
+                    Vec::new(),
+                )
             }
-            None => volumes(repo, name, job, host, cancel).await?,
+            (_, None) => {
+                let (backups, skipped) = volumes(repo, name, job, host, cancel).await?;
+                (backups, skipped, Vec::new())
+            }
         };
         let retention = match &job.retention {
             None => None,
@@ -353,6 +374,7 @@ async fn attempt(
         Ok::<_, AttemptError>(Attempted {
             backups,
             skipped,
+            copied,
             retention,
             post_error: None,
         })
@@ -429,6 +451,53 @@ async fn backup(
     Ok(backup)
 }
 
+/// A copy job's run: the snapshots of `from` its source chooses, copied
+/// into `to` (those its retention would keep there, when it has rules).
+async fn copy(
+    to: &Repo,
+    from: Option<&Repo>,
+    name: &str,
+    source: &CopySource,
+    job: &JobSettings,
+    cancel: &Cancel,
+) -> Result<Vec<Copied>, Error> {
+    let from = from.ok_or_else(|| {
+        Error::Internal(format!(
+            "job {name}: repository {} is not open",
+            source.from
+        ))
+    })?;
+    let opts = CopyOptions {
+        filter: source.filter(),
+        latest: source.latest,
+        uploads: 2,
+        keep: job.retention.as_ref().map(|r| r.get_ref().clone()),
+        ..CopyOptions::default()
+    };
+    let report = ops::copy(&from.repo, &from.cat, &to.repo, &to.cat, &opts, cancel).await?;
+    from.reached();
+    to.reached();
+    for c in &report.copied {
+        tracing::info!(
+            snapshot = %c.to.short(),
+            from = %c.from.short(),
+            read_bytes = c.read_bytes,
+            new_bytes = c.new_bytes,
+            stored_bytes = c.stored_bytes,
+            "job {name}: copied snapshot {} of {} from {} as {}: {} read, {} new, {} stored, {:.1} s",
+            c.from.short(),
+            crate::source::describe(&c.snapshot.source),
+            from.name,
+            c.to.short(),
+            util::human_bytes(c.read_bytes),
+            util::human_bytes(c.new_bytes),
+            util::human_bytes(c.stored_bytes),
+            c.seconds
+        );
+    }
+    Ok(report.copied)
+}
+
 /// A kubernetes job's backups: each chosen volume on this node, one
 /// snapshot each. A volume that cannot be found or read is skipped (the
 /// run is partial); the attempt fails if the API cannot be asked, or if
@@ -483,7 +552,8 @@ async fn volumes(
 
 /// Applies the job's retention rules to its own snapshots from this host;
 /// a kubernetes job's, to each claim's snapshots from any host (a pod
-/// moves between nodes).
+/// moves between nodes); a copy job's, to the snapshots its source
+/// chooses, by host and source.
 async fn retain(
     repo: &Repo,
     name: &str,
@@ -492,23 +562,33 @@ async fn retain(
     host: &str,
     cancel: &Cancel,
 ) -> Result<(usize, usize), Error> {
-    let claims = matches!(job.source.get_ref(), JobSource::Kubernetes(_));
+    let (filter, by_source) = match job.source.get_ref() {
+        // What it copies, from every host, whatever its tags.
+        JobSource::Copy(c) => (c.filter(), true),
+        JobSource::Kubernetes(_) => (
+            SnapshotFilter {
+                tags: vec![tag(name)],
+                ..SnapshotFilter::default()
+            },
+            true,
+        ),
+        _ => (
+            SnapshotFilter {
+                hosts: vec![host.to_owned()],
+                tags: vec![tag(name)],
+                ..SnapshotFilter::default()
+            },
+            false,
+        ),
+    };
     let opts = ForgetOptions {
         rules: rules.clone(),
         group_by: GroupBy {
             host: true,
-            source: claims,
+            source: by_source,
             tags: false,
         },
-        filter: SnapshotFilter {
-            hosts: if claims {
-                Vec::new()
-            } else {
-                vec![host.to_owned()]
-            },
-            tags: vec![tag(name)],
-            ..SnapshotFilter::default()
-        },
+        filter,
         ..ForgetOptions::default()
     };
     let report = ops::forget(&repo.repo, &repo.cat, &opts, cancel).await?;

@@ -368,7 +368,25 @@ impl Metrics {
                 .with_label_values(&[job])
                 .inc_by(s.stored_bytes);
         }
-        let newest = report.backups.iter().map(|b| b.snapshot.finished_ns).max();
+        for c in &report.copied {
+            self.read_bytes
+                .with_label_values(&[job])
+                .inc_by(c.read_bytes);
+            self.new_bytes.with_label_values(&[job]).inc_by(c.new_bytes);
+            self.stored_bytes
+                .with_label_values(&[job])
+                .inc_by(c.stored_bytes);
+        }
+        // A copy job's success is its run's end (its copies keep their
+        // originals' times).
+        let newest = report
+            .backups
+            .iter()
+            .map(|b| b.snapshot.finished_ns)
+            .max()
+            .or_else(|| {
+                (report.backups.is_empty() && report.skipped.is_empty()).then(crate::util::now_ns)
+            });
         if let (Some(ns), Outcome::Success) = (newest, outcome) {
             if let Ok(t) = jiff::Timestamp::from_nanosecond(i128::from(ns)) {
                 self.last_success(job, t);

@@ -27,7 +27,7 @@ use crate::gc;
 use crate::pipeline::{self, PipelineError, Target};
 use crate::repo::read::{self, Damaged};
 use crate::repo::Repository;
-use crate::retention::{group_key, GroupBy, GroupKey};
+use crate::retention::{self, group_key, GroupBy, GroupKey, Rules};
 use crate::session::Session;
 use crate::stats::Stats;
 use crate::sync::{self, Trees};
@@ -62,6 +62,12 @@ pub struct CopyOptions {
     /// Say what would be copied; write nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// Copy only the snapshots these rules would keep in the target among
+    /// its own that the filter lets through (grouped by host and source):
+    /// a target with its own retention does not copy again what it has
+    /// forgotten, nor what it would forget at once.
+    #[serde(default)]
+    pub keep: Option<Rules>,
 }
 
 /// One snapshot copied.
@@ -135,9 +141,24 @@ pub async fn copy(
     cancel.or_cancel(sync::sync(to_cat, to)).await?;
     let held = origins(to, to_cat)?;
     let from_id = from.config.repository_id;
-    let (todo, already): (Vec<_>, Vec<_>) = chosen
+    let (mut todo, already): (Vec<_>, Vec<_>) = chosen
         .into_iter()
         .partition(|(id, s)| !held.contains(&s.origin(from_id, *id)));
+    if let Some(rules) = &opts.keep {
+        let f = opts.filter.normalized()?;
+        let mut all: Vec<(SnapshotId, Snapshot)> = to_cat
+            .snapshots()?
+            .into_iter()
+            .filter(|(_, s)| f.matches(s))
+            .collect();
+        all.extend(todo.iter().cloned());
+        let tz = jiff::tz::TimeZone::system();
+        let kept: HashSet<SnapshotId> = retention::apply(&all, rules, GroupBy::default(), &tz)
+            .iter()
+            .flat_map(|g| g.snapshots.iter().filter(|d| d.keep).map(|d| d.id))
+            .collect();
+        todo.retain(|(id, _)| kept.contains(id));
+    }
     let theirs = ChunkingKeys::of(from_id, &from.config, &from.keys);
     let ours = ChunkingKeys::of(to.config.repository_id, &to.config, &to.keys);
     let mut report = CopyReport {

@@ -156,6 +156,36 @@ impl Check<'_> {
                 }
             }
             self.source(&j.source, &format!("{key}.source"));
+            if let JobSource::Copy(c) = j.source.get_ref() {
+                let from = format!("{key}.source.from");
+                let named = |n: &str| {
+                    if n == super::super::repos::DEFAULT {
+                        file.repository.is_some()
+                    } else {
+                        file.repositories.contains_key(n)
+                    }
+                };
+                if !named(&c.from) {
+                    self.add(
+                        &j.source,
+                        &from,
+                        format!("no repository {:?}: name one of [repositories], or default for [repository]", c.from),
+                    );
+                } else if super::repository_name(j.repository.as_ref()) == c.from {
+                    self.add(
+                        &j.source,
+                        &from,
+                        "is the job's own repository: copy into another one",
+                    );
+                }
+                if !j.tags.is_empty() {
+                    self.add(
+                        &j.source,
+                        &format!("{key}.tags"),
+                        "is not for a copy job: copies keep their originals' tags",
+                    );
+                }
+            }
         }
     }
 
@@ -294,6 +324,11 @@ impl Check<'_> {
             JobSource::Command(c) => {
                 if c.command.is_empty() {
                     self.add(s, &format!("{key}.command"), "is empty");
+                }
+            }
+            JobSource::Copy(c) => {
+                if let Err(e) = c.filter().normalized() {
+                    self.add(s, &format!("{key}.source-kinds"), e.to_string());
                 }
             }
             JobSource::Kubernetes(k) => {

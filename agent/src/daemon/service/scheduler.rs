@@ -6,7 +6,7 @@
 use super::Shared;
 use crate::cancel::Cancel;
 use crate::daemon::config::repository_name as repo_name;
-use crate::daemon::config::Config;
+use crate::daemon::config::{Config, JobSource};
 use crate::daemon::job::{self, Outcome};
 use crate::daemon::metrics::TaskKind;
 use crate::daemon::repos::Repo;
@@ -103,6 +103,11 @@ pub(super) async fn schedule_job(
     let Some(repo) = wait_for_repo(&shared, &repo_name, &stop).await else {
         return;
     };
+    if let JobSource::Copy(c) = job.source.get_ref() {
+        if wait_for_repo(&shared, &c.from, &stop).await.is_none() {
+            return;
+        }
+    }
     let last = match job::last_success(&repo, &name, &host) {
         Ok(l) => l,
         Err(e) => {
@@ -137,11 +142,15 @@ pub(super) async fn schedule_job(
         }
         let lock = shared.job_lock(&name);
         let Some(report) = run_when_free(&shared, &lock, &stop, async {
-            // The repository may have been reopened by a reload.
-            match shared.repo(&repo_name) {
-                Ok(repo) => {
+            // The repositories may have been reopened by a reload.
+            let from = match job.source.get_ref() {
+                JobSource::Copy(c) => shared.repo(&c.from).map(Some),
+                _ => Ok(None),
+            };
+            match shared.repo(&repo_name).and_then(|r| Ok((r, from?))) {
+                Ok((repo, from)) => {
                     shared.metrics.running(&name, true);
-                    Some(job::run(&repo, &name, job, &host, &shared.abort).await)
+                    Some(job::run(&repo, from.as_deref(), &name, job, &host, &shared.abort).await)
                 }
                 Err(why) => {
                     tracing::error!(job = %name, "job {name}: {why}");
@@ -185,6 +194,7 @@ pub(super) async fn schedule_job(
                     outcome: Outcome::Failure,
                     backups: Vec::new(),
                     skipped: Vec::new(),
+                    copied: Vec::new(),
                     retention: None,
                     error: None,
                     attempts: 1,
