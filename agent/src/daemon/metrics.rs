@@ -358,24 +358,20 @@ impl Metrics {
         self.duration
             .with_label_values(&[job])
             .observe(report.seconds);
-        for b in &report.backups {
+        // Bytes read, new and stored: of each backup, and of each copy
+        // (read from the source repository).
+        let backups = report.backups.iter().map(|b| {
             let s = &b.snapshot.summary;
-            self.read_bytes
-                .with_label_values(&[job])
-                .inc_by(s.bytes_read);
-            self.new_bytes.with_label_values(&[job]).inc_by(s.new_bytes);
-            self.stored_bytes
-                .with_label_values(&[job])
-                .inc_by(s.stored_bytes);
-        }
-        for c in &report.copied {
-            self.read_bytes
-                .with_label_values(&[job])
-                .inc_by(c.read_bytes);
-            self.new_bytes.with_label_values(&[job]).inc_by(c.new_bytes);
-            self.stored_bytes
-                .with_label_values(&[job])
-                .inc_by(c.stored_bytes);
+            (s.bytes_read, s.new_bytes, s.stored_bytes)
+        });
+        let copies = report
+            .copied
+            .iter()
+            .map(|c| (c.read_bytes, c.new_bytes, c.stored_bytes));
+        for (read, new, stored) in backups.chain(copies) {
+            self.read_bytes.with_label_values(&[job]).inc_by(read);
+            self.new_bytes.with_label_values(&[job]).inc_by(new);
+            self.stored_bytes.with_label_values(&[job]).inc_by(stored);
         }
         // A copy job's success is its run's end (its copies keep their
         // originals' times).
