@@ -227,7 +227,9 @@ fn copies_between_local_s3_and_a_second_bucket() {
 #[test]
 fn a_copy_killed_halfway_completes_when_run_again() {
     let a = Repo::init();
-    let streams: Vec<Vec<u8>> = (0..6u64).map(|i| random_bytes(16 << 20, 100 + i)).collect();
+    let streams: Vec<Vec<u8>> = (0..10u64)
+        .map(|i| random_bytes(16 << 20, 100 + i))
+        .collect();
     for (i, data) in streams.iter().enumerate() {
         a.ok_with(&["backup", "--stdin", "--name", &format!("s{i}")], data);
     }
