@@ -310,7 +310,6 @@ async fn copy_one(
     // Format §8.1: the lease, then what a prune condemns, then the index.
     let session = cancel.or_cancel(Session::start(to)).await?;
     let stats = Arc::new(Stats::default());
-    let read_before = Stats::get(&from.read_stats().bytes_read);
     let work = async {
         let avoid = gc::writer_view(to).await?;
         sync::sync(to_cat, to).await?;
@@ -351,7 +350,7 @@ async fn copy_one(
         from: id,
         to: to_id,
         snapshot,
-        read_bytes: Stats::get(&from.read_stats().bytes_read) - read_before,
+        read_bytes: Stats::get(&stats.bytes_read),
         new_bytes: Stats::get(&stats.new_bytes),
         stored_bytes: Stats::get(&stats.stored_bytes),
         seconds: started.elapsed().as_secs_f64(),
@@ -608,6 +607,9 @@ async fn transfer(
         },
     );
     let keys = (from.keys.id.clone(), to.keys.id.clone());
+    // This copy's own count of what it read (the source handle's counter
+    // is shared with whatever else reads through it).
+    let read = stats.clone();
     let fetch = async move {
         let opener = move |cipher: &cairn_repo_format::PackCipher,
                            e: &BlobEntry,
@@ -624,6 +626,7 @@ async fn transfer(
                         from.location()
                     ))
                 })?;
+                Stats::add(&read.bytes_read, u64::from(chunk.entry.raw_len));
                 if tx.send(chunk).await.is_err() {
                     // The pipeline stopped; its error is the one to report.
                     return Ok(());
