@@ -110,7 +110,8 @@ fn pruner(r: &Repo, until: Instant) -> usize {
         let out = node(r, &catalog, &["forget", "--keep-last", "3", "--prune"], b"");
         assert!(
             out.status.success(),
-            "forget --prune: {}",
+            "forget --prune ({}): {}",
+            out.status,
             String::from_utf8_lossy(&out.stderr)
         );
         runs += 1;
