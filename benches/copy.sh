@@ -20,30 +20,12 @@ size=${1:-1G}
 reps=${2:-3}
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time; }
 command -v restic >/dev/null || { apt-get update -qq && apt-get install -y -qq restic; }
-weed=$(bash scripts/install-seaweedfs.sh)
 cargo build --release -q -p cairn-agent -p cairn-e2e
 bin=$PWD/target/release
 work=$(mktemp -d)
-port=28106
-cat > "$work/s3.json" <<JSON
-{"identities":[{"name":"bench","credentials":[{"accessKey":"bench-ak","secretKey":"bench-sk"}],"actions":["Admin","Read","Write","List","Tagging"]}]}
-JSON
-mkdir -p "$work/data" "$work/logs"
-"$weed" -logdir="$work/logs" mini -dir="$work/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
-  -master.port=28100 -master.port.grpc=28101 -volume.port=28102 -volume.port.grpc=28103 \
-  -filer.port=28104 -filer.port.grpc=28105 -s3.port=$port -s3.port.grpc=28107 -admin.port=28108 -admin.port.grpc=28109 \
-  -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 -master.telemetry=false \
-  -s3.config="$work/s3.json" -bucket=main,second -s3.localSocket="$work/s3.sock" -filer.localSocket="$work/filer.sock" > "$work/weed.out" 2>&1 &
-weed_pid=$!
-trap 'kill $weed_pid 2>/dev/null; wait $weed_pid 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 300); do
-  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/")" = 403 ] &&
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:28104/buckets/main/")" = 200 ] &&
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:28104/buckets/second/")" = 200 ] && break
-  sleep 0.2
-done
-export AWS_ACCESS_KEY_ID=bench-ak AWS_SECRET_ACCESS_KEY=bench-sk AWS_REGION=us-east-1
-export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$port
+source benches/s3-common.sh
+start_s3 "$work" 28100 main second
+port=$s3_port
 export CAIRN_PASSWORD=bench CAIRN_FROM_PASSWORD=bench RESTIC_PASSWORD=bench RESTIC_FROM_PASSWORD=bench
 export RESTIC_CACHE_DIR=$work/restic-cache
 mkdir -p "$work/catalogs"
@@ -66,11 +48,6 @@ TOML
 }
 mkdir -p "$work/rustic"
 
-timed() { # label, then the command; appends "label wall rss_kib"
-  local label=$1; shift
-  /usr/bin/time -f "%e %M" -o "$work/t" "$@"
-  echo "$label $(cat "$work/t")" >> "$work/results"
-}
 cairn() { "$bin/cairn" --catalog "$work/catalogs/$1.catalog" --repo "$2" "${@:3}"; }
 s3r() { echo "s3:http://127.0.0.1:$port/$1"; }
 for i in $(seq 1 "$reps"); do
@@ -114,7 +91,6 @@ for i in $(seq 1 "$reps"); do
   fi
 done
 bytes=$(stat -c %s "$work/input")
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 row() { # label, tool, what (a copy that moves nothing has no throughput)
   local w r tp
   w=$(awk -v k="$1" '$1==k {print $2}' "$work/results" | median)

@@ -139,7 +139,7 @@ pub async fn copy(
     cancel.or_cancel(sync::sync(from_cat, from)).await?;
     let chosen = select(&from_cat.snapshots()?, opts)?;
     cancel.or_cancel(sync::sync(to_cat, to)).await?;
-    let held = origins(to, to_cat)?;
+    let mut held = origins(to, to_cat)?;
     let from_id = from.config.repository_id;
     let (mut todo, already): (Vec<_>, Vec<_>) = chosen
         .into_iter()
@@ -189,7 +189,7 @@ pub async fn copy(
     };
     let mut map = IdMap::new(report.same_ids);
     for (id, snap) in &todo {
-        if let Some(done) = copy_one(&sides, *id, snap, &mut map, cancel).await? {
+        if let Some(done) = copy_one(&sides, *id, snap, &mut map, &mut held, cancel).await? {
             tracing::debug!(
                 "copied snapshot {} as {} ({} read, {} new)",
                 id.short(),
@@ -294,12 +294,14 @@ impl IdMap {
 }
 
 /// Copies one snapshot in a session of its own; `None` if the target got
-/// its original meanwhile (another copy).
+/// its original meanwhile (another copy). `held` is the target's originals,
+/// read again only when its catalog learns of other sessions.
 async fn copy_one(
     sides: &Sides<'_>,
     id: SnapshotId,
     snap: &Snapshot,
     map: &mut IdMap,
+    held: &mut HashSet<Origin>,
     cancel: &Cancel,
 ) -> Result<Option<Copied>> {
     let started = Instant::now();
@@ -312,8 +314,11 @@ async fn copy_one(
     let stats = Arc::new(Stats::default());
     let work = async {
         let avoid = gc::writer_view(to).await?;
-        sync::sync(to_cat, to).await?;
-        if origins(to, to_cat)?.contains(&origin) {
+        let synced = sync::sync(to_cat, to).await?;
+        if synced.sessions > 0 || synced.rebuilt {
+            *held = origins(to, to_cat)?;
+        }
+        if held.contains(&origin) {
             return Ok(None);
         }
         if !map.same {
@@ -346,6 +351,7 @@ async fn copy_one(
         tracing::warn!("the copy is committed, but the catalog could not record it ({e}); the next command reads it from the repository");
     }
     let [(to_id, snapshot)] = listed;
+    held.insert(origin);
     Ok(Some(Copied {
         from: id,
         to: to_id,
