@@ -220,6 +220,7 @@ mod tests {
             partial: false,
             tags: tags.iter().map(|t| (*t).to_owned()).collect(),
             copy_of: None,
+            counts: None,
             summary: Summary::default(),
         };
         (SnapshotId::random(), s)

@@ -53,9 +53,29 @@ pub struct StreamPlan {
     /// Bytes the streams will give, when known (for an estimate of the
     /// time left).
     pub expected_bytes: Option<u64>,
-    /// Makes the snapshot's source record once every stream has been read
-    /// (a Redis server's versions are learnt while reading).
-    pub record: Box<dyn FnOnce() -> Result<Source> + Send>,
+    /// Makes the snapshot's source record, and what the source held, once
+    /// every stream has been read (a Redis server's versions are learnt
+    /// while reading; a database's row counts are read beside its dump).
+    pub record: futures::future::BoxFuture<'static, Result<Recorded>>,
+}
+
+/// What a stream source recorded of itself.
+#[derive(Debug)]
+pub struct Recorded {
+    /// The snapshot's source record.
+    pub source: Source,
+    /// What the source held (format §7.1), when it was counted.
+    pub counts: Option<cairn_repo_format::Counts>,
+}
+
+impl Recorded {
+    /// A record without counts, ready at once.
+    pub fn ready(source: Source) -> futures::future::BoxFuture<'static, Result<Recorded>> {
+        Box::pin(std::future::ready(Ok(Recorded {
+            source,
+            counts: None,
+        })))
+    }
 }
 
 impl std::fmt::Debug for StreamPlan {

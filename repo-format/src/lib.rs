@@ -73,8 +73,8 @@ pub use pack::{
     TRAILER_LEN,
 };
 pub use snapshot::{
-    valid_stream_name, valid_tag, Commit, Lease, Origin, Snapshot, Source, Summary, MAX_TAGS,
-    MAX_TAG_LEN,
+    valid_stream_name, valid_tag, Commit, Counts, Lease, Origin, Snapshot, Source, Summary,
+    TableRows, MAX_TAGS, MAX_TAG_LEN,
 };
 pub use tree::{
     Node, NodeKind, NodeMeta, Tree, Xattr, MAX_XATTRS, MAX_XATTR_NAME, MAX_XATTR_VALUE,

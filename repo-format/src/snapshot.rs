@@ -180,6 +180,39 @@ pub struct Snapshot {
     /// wrote (a copy of a copy names its source's original).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copy_of: Option<Origin>,
+    /// What the source held when the backup read it, for restore drills.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<Counts>,
+}
+
+/// What a source held when a backup read it (format §7.1), for a restore
+/// drill to compare with what a restore holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Counts {
+    /// A PostgreSQL database's tables and their rows, sorted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<Vec<TableRows>>,
+}
+
+/// One table's exact row count.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableRows {
+    /// Its schema, unquoted.
+    pub schema: String,
+    /// Its name, unquoted.
+    pub table: String,
+    /// Its rows.
+    pub rows: u64,
+}
+
+impl TableRows {
+    /// `"schema"."table"`, quoted for SQL (inner quotes doubled).
+    pub fn qualified(&self) -> String {
+        let quote = |n: &str| format!("\"{}\"", n.replace('"', "\"\""));
+        format!("{}.{}", quote(&self.schema), quote(&self.table))
+    }
 }
 
 /// The original of a copied snapshot (format §7.1): a snapshot of a
@@ -289,6 +322,20 @@ impl Snapshot {
             || !self.tags.iter().all(|t| valid_tag(t))
         {
             return Err(FormatError::invalid("snapshot", "invalid tags"));
+        }
+        if let Some(counts) = &self.counts {
+            let ok = match &counts.tables {
+                None => true,
+                Some(tables) => {
+                    matches!(self.source, Source::Postgres { .. })
+                        && tables
+                            .windows(2)
+                            .all(|w| (&w[0].schema, &w[0].table) < (&w[1].schema, &w[1].table))
+                }
+            };
+            if !ok {
+                return Err(FormatError::invalid("snapshot", "invalid counts"));
+            }
         }
         Ok(())
     }
@@ -505,6 +552,7 @@ mod tests {
             },
             tags: Vec::new(),
             copy_of: None,
+            counts: None,
         }
     }
 
@@ -531,6 +579,53 @@ mod tests {
         );
         let bad = json.replace("09090909090909090909090909090909", "0909");
         assert!(Snapshot::decode_payload(bad.as_bytes()).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn row_counts_belong_to_postgres_and_are_sorted() -> Result<(), FormatError> {
+        let enc = MasterKey::generate().derive().enc;
+        let id = SnapshotId::random();
+        let row = |schema: &str, table: &str, rows| TableRows {
+            schema: schema.into(),
+            table: table.into(),
+            rows,
+        };
+        let mut s = snap(Source::Postgres {
+            dbname: "app".into(),
+            server_version: "15".into(),
+            pg_dump_version: "15".into(),
+            format: "custom".into(),
+            globals: false,
+        });
+        s.counts = Some(Counts {
+            tables: Some(vec![row("app", "Z", 1), row("public", "a", 0)]),
+        });
+        assert_eq!(Snapshot::open(&enc, id, &s.seal(&enc, id))?, s);
+        assert_eq!(row("my \"s\"", "t", 0).qualified(), r#""my ""s"""."t""#);
+        // Out of order, twice, or on another kind of source: refused.
+        for (source, tables) in [
+            (
+                s.source.clone(),
+                vec![row("public", "a", 0), row("app", "Z", 1)],
+            ),
+            (
+                s.source.clone(),
+                vec![row("app", "Z", 1), row("app", "Z", 1)],
+            ),
+            (Source::Stdin { name: "x".into() }, vec![row("app", "Z", 1)]),
+        ] {
+            let mut bad = s.clone();
+            bad.source = source;
+            bad.counts = Some(Counts {
+                tables: Some(tables),
+            });
+            assert!(Snapshot::open(&enc, id, &bad.seal(&enc, id)).is_err());
+        }
+        let json =
+            String::from_utf8(serde_json::to_vec(&s).unwrap_or_default()).unwrap_or_default();
+        let unknown = json.replace(r#""counts":{"#, r#""counts":{"keys":[],"#);
+        assert!(Snapshot::decode_payload(unknown.as_bytes()).is_err());
         Ok(())
     }
 

@@ -154,6 +154,11 @@ struct PgArgs {
     /// Also store roles and tablespaces (pg_dumpall --globals-only).
     #[arg(long)]
     globals: bool,
+    /// Do not count every table's rows beside the dump. The counts let
+    /// `cairn drill` prove a restore holds every row; counting reads the
+    /// tables once more, inside the transaction whose snapshot pg_dump uses.
+    #[arg(long)]
+    no_row_counts: bool,
     /// Extra pg_dump arguments (after `--`).
     #[arg(last = true)]
     extra: Vec<String>,
@@ -209,6 +214,7 @@ fn source(args: &Args) -> Result<SourceSettings> {
             globals: pg.globals,
             extra: pg.extra.clone(),
             passfile: None,
+            no_row_counts: pg.no_row_counts,
         }),
         Some(Kind::Redis(r)) => SourceSettings::Redis(RedisSettings {
             url: r.url.clone(),

@@ -3,7 +3,7 @@
 //! `short_id` beside them; sizes are bytes.
 
 use crate::util::rfc3339;
-use cairn_repo_format::{Node, NodeKind, Origin, Snapshot, SnapshotId, Source, Summary};
+use cairn_repo_format::{Counts, Node, NodeKind, Origin, Snapshot, SnapshotId, Source, Summary};
 use serde::Serialize;
 use std::io::Write;
 
@@ -36,6 +36,8 @@ pub struct SnapshotJson {
     pub summary: Summary,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub copy_of: Option<Origin>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counts: Option<Counts>,
 }
 
 impl SnapshotJson {
@@ -54,6 +56,7 @@ impl SnapshotJson {
             session: s.session.to_hex(),
             summary: s.summary,
             copy_of: s.copy_of,
+            counts: s.counts.clone(),
         }
     }
 }

@@ -389,6 +389,10 @@ pub struct PgSource {
     /// More pg_dump arguments.
     #[serde(default)]
     pub extra_args: Vec<String>,
+    /// Count every table's rows beside the dump, for drills (reads the
+    /// tables once more).
+    #[serde(default = "crate::util::yes")]
+    pub row_counts: bool,
 }
 
 /// `type = "redis"`.

@@ -138,6 +138,7 @@ fn source_settings(name: &str, job: &JobSettings) -> Result<Option<SourceSetting
             globals: pg.globals,
             extra: pg.extra_args.clone(),
             passfile: pg.passfile.clone(),
+            no_row_counts: !pg.row_counts,
         }),
         JobSource::Redis(r) => {
             let password = match &r.password_file {

@@ -10,12 +10,14 @@ use crate::pipeline::{self, Options, Target};
 use crate::repo::Repository;
 use crate::session::Session;
 use crate::source::files::{FilesPlan, WalkReport, Walker};
-use crate::source::{files, stream, Plan, SourceError, SourceSettings, StreamPlan};
+use crate::source::{files, stream, Plan, Recorded, SourceError, SourceSettings, StreamPlan};
 use crate::stats::Stats;
 use crate::sync::{self, Trees};
 use crate::util;
 use cairn_chunker::Chunker;
-use cairn_repo_format::{ChunkId, IndexPack, PackSet, Snapshot, SnapshotId, Source, Summary};
+use cairn_repo_format::{
+    ChunkId, Counts, IndexPack, PackSet, Snapshot, SnapshotId, Source, Summary,
+};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -118,6 +120,7 @@ pub(crate) fn pipeline_options(repo: &Repository, uploads: usize) -> Options {
 /// What a backup's source and pipeline produced, ready to be committed.
 struct Produced {
     source: Source,
+    counts: Option<Counts>,
     tree: ChunkId,
     report: WalkReport,
     packs: Vec<IndexPack>,
@@ -209,6 +212,7 @@ pub async fn backup(
     drop(estimating);
     let Produced {
         source,
+        counts,
         tree,
         report,
         packs,
@@ -240,6 +244,7 @@ pub async fn backup(
         summary,
         tags,
         copy_of: None,
+        counts,
     };
     let done = session.commit(repo, packs, &snapshot).await?;
     let id = done.snapshot;
@@ -383,6 +388,7 @@ async fn produce(
             }
             Ok(Produced {
                 source: files.record(),
+                counts: None,
                 tree,
                 report,
                 packs,
@@ -411,8 +417,10 @@ async fn produce(
                 },
             )
             .await?;
+            let Recorded { source, counts } = record.await?;
             Ok(Produced {
-                source: record()?,
+                source,
+                counts,
                 tree,
                 report: WalkReport {
                     files,

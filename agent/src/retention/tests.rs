@@ -31,6 +31,7 @@ fn snap(host: &str, name: &str, utc: &str, tags: &[&str]) -> (SnapshotId, Snapsh
             summary: Summary::default(),
             tags: tags.iter().map(|t| (*t).to_owned()).collect(),
             copy_of: None,
+            counts: None,
         },
     )
 }

@@ -5,7 +5,7 @@
 //! for a least size.
 
 use super::stream::StreamSpec;
-use super::StreamPlan;
+use super::{Recorded, StreamPlan};
 use crate::error::{input, Result};
 use cairn_repo_format::{valid_stream_name, Source};
 
@@ -69,7 +69,7 @@ impl StdinSettings {
         StreamPlan {
             streams: vec![(name.clone(), StreamSpec::Stdin)],
             expected_bytes: stdin_size(),
-            record: Box::new(move || Ok(Source::Stdin { name })),
+            record: Recorded::ready(Source::Stdin { name }),
         }
     }
 }
@@ -110,7 +110,7 @@ impl CommandSettings {
                 },
             )],
             expected_bytes: None,
-            record: Box::new(move || Ok(Source::Command { name, argv })),
+            record: Recorded::ready(Source::Command { name, argv }),
         }
     }
 }

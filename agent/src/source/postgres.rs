@@ -11,13 +11,15 @@
 //! A snapshot holds [`DUMP_CUSTOM`] or [`DUMP_PLAIN`], and [`GLOBALS`] when
 //! asked for (format §7.1); [`restore`] feeds them back.
 
+mod rows;
+
 use super::stream::StreamSpec;
-use super::{SourceError, StreamPlan};
+use super::{Recorded, SourceError, StreamPlan};
 use crate::catalog::Catalog;
 use crate::error::{input, Context, Error, Result};
 use crate::repo::Repository;
 use crate::restore::{client_failed, pipe_into, root_file, write_new_file};
-use cairn_repo_format::{Snapshot, Source};
+use cairn_repo_format::{Counts, Snapshot, Source};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -88,6 +90,10 @@ pub struct PgSettings {
     /// environment's `PGPASSFILE`).
     #[serde(default)]
     pub passfile: Option<PathBuf>,
+    /// Do not count every table's rows beside the dump (format §7.1
+    /// `counts`, for drills). Counting reads the tables once more.
+    #[serde(default)]
+    pub no_row_counts: bool,
 }
 
 /// What the server said about itself.
@@ -161,6 +167,7 @@ impl PgSettings {
     /// [`SourceError::Postgres`] if the server cannot be reached or described.
     pub async fn plan(&self) -> Result<StreamPlan> {
         let probe = self.probe().await?;
+        let counter = self.counter().await;
         let mut streams = Vec::new();
         if self.globals {
             streams.push((
@@ -171,14 +178,18 @@ impl PgSettings {
                 },
             ));
         }
+        let mut dump = self.dump_argv();
+        if let Some(c) = &counter {
+            dump.push(format!("--snapshot={}", c.snapshot));
+        }
         streams.push((
             self.file_name().to_owned(),
             StreamSpec::Command {
-                argv: self.dump_argv(),
+                argv: dump,
                 env: self.env(),
             },
         ));
-        let record = Source::Postgres {
+        let source = Source::Postgres {
             dbname: probe.dbname,
             server_version: probe.server_version,
             pg_dump_version: probe.pg_dump_version,
@@ -191,8 +202,37 @@ impl PgSettings {
             // dumped, so the dump is usually smaller; an estimate for the
             // progress display only.
             expected_bytes: probe.size,
-            record: Box::new(move || Ok(record)),
+            record: Box::pin(async move {
+                let counts = match counter {
+                    Some(c) => Some(Counts {
+                        tables: Some(c.finish().await?),
+                    }),
+                    None => None,
+                };
+                Ok(Recorded { source, counts })
+            }),
         })
+    }
+
+    /// The session that counts rows beside the dump, unless counting is
+    /// off or cannot match the dump (said as a warning, once).
+    async fn counter(&self) -> Option<rows::Counter> {
+        if self.no_row_counts {
+            return None;
+        }
+        if let Some(option) = rows::selection(&self.extra) {
+            tracing::warn!("row counts are not recorded: pg_dump's {option} leaves rows out of the dump, so a drill could not compare them (--no-row-counts says this is meant)");
+            return None;
+        }
+        let mut argv = vec!["psql".to_owned()];
+        argv.extend(self.conn.args(self.conn.dbname.as_deref()));
+        match rows::Counter::start(&argv, &self.env()).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!("row counts are not recorded (the dump goes on without them): {e}");
+                None
+            }
+        }
     }
 
     /// What the clients get in their environment on top of cairn's.

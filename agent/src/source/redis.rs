@@ -10,7 +10,7 @@
 //! closed once the payload is complete.
 
 use super::stream::{Connect, Producer, StreamSpec};
-use super::{SourceError, StreamPlan};
+use super::{Recorded, SourceError, StreamPlan};
 use crate::catalog::Catalog;
 use crate::error::{input, Context, Error, Result};
 use crate::repo::Repository;
@@ -88,14 +88,17 @@ impl RedisSettings {
         Ok(StreamPlan {
             streams: vec![(RDB_FILE.to_owned(), StreamSpec::Custom(Box::new(connect)))],
             expected_bytes: None,
-            record: Box::new(move || {
+            record: Box::pin(async move {
                 let meta: &RedisMeta = learnt.get().ok_or_else(|| {
                     Error::Internal("the Redis stream reported no versions".into())
                 })?;
-                Ok(Source::Redis {
-                    address,
-                    redis_version: meta.redis_version.clone(),
-                    rdb_version: meta.rdb_version,
+                Ok(Recorded {
+                    source: Source::Redis {
+                        address,
+                        redis_version: meta.redis_version.clone(),
+                        rdb_version: meta.rdb_version,
+                    },
+                    counts: None,
                 })
             }),
         })
