@@ -20,6 +20,7 @@ mod catalog_cmd;
 mod check;
 mod copy;
 mod diff;
+mod drill;
 mod filter;
 mod find;
 mod forget;
@@ -279,6 +280,14 @@ enum Command {
         after_help = "Examples:\n  cairn copy --repo s3:dr-bucket/cluster-a --from-repo s3:main-bucket/cluster-a\n  cairn copy --repo /mnt/offsite --from-repo s3:main/a --latest --host web-1\n  cairn init --repo s3:dr-bucket/a --copy-chunker-params-from s3:main-bucket/a\n\nThe source's passphrase comes from CAIRN_FROM_PASSWORD_FILE or CAIRN_FROM_PASSWORD."
     )]
     Copy(copy::Args),
+    /// Restore snapshots into scratch targets (a temporary PostgreSQL or
+    /// Redis server, a scratch directory) and prove they hold what was
+    /// backed up: row counts, keys, every file's content and metadata;
+    /// with the recovery time (RTO) and point (RPO) of each.
+    #[command(
+        after_help = "Examples:\n  cairn drill\n  cairn drill --source-kind postgres --window 14d\n  cairn drill latest --host db-1 --pg-host db-scratch.internal --pg-user drill\n\nExit status: 0 when every drill passed, 1 when one failed."
+    )]
+    Drill(drill::Args),
     /// Check that the repository is whole; with --read-data, read and
     /// verify every blob.
     #[command(after_help = "Examples:\n  cairn check\n  cairn check --read-data-subset next/7")]
@@ -497,6 +506,7 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<Status> {
         Command::Prune(args) => prune::run(&ctx, args).await,
         Command::Check(args) => check::run(&ctx, args).await,
         Command::Copy(args) => copy::run(&ctx, args).await,
+        Command::Drill(args) => drill::run(&ctx, args).await,
         Command::Snapshots(args) => {
             let cat = ctx.synced(Trees::Of(&[])).await?;
             stdout_closed(snapshots::run(&cat, args, ctx.json))

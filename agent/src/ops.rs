@@ -29,6 +29,7 @@ pub mod backup;
 pub mod catalog;
 pub mod check;
 pub mod copy;
+pub mod drill;
 pub mod forget;
 pub mod keys;
 pub mod open;

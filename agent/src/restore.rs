@@ -258,6 +258,28 @@ pub(crate) async fn pipe_into(
     node: &Node,
     argv: &[String],
 ) -> Result<()> {
+    let (status, _) = feed(repo, cat, node, argv, false).await?;
+    if !status.success() {
+        return Err(client_failed(&argv[0], status));
+    }
+    Ok(())
+}
+
+/// Feeds a file node into a client's standard input; its exit status, and
+/// what it wrote to standard error when `capture` (else that goes to ours).
+/// The client's exit status is returned even if the data could not all be
+/// fed, unless it succeeded: then the feeding's error is.
+///
+/// # Errors
+/// If the client cannot start, or succeeded on data that could not be read.
+pub(crate) async fn feed(
+    repo: &Repository,
+    cat: &Catalog,
+    node: &Node,
+    argv: &[String],
+    capture: bool,
+) -> Result<(std::process::ExitStatus, String)> {
+    use tokio::io::AsyncReadExt;
     let (reader, writer) = std::io::pipe().context("creating a pipe")?;
     widen_pipe(&writer);
     // The command, and with it our copy of the read end, is gone once
@@ -266,17 +288,34 @@ pub(crate) async fn pipe_into(
         .args(&argv[1..])
         .stdin(reader)
         .stdout(std::process::Stdio::null())
+        .stderr(if capture {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::inherit()
+        })
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start {}", argv[0]))?;
+    // Read concurrently: a client with much to say would block on a full pipe.
+    let said = child.stderr.take().map(|mut e| {
+        tokio::spawn(async move {
+            let mut text = Vec::new();
+            let _ = e.read_to_end(&mut text).await;
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    });
     let mut out = BlockingOut::new(std::fs::File::from(std::os::fd::OwnedFd::from(writer)));
     let fed = write_node(repo, cat, node, &mut out, &argv[0]).await;
     drop(out);
     let status = child.wait().await?;
-    if !status.success() {
-        return Err(client_failed(&argv[0], status));
+    let said = match said {
+        Some(task) => task.await.unwrap_or_default(),
+        None => String::new(),
+    };
+    match fed {
+        Err(e) if status.success() => Err(e),
+        _ => Ok((status, said)),
     }
-    fed.map(|_| ())
 }
 
 /// Writes a file node's content into a file at `path` (created private to

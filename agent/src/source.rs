@@ -16,6 +16,7 @@ pub mod command;
 pub mod files;
 pub mod postgres;
 pub mod pvc;
+pub mod rdb;
 pub mod redis;
 pub mod stream;
 

@@ -73,7 +73,7 @@ pub use pack::{
     TRAILER_LEN,
 };
 pub use snapshot::{
-    valid_stream_name, valid_tag, Commit, Counts, Lease, Origin, Snapshot, Source, Summary,
+    valid_stream_name, valid_tag, Commit, Counts, DbKeys, Lease, Origin, Snapshot, Source, Summary,
     TableRows, MAX_TAGS, MAX_TAG_LEN,
 };
 pub use tree::{

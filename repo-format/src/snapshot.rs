@@ -193,6 +193,19 @@ pub struct Counts {
     /// A PostgreSQL database's tables and their rows, sorted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tables: Option<Vec<TableRows>>,
+    /// A Redis server's keys per database, sorted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<DbKeys>>,
+}
+
+/// One Redis database's keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DbKeys {
+    /// The database's number.
+    pub db: u32,
+    /// Its keys.
+    pub keys: u64,
 }
 
 /// One table's exact row count.
@@ -324,15 +337,16 @@ impl Snapshot {
             return Err(FormatError::invalid("snapshot", "invalid tags"));
         }
         if let Some(counts) = &self.counts {
-            let ok = match &counts.tables {
-                None => true,
-                Some(tables) => {
-                    matches!(self.source, Source::Postgres { .. })
-                        && tables
-                            .windows(2)
-                            .all(|w| (&w[0].schema, &w[0].table) < (&w[1].schema, &w[1].table))
-                }
-            };
+            let tables = counts.tables.as_ref().is_none_or(|t| {
+                matches!(self.source, Source::Postgres { .. })
+                    && t.windows(2)
+                        .all(|w| (&w[0].schema, &w[0].table) < (&w[1].schema, &w[1].table))
+            });
+            let keys = counts.keys.as_ref().is_none_or(|k| {
+                matches!(self.source, Source::Redis { .. })
+                    && k.windows(2).all(|w| w[0].db < w[1].db)
+            });
+            let ok = tables && keys;
             if !ok {
                 return Err(FormatError::invalid("snapshot", "invalid counts"));
             }
@@ -600,6 +614,7 @@ mod tests {
         });
         s.counts = Some(Counts {
             tables: Some(vec![row("app", "Z", 1), row("public", "a", 0)]),
+            keys: None,
         });
         assert_eq!(Snapshot::open(&enc, id, &s.seal(&enc, id))?, s);
         assert_eq!(row("my \"s\"", "t", 0).qualified(), r#""my ""s"""."t""#);
@@ -619,13 +634,30 @@ mod tests {
             bad.source = source;
             bad.counts = Some(Counts {
                 tables: Some(tables),
+                keys: None,
             });
             assert!(Snapshot::open(&enc, id, &bad.seal(&enc, id)).is_err());
         }
         let json =
             String::from_utf8(serde_json::to_vec(&s).unwrap_or_default()).unwrap_or_default();
-        let unknown = json.replace(r#""counts":{"#, r#""counts":{"keys":[],"#);
+        let unknown = json.replace(r#""counts":{"#, r#""counts":{"rows":[],"#);
         assert!(Snapshot::decode_payload(unknown.as_bytes()).is_err());
+        // Keys belong to Redis, databases in order.
+        let keys = |dbs: &[u32]| Counts {
+            tables: None,
+            keys: Some(dbs.iter().map(|db| DbKeys { db: *db, keys: 1 }).collect()),
+        };
+        let mut r = snap(Source::Redis {
+            address: "h:6379".into(),
+            redis_version: "7".into(),
+            rdb_version: 10,
+        });
+        r.counts = Some(keys(&[0, 3]));
+        assert_eq!(Snapshot::open(&enc, id, &r.seal(&enc, id))?, r);
+        r.counts = Some(keys(&[3, 0]));
+        assert!(Snapshot::open(&enc, id, &r.seal(&enc, id)).is_err());
+        s.counts = Some(keys(&[0]));
+        assert!(Snapshot::open(&enc, id, &s.seal(&enc, id)).is_err());
         Ok(())
     }
 

@@ -11,7 +11,7 @@
 //! A snapshot holds [`DUMP_CUSTOM`] or [`DUMP_PLAIN`], and [`GLOBALS`] when
 //! asked for (format §7.1); [`restore`] feeds them back.
 
-mod rows;
+pub(crate) mod rows;
 
 use super::stream::StreamSpec;
 use super::{Recorded, SourceError, StreamPlan};
@@ -111,7 +111,10 @@ pub struct PgProbe {
 
 /// Runs a client to completion, with `env` added to its environment; its
 /// stdout, or an error with its stderr tail.
-async fn capture(argv: &[String], env: &[(String, OsString)]) -> Result<String, SourceError> {
+pub(crate) async fn capture(
+    argv: &[String],
+    env: &[(String, OsString)],
+) -> Result<String, SourceError> {
     let out = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -206,6 +209,7 @@ impl PgSettings {
                 let counts = match counter {
                     Some(c) => Some(Counts {
                         tables: Some(c.finish().await?),
+                        keys: None,
                     }),
                     None => None,
                 };

@@ -17,7 +17,8 @@ use crate::repo::Repository;
 use crate::restore::{root_file, write_new_file};
 use crate::stats::Stats;
 use bytes::Bytes;
-use cairn_repo_format::{Snapshot, Source};
+use cairn_repo_format::{Counts, DbKeys, Snapshot, Source};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -92,13 +93,24 @@ impl RedisSettings {
                 let meta: &RedisMeta = learnt.get().ok_or_else(|| {
                     Error::Internal("the Redis stream reported no versions".into())
                 })?;
+                let counts = meta.keys.as_ref().map(|keys| Counts {
+                    tables: None,
+                    keys: Some(
+                        keys.iter()
+                            .map(|(db, keys)| DbKeys {
+                                db: *db,
+                                keys: *keys,
+                            })
+                            .collect(),
+                    ),
+                });
                 Ok(Recorded {
                     source: Source::Redis {
                         address,
                         redis_version: meta.redis_version.clone(),
                         rdb_version: meta.rdb_version,
                     },
-                    counts: None,
+                    counts,
                 })
             }),
         })
@@ -219,6 +231,8 @@ pub struct RedisMeta {
     pub redis_version: String,
     /// The RDB format version from the payload's header.
     pub rdb_version: u32,
+    /// Keys per database in the payload, when they could be counted.
+    pub keys: Option<BTreeMap<u32, u64>>,
 }
 
 /// Any byte stream to the server: TCP, or TLS over TCP.
@@ -612,6 +626,15 @@ impl Replica {
             Stats::add(&stats.bytes_read, data.len() as u64);
             Bytes::copy_from_slice(data)
         };
+        // The keys are counted beside, on a thread of their own.
+        let (to_counter, from_stream) = tokio::sync::mpsc::channel::<Bytes>(16);
+        let mut counting = Some(to_counter);
+        let counter = tokio::task::spawn_blocking(move || {
+            super::rdb::count_keys(ChannelReader {
+                rx: from_stream,
+                current: Bytes::new(),
+            })
+        });
         let mut buf = vec![0u8; READ_BUF];
         match self.transfer {
             Transfer::Length(len) => {
@@ -631,6 +654,7 @@ impl Replica {
                     }
                     left -= n as u64;
                     let b = emit(&buf[..n], &mut check);
+                    tee(&mut counting, &b).await;
                     if tx.send(b).await.is_err() {
                         return Ok(None);
                     }
@@ -656,6 +680,7 @@ impl Replica {
                     if let Some(at) = pending[from..].windows(40).position(|w| w == mark) {
                         let end = from + at;
                         let b = emit(&pending[..end], &mut check);
+                        tee(&mut counting, &b).await;
                         let _ = tx.send(b).await;
                         break;
                     }
@@ -663,6 +688,7 @@ impl Replica {
                     if keep > 0 {
                         let b = emit(&pending[..keep], &mut check);
                         pending.drain(..keep);
+                        tee(&mut counting, &b).await;
                         if tx.send(b).await.is_err() {
                             return Ok(None);
                         }
@@ -671,10 +697,55 @@ impl Replica {
             }
         }
         let rdb_version = check.finish().map_err(err)?;
+        drop(counting);
+        let keys = match counter.await {
+            Ok(Ok(keys)) => Some(keys),
+            Ok(Err(e)) => {
+                tracing::warn!(
+                    "the RDB's keys were not counted, so a drill cannot compare them: {e}"
+                );
+                None
+            }
+            Err(e) => {
+                tracing::warn!("the RDB's keys were not counted: {e}");
+                None
+            }
+        };
         Ok(Some(RedisMeta {
             redis_version: self.redis_version,
             rdb_version,
+            keys,
         }))
+    }
+}
+
+/// Hands a piece of the payload to the key counter, until it stops
+/// (it has seen the end, or met what it does not know).
+async fn tee(counting: &mut Option<tokio::sync::mpsc::Sender<Bytes>>, b: &Bytes) {
+    if let Some(c) = counting {
+        if c.send(b.clone()).await.is_err() {
+            *counting = None;
+        }
+    }
+}
+
+/// The payload's pieces as one byte stream, for the blocking key counter.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(b) => self.current = b,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
     }
 }
 
