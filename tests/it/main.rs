@@ -16,6 +16,7 @@ mod corruption;
 mod daemon;
 mod databases;
 mod dedup;
+mod drill;
 mod files;
 mod hardening;
 mod image;
