@@ -321,3 +321,124 @@ fn file_trees_and_streams_are_read_back_entry_by_entry() {
         "{found:?}"
     );
 }
+
+/// The value of the first series of `family` whose labels hold `labels`.
+fn series(body: &str, family: &str, labels: &str) -> Option<f64> {
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")) && l.contains(labels))
+        .find_map(|l| l.rsplit_once(' ')?.1.parse().ok())
+}
+
+#[test]
+fn the_agent_drill_job_exports_rto_and_rpo_and_a_failed_drill_fires() {
+    let r = Repo::init();
+    r.ok_with(&["backup", "--stdin", "--name", "feed.sql"], b"select 1;\n");
+    let taken = r.snapshots()[0]["time"]
+        .as_str()
+        .unwrap()
+        .parse::<jiff::Timestamp>()
+        .unwrap()
+        .as_second() as f64;
+    let pass = r.tmp("pass");
+    std::fs::write(&pass, &r.pass).unwrap();
+    // The check command fails once the marker exists.
+    let marker = r.tmp("tampered");
+    let config = |job: &str| {
+        format!(
+            "[agent]\nlisten = \"{{listen}}\"\ncatalog = \"{cat}\"\n\n\
+             [repository]\nurl = \"{url}\"\npassword-file = \"{pass}\"\n\n{job}",
+            cat = r.tmp("cat").display(),
+            url = r.path.display(),
+            pass = pass.display(),
+        )
+    };
+    let job = format!(
+        "[jobs.drills]\nevery = \"2s\"\n\
+         source = {{ type = \"drill\", window = \"24h\", check-command = \"test ! -e {}\" }}\n",
+        marker.display()
+    );
+    let agent = cairn_e2e::Agent::start(&r.dir.path().join("a"), &config(&job), &[]);
+    agent.wait_until("a drill passed", std::time::Duration::from_secs(60), |a| {
+        a.metric("cairn_drill_passed{job_name=\"drills\"}") == Some(1.0)
+    });
+    let (_, body) = agent.get("/metrics");
+    let group = "source=\"stdin:feed.sql\"";
+    assert_eq!(
+        series(&body, "cairn_drill_snapshot_passed", group),
+        Some(1.0),
+        "{body}"
+    );
+    assert!(
+        series(&body, "cairn_drill_rto_seconds", group).is_some_and(|s| s > 0.0),
+        "{body}"
+    );
+    let newest = series(
+        &body,
+        "cairn_drill_newest_snapshot_timestamp_seconds",
+        group,
+    )
+    .unwrap();
+    assert!((newest - taken).abs() < 2.0, "{newest} vs {taken}");
+    assert!(agent
+        .metric("cairn_job_last_success_timestamp_seconds{job_name=\"drills\"}")
+        .is_some());
+
+    let prom = crate::metrics::Prometheus::start(r.dir.path(), agent.port);
+    std::fs::write(&marker, b"").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let v = prom.api("/api/v1/alerts");
+        let firing = v["data"]["alerts"].as_array().is_some_and(|a| {
+            a.iter().any(|x| {
+                x["labels"]["alertname"] == "CairnDrillFailed"
+                    && x["labels"]["source"] == "stdin:feed.sql"
+                    && x["state"] == "firing"
+            })
+        });
+        if firing {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the alert never fired: {v}\nthe agent's log:\n{}",
+            agent.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert_eq!(
+        agent.metric("cairn_drill_passed{job_name=\"drills\"}"),
+        Some(0.0)
+    );
+    assert!(
+        agent.log_text().contains("check command"),
+        "{}",
+        agent.log_text()
+    );
+    drop(agent);
+
+    // What a drill job cannot have.
+    let file = r.tmp("check.toml");
+    for (job, mistake) in [
+        (
+            "[jobs.x]\ntags = [\"t\"]\nsource = { type = \"drill\" }\n",
+            "jobs.x.tags: is not for a drill job",
+        ),
+        (
+            "[jobs.x]\nsource = { type = \"drill\" }\nretention = { keep-last = 1 }\n",
+            "jobs.x.retention: is not for a drill job",
+        ),
+        (
+            "[jobs.x]\nsource = { type = \"drill\", pg-port = 5432 }\n",
+            "jobs.x.source.pg-host: is missing",
+        ),
+    ] {
+        std::fs::write(&file, config(job).replace("listen = \"{listen}\"\n", "")).unwrap();
+        let o = Command::new(cairn_e2e::cairn_bin())
+            .args(["agent", "check-config", "--config"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{job}");
+        assert!(stderr(&o).contains(mistake), "{}", stderr(&o));
+    }
+}

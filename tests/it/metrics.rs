@@ -51,7 +51,7 @@ fn shipped_alert_rules_pass_promtool() {
 }
 
 /// A Prometheus server, stopped when dropped.
-struct Prometheus {
+pub(crate) struct Prometheus {
     child: Child,
     port: u16,
 }
@@ -66,7 +66,7 @@ impl Drop for Prometheus {
 impl Prometheus {
     /// Scrapes `target` every second and evaluates the shipped rules every
     /// second.
-    fn start(dir: &Path, target: u16) -> Prometheus {
+    pub(crate) fn start(dir: &Path, target: u16) -> Prometheus {
         let port = free_port();
         let config = dir.join("prometheus.yml");
         std::fs::write(
@@ -103,7 +103,7 @@ impl Prometheus {
         p
     }
 
-    fn api(&self, path: &str) -> serde_json::Value {
+    pub(crate) fn api(&self, path: &str) -> serde_json::Value {
         let (status, body) = http_get(self.port, path);
         assert_eq!(status, 200, "{path}: {body}");
         serde_json::from_str(&body).expect("Prometheus answers JSON")

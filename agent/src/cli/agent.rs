@@ -145,6 +145,20 @@ async fn run_once(path: &std::path::Path, name: &str, cancel: &Cancel) -> Result
     for why in &report.skipped {
         eprintln!("job {name}: not backed up: {why}");
     }
+    for d in &report.drills {
+        println!(
+            "job {name}: drill of snapshot {} of {}: {}, restored in {:.1} s{}",
+            d.id.short(),
+            crate::source::describe(&d.snapshot.source),
+            if d.passed { "passed" } else { "FAILED" },
+            d.rto_seconds,
+            if d.problems.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", d.problems.join("; "))
+            }
+        );
+    }
     if let Some((kept, forgotten)) = report.retention {
         println!("job {name}: retention kept {kept} snapshot(s), forgot {forgotten}");
     }

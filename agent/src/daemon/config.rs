@@ -319,6 +319,96 @@ pub enum JobSource {
     /// Snapshots of another configured repository, copied into the job's
     /// (`cairn copy`).
     Copy(CopySource),
+    /// Restore drills of the job's repository's newest snapshots
+    /// (`cairn drill`).
+    Drill(DrillSource),
+}
+
+/// `type = "drill"`: what `cairn drill` takes. It drills the newest
+/// snapshot of each host and source the filters choose, and writes
+/// nothing to the repository.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DrillSource {
+    /// Only snapshots taken on these hosts.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Only snapshots with all of these tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Only snapshots of these source kinds.
+    #[serde(default)]
+    pub source_kinds: Vec<String>,
+    /// Only snapshots of these Kubernetes claims.
+    #[serde(default)]
+    pub claims: Vec<String>,
+    /// How far back the RPO's largest gap is looked for (default 7 days;
+    /// `168h`).
+    #[serde(default)]
+    pub window: Option<Duration>,
+    /// Where scratch directories go (default: TMPDIR).
+    #[serde(default)]
+    pub scratch: Option<PathBuf>,
+    /// A shell command run after each restore, before the comparison.
+    #[serde(default)]
+    pub check_command: Option<String>,
+    /// Restore PostgreSQL snapshots into a new database on this server
+    /// instead of a temporary one.
+    #[serde(default)]
+    pub pg_host: Option<String>,
+    /// Its port.
+    #[serde(default)]
+    pub pg_port: Option<u16>,
+    /// The user to connect as.
+    #[serde(default)]
+    pub pg_user: Option<String>,
+    /// The database to connect to (default `postgres`).
+    #[serde(default)]
+    pub pg_dbname: Option<String>,
+    /// initdb and postgres for the temporary server.
+    #[serde(default)]
+    pub pg_bindir: Option<PathBuf>,
+    /// The redis-server that loads RDB files.
+    #[serde(default)]
+    pub redis_server: Option<PathBuf>,
+}
+
+impl DrillSource {
+    /// The snapshots it chooses.
+    pub fn filter(&self) -> crate::filter::SnapshotFilter {
+        crate::filter::SnapshotFilter {
+            hosts: self.hosts.clone(),
+            tags: self.tags.clone(),
+            paths: Vec::new(),
+            kinds: self.source_kinds.clone(),
+            claims: self.claims.clone(),
+        }
+    }
+
+    /// What `cairn drill` would be given.
+    pub fn options(&self) -> crate::ops::drill::DrillOptions {
+        use crate::ops::drill::{DrillOptions, PgScratch};
+        let postgres = match &self.pg_host {
+            Some(host) => PgScratch::Server(crate::source::postgres::PgConn {
+                dbname: self.pg_dbname.clone(),
+                host: Some(host.clone()),
+                port: self.pg_port,
+                username: self.pg_user.clone(),
+            }),
+            None => PgScratch::Temporary {
+                bindir: self.pg_bindir.clone(),
+            },
+        };
+        DrillOptions {
+            snapshots: Vec::new(),
+            filter: self.filter(),
+            window_seconds: self.window.map(|w| w.0.as_secs()),
+            scratch: self.scratch.clone(),
+            postgres,
+            redis_server: self.redis_server.clone(),
+            check_command: self.check_command.clone(),
+        }
+    }
 }
 
 /// `type = "copy"`: what `cairn copy` takes, from a repository of this

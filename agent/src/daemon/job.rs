@@ -6,13 +6,14 @@
 //! that is how its retention finds them (and only them), and how a fresh
 //! agent learns from the repository when the job last succeeded.
 
-use super::config::{CopySource, JobSettings, JobSource};
+use super::config::{CopySource, DrillSource, JobSettings, JobSource};
 use super::hooks::{self, HookError};
 use super::kubernetes;
 use super::repos::Repo;
 use crate::cancel::{Cancel, Reason};
 use crate::error::{Action, Error};
 use crate::filter::SnapshotFilter;
+use crate::ops::drill::Drill;
 use crate::ops::{self, BackupOptions, BackupReport, Copied, CopyOptions, ForgetOptions};
 use crate::progress::{self, Progress, Work};
 use crate::retention::GroupBy;
@@ -69,6 +70,8 @@ pub struct RunReport {
     pub skipped: Vec<String>,
     /// The snapshots a copy job copied.
     pub copied: Vec<Copied>,
+    /// A drill job's drills.
+    pub drills: Vec<Drill>,
     /// The job's snapshots kept and forgotten by its retention (when it
     /// has rules and they ran).
     pub retention: Option<(usize, usize)>,
@@ -169,7 +172,7 @@ fn source_settings(name: &str, job: &JobSettings) -> Result<Option<SourceSetting
             argv: c.command.clone(),
             name: c.name.clone(),
         }),
-        JobSource::Kubernetes(_) | JobSource::Copy(_) => return Ok(None),
+        JobSource::Kubernetes(_) | JobSource::Copy(_) | JobSource::Drill(_) => return Ok(None),
     }))
 }
 
@@ -219,19 +222,33 @@ pub async fn run(
         };
         match result {
             Ok(done) => {
-                let outcome = match (&done.post_error, done.partial()) {
-                    (Some(_), _) => Outcome::Failure,
-                    (None, true) => Outcome::Partial,
-                    (None, false) => Outcome::Success,
+                // A failed drill is a finding, not a reason to try again.
+                let failed_drill = done.drills.iter().find(|d| !d.passed).map(|d| {
+                    format!(
+                        "the drill of snapshot {} ({}) failed: {}",
+                        d.id.short(),
+                        crate::source::describe(&d.snapshot.source),
+                        d.problems.join("; ")
+                    )
+                });
+                let outcome = match (&done.post_error, &failed_drill, done.partial()) {
+                    (Some(_), _, _) | (_, Some(_), _) => Outcome::Failure,
+                    (None, None, true) => Outcome::Partial,
+                    (None, None, false) => Outcome::Success,
+                };
+                let error = match (done.post_error, failed_drill) {
+                    (Some(e), _) => Some(format!(
+                        "the snapshot was saved, but a post hook failed: {e}"
+                    )),
+                    (None, drill) => drill,
                 };
                 return RunReport {
                     outcome,
-                    error: done
-                        .post_error
-                        .map(|e| format!("the snapshot was saved, but a post hook failed: {e}")),
+                    error,
                     backups: done.backups,
                     skipped: done.skipped,
                     copied: done.copied,
+                    drills: done.drills,
                     retention: done.retention,
                     attempts,
                     seconds: started.elapsed().as_secs_f64(),
@@ -246,6 +263,7 @@ pub async fn run(
                         backups: Vec::new(),
                         skipped: Vec::new(),
                         copied: Vec::new(),
+                        drills: Vec::new(),
                         retention: None,
                         error: Some(e.to_string()),
                         attempts,
@@ -310,6 +328,8 @@ struct Attempted {
     skipped: Vec<String>,
     /// What a copy job copied.
     copied: Vec<Copied>,
+    /// What a drill job found.
+    drills: Vec<Drill>,
     retention: Option<(usize, usize)>,
     /// A post hook that failed with `on-failure = "fail"`: the run fails,
     /// but is not tried again (its snapshot stands).
@@ -341,25 +361,17 @@ async fn attempt(
     ];
     let main = async {
         hooks::run_all(&job.pre, "pre", &env, cancel).await?;
-        let (backups, skipped, copied) = match (job.source.get_ref(), source_settings(name, job)?) {
-            (JobSource::Copy(c), _) => (
-                Vec::new(),
-                Vec::new(),
-                copy(repo, from, name, c, job, cancel).await?,
-            ),
+        let (mut backups, mut skipped, mut copied, mut drills) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        match (job.source.get_ref(), source_settings(name, job)?) {
+            (JobSource::Copy(c), _) => copied = copy(repo, from, name, c, job, cancel).await?,
+            (JobSource::Drill(d), _) => drills = drill(repo, name, d, cancel).await?,
             (_, Some(source)) => {
                 let opts = backup_options(name, job, host, source);
-                (
-                    vec![backup(repo, name, &opts, cancel).await?],
-                    Vec::new(),
-                    Vec::new(),
-                )
+                backups.push(backup(repo, name, &opts, cancel).await?);
             }
-            (_, None) => {
-                let (backups, skipped) = volumes(repo, name, job, host, cancel).await?;
-                (backups, skipped, Vec::new())
-            }
-        };
+            (_, None) => (backups, skipped) = volumes(repo, name, job, host, cancel).await?,
+        }
         let retention = match &job.retention {
             None => None,
             Some(rules) => match retain(repo, name, job, rules.get_ref(), host, cancel).await {
@@ -376,6 +388,7 @@ async fn attempt(
             backups,
             skipped,
             copied,
+            drills,
             retention,
             post_error: None,
         })
@@ -450,6 +463,38 @@ async fn backup(
         backup.seconds
     );
     Ok(backup)
+}
+
+/// A drill job's run: the newest snapshot of each host and source its
+/// filters choose, drilled, each logged.
+async fn drill(
+    repo: &Repo,
+    name: &str,
+    source: &DrillSource,
+    cancel: &Cancel,
+) -> Result<Vec<Drill>, Error> {
+    let report = ops::drill::drill(&repo.repo, &repo.cat, &source.options(), cancel).await?;
+    repo.reached();
+    for d in &report.drills {
+        let what = crate::source::describe(&d.snapshot.source);
+        if d.passed {
+            tracing::info!(
+                snapshot = %d.id.short(),
+                rto_seconds = d.rto_seconds,
+                "job {name}: the drill of snapshot {} of {what} passed: restored in {:.1} s",
+                d.id.short(),
+                d.rto_seconds
+            );
+        } else {
+            tracing::error!(
+                snapshot = %d.id.short(),
+                "job {name}: the drill of snapshot {} of {what} failed: {}",
+                d.id.short(),
+                d.problems.join("; ")
+            );
+        }
+    }
+    Ok(report.drills)
 }
 
 /// A copy job's run: the snapshots of `from` its source chooses, copied

@@ -37,6 +37,11 @@ pub struct Metrics {
     config_reload_time: Gauge,
     repository_up: IntGaugeVec,
     repository_contact: GaugeVec,
+    drill_passed: IntGaugeVec,
+    drill_group_passed: IntGaugeVec,
+    drill_rto: GaugeVec,
+    drill_newest: GaugeVec,
+    drill_gap: GaugeVec,
 }
 
 /// The repository-wide tasks an agent schedules.
@@ -98,6 +103,7 @@ impl Metrics {
         ));
         start.set(seconds(jiff::Timestamp::now()));
         let job_result = &["job_name", "result"];
+        let drill_group = &["job_name", "host", "source"];
         let info = reg!(IntGaugeVec::new(
             opts("cairn_agent_info", "The agent's version (always 1)."),
             &["version"]
@@ -256,6 +262,41 @@ impl Metrics {
                 ),
                 &["repository"]
             )),
+            drill_passed: reg!(IntGaugeVec::new(
+                opts(
+                    "cairn_drill_passed",
+                    "1 if every drill of the drill job's last run passed, 0 if one failed."
+                ),
+                job
+            )),
+            drill_group_passed: reg!(IntGaugeVec::new(
+                opts(
+                    "cairn_drill_snapshot_passed",
+                    "1 if the last drill of the newest snapshot of this host and source passed."
+                ),
+                drill_group
+            )),
+            drill_rto: reg!(GaugeVec::new(
+                opts(
+                    "cairn_drill_rto_seconds",
+                    "Wall time of the last drill's restore of this host and source: the recovery time."
+                ),
+                drill_group
+            )),
+            drill_newest: reg!(GaugeVec::new(
+                opts(
+                    "cairn_drill_newest_snapshot_timestamp_seconds",
+                    "When the newest snapshot of this host and source was taken, at the last drill (its age is the recovery point)."
+                ),
+                drill_group
+            )),
+            drill_gap: reg!(GaugeVec::new(
+                opts(
+                    "cairn_drill_largest_gap_seconds",
+                    "The largest time between consecutive snapshots of this host and source over the drill's window."
+                ),
+                drill_group
+            )),
             registry,
         }
     }
@@ -302,7 +343,7 @@ impl Metrics {
         ] {
             let _ = v.remove_label_values(&[job]);
         }
-        for v in [&self.kept, &self.running] {
+        for v in [&self.kept, &self.running, &self.drill_passed] {
             let _ = v.remove_label_values(&[job]);
         }
         for c in [
@@ -386,6 +427,27 @@ impl Metrics {
         if let (Some(ns), Outcome::Success) = (newest, outcome) {
             if let Ok(t) = jiff::Timestamp::from_nanosecond(i128::from(ns)) {
                 self.last_success(job, t);
+            }
+        }
+        if !report.drills.is_empty() {
+            self.drill_passed
+                .with_label_values(&[job])
+                .set(i64::from(report.drills.iter().all(|d| d.passed)));
+        }
+        for d in &report.drills {
+            let source = crate::retention::source_key(&d.snapshot.source);
+            let labels = [job, d.snapshot.hostname.as_str(), source.as_str()];
+            self.drill_group_passed
+                .with_label_values(&labels)
+                .set(i64::from(d.passed));
+            self.drill_rto.with_label_values(&labels).set(d.rto_seconds);
+            let newest = jiff::Timestamp::now().as_second() as f64 - d.rpo.newest_age_seconds;
+            self.drill_newest.with_label_values(&labels).set(newest);
+            match d.rpo.largest_gap_seconds {
+                Some(g) => self.drill_gap.with_label_values(&labels).set(g),
+                None => {
+                    let _ = self.drill_gap.remove_label_values(&labels);
+                }
             }
         }
         if let Some((kept, forgotten)) = report.retention {

@@ -186,6 +186,15 @@ impl Check<'_> {
                     );
                 }
             }
+            if let JobSource::Drill(_) = j.source.get_ref() {
+                let nothing = "is not for a drill job: it writes no snapshot";
+                if !j.tags.is_empty() {
+                    self.add(&j.source, &format!("{key}.tags"), nothing);
+                }
+                if let Some(r) = &j.retention {
+                    self.add(r, &format!("{key}.retention"), nothing);
+                }
+            }
         }
     }
 
@@ -329,6 +338,30 @@ impl Check<'_> {
             JobSource::Copy(c) => {
                 if let Err(e) = c.filter().normalized() {
                     self.add(s, &format!("{key}.source-kinds"), e.to_string());
+                }
+            }
+            JobSource::Drill(d) => {
+                if let Err(e) = d.filter().normalized() {
+                    self.add(s, &format!("{key}.source-kinds"), e.to_string());
+                }
+                if d.pg_host.is_none()
+                    && (d.pg_port.is_some() || d.pg_user.is_some() || d.pg_dbname.is_some())
+                {
+                    self.add(
+                        s,
+                        &format!("{key}.pg-host"),
+                        "is missing: pg-port, pg-user and pg-dbname name a server with it",
+                    );
+                }
+                if d.pg_host.is_some() && d.pg_bindir.is_some() {
+                    self.add(
+                        s,
+                        &format!("{key}.pg-bindir"),
+                        "is for the temporary server, not with pg-host",
+                    );
+                }
+                if d.window.is_some_and(|w| w.0.as_secs() == 0) {
+                    self.add(s, &format!("{key}.window"), "is zero");
                 }
             }
             JobSource::Kubernetes(k) => {

@@ -195,6 +195,7 @@ pub(super) async fn schedule_job(
                     backups: Vec::new(),
                     skipped: Vec::new(),
                     copied: Vec::new(),
+                    drills: Vec::new(),
                     retention: None,
                     error: None,
                     attempts: 1,
