@@ -385,26 +385,7 @@ fn the_agent_drill_job_exports_rto_and_rpo_and_a_failed_drill_fires() {
 
     let prom = crate::metrics::Prometheus::start(r.dir.path(), agent.port);
     std::fs::write(&marker, b"").unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-    loop {
-        let v = prom.api("/api/v1/alerts");
-        let firing = v["data"]["alerts"].as_array().is_some_and(|a| {
-            a.iter().any(|x| {
-                x["labels"]["alertname"] == "CairnDrillFailed"
-                    && x["labels"]["source"] == "stdin:feed.sql"
-                    && x["state"] == "firing"
-            })
-        });
-        if firing {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the alert never fired: {v}\nthe agent's log:\n{}",
-            agent.log_text()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    }
+    prom.wait_for_alert("CairnDrillFailed", ("source", "stdin:feed.sql"), &agent);
     assert_eq!(
         agent.metric("cairn_drill_passed{job_name=\"drills\"}"),
         Some(0.0)

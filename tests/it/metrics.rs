@@ -103,6 +103,34 @@ impl Prometheus {
         p
     }
 
+    /// Waits (90 s at most) until alert `name` fires with the label
+    /// `label.0` equal to `label.1`.
+    ///
+    /// # Panics
+    /// If it does not, with the alerts and the agent's log.
+    pub(crate) fn wait_for_alert(&self, name: &str, label: (&str, &str), agent: &Agent) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            let v = self.api("/api/v1/alerts");
+            let firing = v["data"]["alerts"].as_array().is_some_and(|a| {
+                a.iter().any(|x| {
+                    x["labels"]["alertname"] == name
+                        && x["labels"][label.0] == label.1
+                        && x["state"] == "firing"
+                })
+            });
+            if firing {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name} never fired: {v}\nthe agent's log:\n{}",
+                agent.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     pub(crate) fn api(&self, path: &str) -> serde_json::Value {
         let (status, body) = http_get(self.port, path);
         assert_eq!(status, 200, "{path}: {body}");
@@ -185,24 +213,5 @@ read-data = "next/7"
         std::thread::sleep(Duration::from_millis(500));
     }
     pg.stop_now();
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let v = prom.api("/api/v1/alerts");
-        let firing = v["data"]["alerts"].as_array().is_some_and(|a| {
-            a.iter().any(|x| {
-                x["labels"]["alertname"] == "CairnBackupJobFailed"
-                    && x["labels"]["job_name"] == "db"
-                    && x["state"] == "firing"
-            })
-        });
-        if firing {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the alert never fired: {v}\nthe agent's log:\n{}",
-            agent.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    prom.wait_for_alert("CairnBackupJobFailed", ("job_name", "db"), &agent);
 }

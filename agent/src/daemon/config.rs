@@ -376,13 +376,7 @@ pub struct DrillSource {
 impl DrillSource {
     /// The snapshots it chooses.
     pub fn filter(&self) -> crate::filter::SnapshotFilter {
-        crate::filter::SnapshotFilter {
-            hosts: self.hosts.clone(),
-            tags: self.tags.clone(),
-            paths: Vec::new(),
-            kinds: self.source_kinds.clone(),
-            claims: self.claims.clone(),
-        }
+        filter(&self.hosts, &self.tags, &self.source_kinds, &self.claims)
     }
 
     /// What `cairn drill` would be given.
@@ -439,13 +433,24 @@ pub struct CopySource {
 impl CopySource {
     /// The source snapshots it chooses.
     pub fn filter(&self) -> crate::filter::SnapshotFilter {
-        crate::filter::SnapshotFilter {
-            hosts: self.hosts.clone(),
-            tags: self.tags.clone(),
-            paths: Vec::new(),
-            kinds: self.source_kinds.clone(),
-            claims: self.claims.clone(),
-        }
+        filter(&self.hosts, &self.tags, &self.source_kinds, &self.claims)
+    }
+}
+
+/// The snapshots a copy or drill job's `hosts`, `tags`, `source-kinds` and
+/// `claims` choose.
+fn filter(
+    hosts: &[String],
+    tags: &[String],
+    kinds: &[String],
+    claims: &[String],
+) -> crate::filter::SnapshotFilter {
+    crate::filter::SnapshotFilter {
+        hosts: hosts.to_vec(),
+        tags: tags.to_vec(),
+        paths: Vec::new(),
+        kinds: kinds.to_vec(),
+        claims: claims.to_vec(),
     }
 }
 
