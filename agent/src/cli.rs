@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 mod agent;
+mod audit;
 mod backup;
 mod catalog_cmd;
 mod check;
@@ -219,6 +220,11 @@ pub struct Cli {
     )]
     log_format: Option<LogFormat>,
 
+    /// Write no audit records (format §7.3): for credentials that may
+    /// only read, so that a restore or drill does not try to.
+    #[arg(long, global = true, env = "CAIRN_NO_AUDIT", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
+    no_audit: bool,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -288,6 +294,13 @@ enum Command {
         after_help = "Examples:\n  cairn drill\n  cairn drill --source-kind postgres --window 14d\n  cairn drill latest --host db-1 --pg-host db-scratch.internal --pg-user drill\n\nExit status: 0 when every drill passed, 1 when one failed."
     )]
     Drill(drill::Args),
+    /// The audit trail: every backup, forget, prune, key change, copy,
+    /// restore and drill, with when, where and by whom, from the
+    /// repository alone.
+    #[command(
+        after_help = "Examples:\n  cairn audit\n  cairn audit --event forget --event prune --json"
+    )]
+    Audit(audit::Args),
     /// Check that the repository is whole; with --read-data, read and
     /// verify every blob.
     #[command(after_help = "Examples:\n  cairn check\n  cairn check --read-data-subset next/7")]
@@ -410,6 +423,8 @@ struct Ctx {
     cancel: Cancel,
     /// `--json`.
     json: bool,
+    /// Whether operations write audit records (not with `--no-audit`).
+    audit: bool,
     /// How progress is shown.
     progress: crate::progress::Settings,
 }
@@ -422,10 +437,12 @@ impl Ctx {
             "Repository passphrase: ",
             false,
         )?;
-        Ok(self
+        let mut repo = self
             .cancel
             .or_cancel(ops::open_repository(self.place.clone(), &pass))
-            .await?)
+            .await?;
+        repo.set_audit(self.audit);
+        Ok(repo)
     }
 
     async fn open_with_catalog(&self) -> Result<(Repository, Arc<Catalog>)> {
@@ -485,6 +502,7 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<Status> {
         catalog: cli.catalog,
         cancel,
         json: cli.json,
+        audit: !cli.no_audit,
         progress: crate::progress::Settings {
             quiet: cli.quiet,
             bar: true,
@@ -507,6 +525,7 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<Status> {
         Command::Check(args) => check::run(&ctx, args).await,
         Command::Copy(args) => copy::run(&ctx, args).await,
         Command::Drill(args) => drill::run(&ctx, args).await,
+        Command::Audit(args) => audit::run(&ctx, args).await,
         Command::Snapshots(args) => {
             let cat = ctx.synced(Trees::Of(&[])).await?;
             stdout_closed(snapshots::run(&cat, args, ctx.json))

@@ -2,6 +2,7 @@
 //! the repository, the catalog, and the operations the front ends (the
 //! `cairn` command line and the agent daemon) call.
 
+pub mod audit;
 pub mod backend;
 pub mod cancel;
 pub mod catalog;

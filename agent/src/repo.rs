@@ -30,6 +30,8 @@ pub struct Repository {
     /// What its reads have verified so far (`bytes_read`: plaintext of
     /// data blobs), and what a restore expects to read, for progress.
     reads: Arc<Stats>,
+    /// Whether operations write audit records (format §7.3).
+    audit: bool,
 }
 
 fn key_meta() -> KeyMeta {
@@ -50,7 +52,19 @@ impl Repository {
             key_id,
             master: Arc::new(master),
             reads: Arc::new(Stats::default()),
+            audit: true,
         }
+    }
+
+    /// Whether operations write audit records.
+    pub fn audits(&self) -> bool {
+        self.audit
+    }
+
+    /// Turns the audit trail off for this handle (`--no-audit`: credentials
+    /// that may only read), or on.
+    pub fn set_audit(&mut self, on: bool) {
+        self.audit = on;
     }
 
     /// The counters of what reads from this handle have verified, for a

@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["error"],
     &["catalog"],
     &["repo", "filter"],
-    &["sync", "session", "restore", "pipeline", "gc"],
+    &["sync", "session", "restore", "pipeline", "gc", "audit"],
     &["source"],
     &["ops"],
     &["daemon"],

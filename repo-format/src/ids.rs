@@ -93,6 +93,10 @@ random_id!(
     /// A collection's plan (format §10).
     PlanId
 );
+random_id!(
+    /// An audit record (format §7.3).
+    AuditId
+);
 
 /// Serde helpers for [`ChunkId`], which lives in the chunker crate and has no
 /// serde of its own: ids are written as 64 hex digits.

@@ -42,6 +42,7 @@
     clippy::cast_possible_truncation
 )]
 
+mod audit;
 mod config;
 mod crypto;
 mod error;
@@ -59,11 +60,14 @@ mod wire;
 /// The repository format this crate reads and writes (`docs/format.md`).
 pub const FORMAT_VERSION: u32 = 1;
 
+pub use audit::{AuditRecord, MAX_AUDIT_SNAPSHOTS, MAX_AUDIT_TEXT};
 pub use config::{ChunkingKeys, Config, CHUNKER_ALGORITHM, DEFAULT_PACK_SIZE, DEFAULT_ZSTD_LEVEL};
 pub use crypto::{CatalogKey, EncKey, MasterKey, RepoKeys, TAG_LEN};
 pub use error::{BlobError, FormatError, KeyError};
 pub use gc::{GcState, PackName, PackSet, Phase, MAX_PACK_SET};
-pub use ids::{ChunkId, IndexId, KeyId, PackId, ParseIdError, PlanId, SessionId, SnapshotId};
+pub use ids::{
+    AuditId, ChunkId, IndexId, KeyId, PackId, ParseIdError, PlanId, SessionId, SnapshotId,
+};
 pub use index::{IndexFile, IndexPack};
 pub use keyfile::{KdfParams, KeyMeta, Passphrase};
 pub use names::{ObjectKind, ObjectName};

@@ -1,6 +1,6 @@
 //! Object names (format §1): the only way objects are addressed.
 
-use crate::ids::{IndexId, KeyId, PackId, PlanId, SessionId, SnapshotId};
+use crate::ids::{AuditId, IndexId, KeyId, PackId, PlanId, SessionId, SnapshotId};
 
 /// The kinds of object a repository holds; each lives under its own prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -25,11 +25,13 @@ pub enum ObjectKind {
     Plan,
     /// `gc/deletions/<plan id>`
     Deletions,
+    /// `audit/<audit id>`
+    Audit,
 }
 
 impl ObjectKind {
     /// All kinds.
-    pub const ALL: [ObjectKind; 10] = [
+    pub const ALL: [ObjectKind; 11] = [
         ObjectKind::Config,
         ObjectKind::Key,
         ObjectKind::Lease,
@@ -40,6 +42,7 @@ impl ObjectKind {
         ObjectKind::GcState,
         ObjectKind::Plan,
         ObjectKind::Deletions,
+        ObjectKind::Audit,
     ];
 
     /// Whether the kind has exactly one object, named by its prefix
@@ -72,6 +75,7 @@ impl ObjectKind {
             ObjectKind::GcState => "gc/state",
             ObjectKind::Plan => "gc/plans",
             ObjectKind::Deletions => "gc/deletions",
+            ObjectKind::Audit => "audit",
         }
     }
 }
@@ -99,6 +103,8 @@ pub enum ObjectName {
     Plan(PlanId),
     /// A collection's deletion set.
     Deletions(PlanId),
+    /// An audit record.
+    Audit(AuditId),
 }
 
 impl ObjectName {
@@ -115,6 +121,7 @@ impl ObjectName {
             ObjectName::GcState => ObjectKind::GcState,
             ObjectName::Plan(_) => ObjectKind::Plan,
             ObjectName::Deletions(_) => ObjectKind::Deletions,
+            ObjectName::Audit(_) => ObjectKind::Audit,
         }
     }
 
@@ -127,6 +134,7 @@ impl ObjectName {
             ObjectName::Key(id) => format!("{p}/{id}"),
             ObjectName::Lease(id) | ObjectName::Commit(id) => format!("{p}/{id}"),
             ObjectName::Snapshot(id) => format!("{p}/{id}"),
+            ObjectName::Audit(id) => format!("{p}/{id}"),
             ObjectName::Pack(s, id) => format!("{p}/{s}/{id}"),
             ObjectName::Index(s, id) => format!("{p}/{s}/{id}"),
         }
@@ -145,6 +153,7 @@ impl ObjectName {
             ["leases", id] => SessionId::from_hex(id).ok().map(ObjectName::Lease),
             ["commits", id] => SessionId::from_hex(id).ok().map(ObjectName::Commit),
             ["snapshots", id] => SnapshotId::from_hex(id).ok().map(ObjectName::Snapshot),
+            ["audit", id] => AuditId::from_hex(id).ok().map(ObjectName::Audit),
             ["packs", s, id] => Some(ObjectName::Pack(
                 SessionId::from_hex(s).ok()?,
                 PackId::from_hex(id).ok()?,
@@ -179,6 +188,7 @@ mod tests {
             ObjectName::Pack(s, PackId::random()),
             ObjectName::Index(s, IndexId::random()),
             ObjectName::Snapshot(SnapshotId::random()),
+            ObjectName::Audit(AuditId::random()),
             ObjectName::GcState,
             ObjectName::Plan(PlanId::random()),
             ObjectName::Deletions(PlanId::random()),

@@ -82,6 +82,13 @@ pub const PLAN: SealedKind = SealedKind {
     version: 1,
     compressed: true,
 };
+/// An audit record (format §7.3).
+pub const AUDIT: SealedKind = SealedKind {
+    what: "audit record",
+    magic: *b"CAIRNAUD",
+    version: 1,
+    compressed: false,
+};
 /// A collection's deletion set.
 pub const DELETIONS: SealedKind = SealedKind {
     what: "deletion set",

@@ -45,10 +45,12 @@ impl Ctx {
             "Source repository passphrase: ",
             false,
         )?;
-        Ok(self
+        let mut repo = self
             .cancel
             .or_cancel(ops::open_repository(place, &pass))
-            .await?)
+            .await?;
+        repo.set_audit(self.audit);
+        Ok(repo)
     }
 }
 

@@ -260,6 +260,22 @@ pub async fn backup(
     span.record("bytes_read", snapshot.summary.bytes_read);
     span.record("seconds", seconds);
     tracing::debug!(new_bytes = snapshot.summary.new_bytes, "backup committed");
+    let s = &snapshot.summary;
+    crate::audit::record(
+        repo,
+        "backup",
+        &[id],
+        format!(
+            "snapshot {} of {}{}: {} read, {} new, {} stored",
+            id.short(),
+            crate::source::describe(&snapshot.source),
+            if snapshot.partial { " (partial)" } else { "" },
+            util::human_bytes(s.bytes_read),
+            util::human_bytes(s.new_bytes),
+            util::human_bytes(s.stored_bytes)
+        ),
+    )
+    .await;
     Ok(BackupReport {
         id,
         snapshot,

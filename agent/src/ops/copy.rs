@@ -202,6 +202,35 @@ pub async fn copy(
             report.already.push(*id);
         }
     }
+    if !report.copied.is_empty() {
+        // In both trails: what came in, and what went out.
+        let copies: Vec<SnapshotId> = report.copied.iter().map(|c| c.to).collect();
+        let originals: Vec<SnapshotId> = report.copied.iter().map(|c| c.from).collect();
+        crate::audit::record(
+            to,
+            "copy",
+            &copies,
+            format!(
+                "copied {} snapshot(s) here from {} (repository {})",
+                copies.len(),
+                from.location(),
+                from.config.repository_id_hex()
+            ),
+        )
+        .await;
+        crate::audit::record(
+            from,
+            "copy",
+            &originals,
+            format!(
+                "copied {} snapshot(s) from here to {} (repository {})",
+                originals.len(),
+                to.location(),
+                to.config.repository_id_hex()
+            ),
+        )
+        .await;
+    }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }

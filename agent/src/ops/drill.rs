@@ -257,6 +257,29 @@ pub async fn drill(
         });
     }
     report.seconds = started.elapsed().as_secs_f64();
+    let ids: Vec<SnapshotId> = report.drills.iter().map(|d| d.id).collect();
+    let failed: Vec<String> = report
+        .drills
+        .iter()
+        .filter(|d| !d.passed)
+        .map(|d| format!("{}: {}", d.id.short(), d.problems.join("; ")))
+        .collect();
+    crate::audit::record(
+        repo,
+        "drill",
+        &ids,
+        format!(
+            "{} of {} drill(s) passed{}",
+            ids.len() - failed.len(),
+            ids.len(),
+            if failed.is_empty() {
+                String::new()
+            } else {
+                format!("; failed: {}", failed.join(" / "))
+            }
+        ),
+    )
+    .await;
     Ok(report)
 }
 

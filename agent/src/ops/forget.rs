@@ -72,6 +72,18 @@ pub async fn forget(
                 return Ok(report);
             }
             let record = write_record(repo, &report.forgotten).await?;
+            let total: usize = report.groups.iter().map(|g| g.snapshots.len()).sum();
+            crate::audit::record(
+                repo,
+                "forget",
+                &report.forgotten,
+                format!(
+                    "forgot {} snapshot(s), kept {}",
+                    report.forgotten.len(),
+                    total - report.forgotten.len()
+                ),
+            )
+            .await;
             crate::sync::sync(cat, repo).await?;
             Ok(ForgetReport {
                 record: Some(record),

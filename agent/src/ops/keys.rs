@@ -23,7 +23,9 @@ pub struct KeyInfo {
 /// # Errors
 /// If the key file cannot be written.
 pub async fn add(repo: &Repository, pass: &Passphrase) -> Result<KeyId> {
-    repo.add_key(pass, KdfParams::DEFAULT).await
+    let id = repo.add_key(pass, KdfParams::DEFAULT).await?;
+    crate::audit::record(repo, "key-add", &[], format!("added key {}", id.short())).await;
+    Ok(id)
 }
 
 /// Every key file, oldest first.
@@ -76,6 +78,16 @@ pub async fn remove(repo: &Repository, prefix: &str) -> Result<KeyId> {
         Err(e) if e.kind == ErrorKind::NotFound => {
             Err(Error::Input(format!("key {} is already gone", key.short())))
         }
-        r => r.map(|()| key).map_err(Error::from),
+        Err(e) => Err(Error::from(e)),
+        Ok(()) => {
+            crate::audit::record(
+                repo,
+                "key-remove",
+                &[],
+                format!("removed key {}", key.short()),
+            )
+            .await;
+            Ok(key)
+        }
     }
 }

@@ -161,6 +161,19 @@ pub async fn prune(
         })
         .await?;
     if !opts.dry_run {
+        crate::audit::record(
+            repo,
+            "prune",
+            &[],
+            format!(
+                "deleted {} pack(s) ({}), {} of them repacked ({} still used copied to new packs)",
+                report.deleted_packs,
+                crate::util::human_bytes(report.deleted_bytes),
+                report.repacked_packs,
+                crate::util::human_bytes(report.repacked_bytes)
+            ),
+        )
+        .await;
         // This machine's catalog learns what went (others on their next sync).
         if let Err(e) = sync::sync(cat, repo).await {
             tracing::warn!(

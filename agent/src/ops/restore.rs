@@ -138,6 +138,31 @@ pub async fn restore(
             }
             let bytes = report.tree.as_ref().map_or(report.bytes, |t| t.bytes);
             tracing::Span::current().record("bytes", bytes);
+            let whereto = match &opts.to {
+                Destination::Dir { path, .. } => format!("the directory {}", path.display()),
+                Destination::Stdout { .. } => "standard output".to_owned(),
+                Destination::Postgres(how) => format!(
+                    "PostgreSQL database {}",
+                    how.conn.dbname.as_deref().unwrap_or("(the snapshot's)")
+                ),
+                Destination::RedisRdb { path } => format!("the RDB file {}", path.display()),
+            };
+            // A restore whose files were not all restored is reported as
+            // failed, and is not a restore of the snapshot.
+            let whole = report.tree.as_ref().is_none_or(|t| t.damaged.is_empty());
+            if whole {
+                crate::audit::record(
+                    repo,
+                    "restore",
+                    &[*id],
+                    format!(
+                        "restored snapshot {} of {} to {whereto}",
+                        id.short(),
+                        crate::source::describe(&snap.source)
+                    ),
+                )
+                .await;
+            }
             tracing::debug!("restored");
             Ok::<_, crate::Error>(report)
         })

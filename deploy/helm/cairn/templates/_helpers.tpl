@@ -61,6 +61,15 @@ passphrase, S3 credentials. */}}
       fieldPath: spec.nodeName
 - name: CAIRN_LOG_FORMAT
   value: json
+{{- /* The pod, for the audit trail's records (format §7.3). */}}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
 {{- include "cairn.s3Env" .Values.s3Credentials.secretName }}
 {{- end -}}
 
