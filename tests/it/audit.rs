@@ -82,14 +82,18 @@ fn a_scripted_day_is_listed_once_in_order_with_its_actors() {
         String::from_utf8_lossy(&out.stderr)
     );
     let target = r.tmp("restored");
-    r.ok(&[
-        "restore",
-        "latest",
-        "--source-kind",
-        "files",
-        "--target",
-        target.to_str().unwrap(),
-    ]);
+    let out = r
+        .cairn()
+        .args(["restore", "latest", "--source-kind", "files", "--target"])
+        .arg(&target)
+        .env("CAIRN_HOST", "node-a")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Read-only credentials: nothing is written.
     let before = audit_objects(&r);
     r.ok(&[
@@ -126,6 +130,8 @@ fn a_scripted_day_is_listed_once_in_order_with_its_actors() {
     sorted.sort_unstable();
     assert_eq!(times, sorted);
     assert_eq!(events[0]["pod"], "shop/cairn-agent-x2k9p");
+    // The host as snapshots record it: CAIRN_HOST (the node, in the chart).
+    assert_eq!(events[8]["host"], "node-a");
     assert_eq!(events[0]["snapshots"][0], first.as_str());
     assert!(events[1].get("pod").is_none());
     let user = events[1]["user"].as_str().unwrap();
