@@ -335,6 +335,24 @@ pub fn source_key(source: &Source) -> String {
     }
 }
 
+/// The newest snapshot of each host and source (ties broken by id).
+pub fn newest_per_group(
+    snapshots: impl IntoIterator<Item = (SnapshotId, Snapshot)>,
+) -> Vec<(SnapshotId, Snapshot)> {
+    let mut newest: std::collections::BTreeMap<GroupKey, (SnapshotId, Snapshot)> =
+        std::collections::BTreeMap::new();
+    for (id, s) in snapshots {
+        let key = group_key(&s, GroupBy::default());
+        match newest.get(&key) {
+            Some((nid, n)) if (n.time_ns, *nid) >= (s.time_ns, id) => {}
+            _ => {
+                newest.insert(key, (id, s));
+            }
+        }
+    }
+    newest.into_values().collect()
+}
+
 /// One group's key: the parts grouped by.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct GroupKey {

@@ -259,18 +259,7 @@ fn select(
         out
     };
     if opts.latest {
-        let mut newest: std::collections::BTreeMap<GroupKey, (SnapshotId, Snapshot)> =
-            std::collections::BTreeMap::new();
-        for (id, s) in chosen {
-            let key = group_key(&s, GroupBy::default());
-            match newest.get(&key) {
-                Some((nid, n)) if (n.time_ns, *nid) >= (s.time_ns, id) => {}
-                _ => {
-                    newest.insert(key, (id, s));
-                }
-            }
-        }
-        chosen = newest.into_values().collect();
+        chosen = retention::newest_per_group(chosen);
     }
     chosen.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
     Ok(chosen)

@@ -24,7 +24,7 @@ use crate::catalog::Catalog;
 use crate::error::{input, Context, Error, Result};
 use crate::filter::{self, SnapshotFilter};
 use crate::repo::Repository;
-use crate::retention::{group_key, GroupBy, GroupKey};
+use crate::retention::{group_key, newest_per_group, GroupBy};
 use crate::source::postgres::PgConn;
 use crate::sync::{self, Trees};
 use cairn_repo_format::{Snapshot, SnapshotId, Source};
@@ -355,17 +355,7 @@ fn choose(
     let f = opts.filter.normalized()?;
     let mut chosen: Vec<(SnapshotId, Snapshot)> = Vec::new();
     if opts.snapshots.is_empty() {
-        let mut newest: BTreeMap<GroupKey, (SnapshotId, Snapshot)> = BTreeMap::new();
-        for (id, s) in all.iter().filter(|(_, s)| f.matches(s)) {
-            let key = group_key(s, GroupBy::default());
-            match newest.get(&key) {
-                Some((nid, n)) if (n.time_ns, *nid) >= (s.time_ns, *id) => {}
-                _ => {
-                    newest.insert(key, (*id, s.clone()));
-                }
-            }
-        }
-        chosen.extend(newest.into_values());
+        chosen = newest_per_group(all.iter().filter(|(_, s)| f.matches(s)).cloned());
     } else {
         for arg in &opts.snapshots {
             let (id, s) = filter::resolve(all, arg, &opts.filter)?;
