@@ -688,6 +688,32 @@ impl Catalog {
             .optional()
     }
 
+    /// [`Self::locate`] for many blobs, in one read transaction: a lookup
+    /// each outside one takes and drops SQLite's file locks every time
+    /// (four system calls a chunk, a quarter of a small-file restore's
+    /// planning).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn locate_all(
+        &self,
+        ids: &[ChunkId],
+    ) -> rusqlite::Result<Vec<Option<(PackRef, BlobEntry)>>> {
+        let conn = self.conn();
+        let tx = conn.unchecked_transaction()?;
+        let mut st = tx.prepare_cached(LOCATE)?;
+        let found = ids
+            .iter()
+            .map(|id| {
+                st.query_row([id.as_bytes()], |r| Ok((pack_ref(r)?, blob_entry(r, 3)?)))
+                    .optional()
+            })
+            .collect();
+        drop(st);
+        tx.finish()?;
+        found
+    }
+
     /// A pack found missing that holds the blob, if any (for messages).
     ///
     /// # Errors

@@ -19,6 +19,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
 mod dirfd;
+mod fill;
 pub mod tree;
 
 pub use tree::to_dir;

@@ -82,7 +82,7 @@ fn plan(located: Vec<Located>, max_read: u64) -> Vec<Read> {
 pub struct Damaged(pub Arc<str>);
 
 impl Damaged {
-    fn new(why: impl std::fmt::Display) -> Self {
+    pub(crate) fn new(why: impl std::fmt::Display) -> Self {
         Self(why.to_string().into())
     }
 }
@@ -185,8 +185,8 @@ pub fn distinct<'a>(
 pub fn plan_reads(repo: &Repository, cat: &Catalog, ids: &[ChunkId]) -> Result<Plan> {
     let mut located = Vec::with_capacity(ids.len());
     let mut unlocated = Vec::new();
-    for (slot, id) in ids.iter().enumerate() {
-        match try_locate(cat, id)? {
+    for (slot, (id, found)) in ids.iter().zip(cat.locate_all(ids)?).enumerate() {
+        match found.map_or_else(|| try_locate(cat, id), |f| Ok(Ok(f)))? {
             Ok((pack, entry)) => located.push((slot, pack, entry)),
             Err(d) => unlocated.push((slot, d)),
         }

@@ -1,14 +1,11 @@
 //! Restoring a file tree into a directory.
 //!
-//! The trees come from the catalog. Walking them creates directories and
-//! symlinks, and each regular file at its full length (a hole) under a
-//! temporary name (`.cairn-partial-…`); every so many chunks the files met
-//! so far are filled as one batch: their distinct chunks are grouped by pack
-//! and read with window-aligned, coalesced ranged reads, several in flight,
-//! and each verified chunk is written at its offsets in whichever files hold
-//! it, in the order the reads complete. Aligned 4 KiB blocks of zeros are
-//! not written, so sparse files stay sparse. A complete file gets its
-//! metadata and is renamed to its name; hard links are made last.
+//! The trees come from the catalog. Walking them creates directories,
+//! symlinks and special files, and lists the regular files; every so many
+//! chunks the files listed so far are filled as one batch ([`super::fill`]):
+//! each is written under a temporary name (`.cairn-partial-…`) and, once
+//! complete, given its metadata and renamed to its name. Hard links are
+//! made last, then the directories' metadata, deepest first.
 //!
 //! A file whose chunks the repository cannot provide intact (a damaged blob,
 //! a missing pack) is removed and reported, and the rest is restored. A
@@ -18,19 +15,16 @@
 
 use super::components;
 use super::dirfd::{self, Dir};
+use super::fill::{fill, Pending};
 use crate::catalog::Catalog;
 use crate::error::{input, Context, Error, Result};
-use crate::repo::read::{distinct, plan_reads, run_reads, Damaged, Plan};
 use crate::repo::Repository;
 use crate::xattr::NotSet;
-use bytes::Bytes;
 use cairn_repo_format::{ChunkId, Node, NodeKind, NodeMeta, Snapshot, Xattr};
-use futures::TryStreamExt;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -78,7 +72,7 @@ impl Report {
     }
 
     /// Notes the extended attributes of `dest` that could not be set.
-    fn not_set(&mut self, dest: &Path, not_set: Vec<NotSet>) {
+    pub(super) fn not_set(&mut self, dest: &Path, not_set: Vec<NotSet>) {
         for n in not_set {
             self.warn(format!("{}: {n}", dest.display()));
         }
@@ -107,47 +101,14 @@ impl Filter {
     }
 }
 
-/// A file created under a temporary name, waiting for its content.
-struct Pending {
-    /// Its directory.
-    dir: Dir,
-    /// The name it is written under, until it is complete.
-    tmp: OsString,
-    /// Its name.
-    name: OsString,
-    /// Where it goes (for messages; it is reached through `dir`).
-    dest: PathBuf,
-    size: u64,
-    content: Vec<ChunkId>,
-    meta: NodeMeta,
-    xattrs: Vec<Xattr>,
-}
-
-/// Files created under temporary names but not yet filled. Those not yet
-/// moved into place (from `placed` on) are removed when the batch is
-/// dropped: after an error, and when the restore itself is dropped (stopped
-/// by a signal).
+/// The files listed for the next batch.
 #[derive(Default)]
 struct Batch {
     files: Vec<Pending>,
     chunks: usize,
     /// Directories its files are in (each held open).
     dirs: usize,
-    /// Files dealt with: moved into place, or removed as damaged.
-    placed: usize,
 }
-
-impl Drop for Batch {
-    fn drop(&mut self) {
-        for f in self.files.iter().skip(self.placed) {
-            let _ = dirfd::remove(&f.dir, &f.tmp);
-        }
-    }
-}
-
-/// Where the writer threads put a file's content: its directory and the
-/// temporary name, and its path for messages.
-type Target = (Dir, OsString, PathBuf);
 
 impl Batch {
     fn push(&mut self, f: Pending) {
@@ -281,18 +242,11 @@ pub async fn to_dir(
                         }
                         linked.insert(key, rel.clone());
                     }
-                    let tmp = partial_name();
-                    let file = dirfd::create_file(&dir, &tmp)
-                        .with_context(|| format!("creating a file in {}", dest().display()))?;
-                    if let Err(e) = file.set_len(*size) {
-                        let _ = dirfd::remove(&dir, &tmp);
-                        return Err(e).with_context(|| format!("sizing {}", dest().display()));
-                    }
                     report.files += 1;
                     report.bytes += size;
                     batch.push(Pending {
                         dir: dir.clone(),
-                        tmp,
+                        tmp: partial_name(),
                         name: name.to_owned(),
                         dest: dest(),
                         size: *size,
@@ -301,8 +255,8 @@ pub async fn to_dir(
                         xattrs: xattrs_of(node),
                     });
                     if batch.full() {
-                        let mut full = std::mem::take(&mut batch);
-                        fill(repo, cat, &mut full, &mut report).await?;
+                        let full = std::mem::take(&mut batch).files;
+                        fill(repo, cat, full, &mut report).await?;
                     }
                 }
                 NodeKind::Symlink { target: link } => {
@@ -353,7 +307,7 @@ pub async fn to_dir(
         }
     }
     drop(open_dirs);
-    fill(repo, cat, &mut batch, &mut report).await?;
+    fill(repo, cat, batch.files, &mut report).await?;
     if !matched {
         input!(
             "nothing in the snapshot matches {}; `cairn ls` lists what is there",
@@ -398,226 +352,4 @@ fn link_all(root: &Dir, target: &Path, links: &[Link], report: &mut Report) -> R
         report.hardlinks += 1;
     }
     Ok(())
-}
-
-/// What became of one file of a batch.
-struct Progress {
-    /// Bytes not yet written.
-    left: u64,
-    /// Why it cannot be restored.
-    damaged: Option<String>,
-}
-
-/// Fills a batch of created files and moves the complete ones into place;
-/// files with damaged content are removed and reported. On an error, the
-/// batch's files not yet in place are removed when it is dropped.
-async fn fill(
-    repo: &Repository,
-    cat: &Catalog,
-    batch: &mut Batch,
-    report: &mut Report,
-) -> Result<()> {
-    if batch.files.is_empty() {
-        return Ok(());
-    }
-    let targets: Arc<Vec<Target>> = Arc::new(
-        batch
-            .files
-            .iter()
-            .map(|f| (f.dir.clone(), f.tmp.clone(), f.dest.clone()))
-            .collect(),
-    );
-    let mut progress: Vec<Progress> = batch
-        .files
-        .iter()
-        .map(|f| Progress {
-            left: f.size,
-            damaged: None,
-        })
-        .collect();
-    fill_content(repo, cat, &batch.files, targets, &mut progress).await?;
-    for (f, p) in batch.files.iter().zip(&progress) {
-        let why = p
-            .damaged
-            .clone()
-            .or_else(|| (p.left != 0).then(|| "it was not completely written".to_owned()));
-        let dest = || f.dest.display();
-        if let Some(why) = why {
-            dirfd::remove(&f.dir, &f.tmp)
-                .with_context(|| format!("removing the unfinished {}", dest()))?;
-            report.damaged.push((f.dest.clone(), why));
-            report.files -= 1;
-            report.bytes -= f.size;
-        } else {
-            let file = dirfd::open_file(&f.dir, &f.tmp)
-                .with_context(|| format!("reopening {}", dest()))?;
-            let not_set = dirfd::apply_meta(&file, &f.meta, &f.xattrs)
-                .with_context(|| format!("setting the mode and times of {}", dest()))?;
-            report.not_set(&f.dest, not_set);
-            drop(file);
-            dirfd::rename(&f.dir, &f.tmp, &f.name)
-                .with_context(|| format!("moving {} into place", dest()))?;
-        }
-        batch.placed += 1;
-    }
-    Ok(())
-}
-
-/// Where one distinct chunk goes: (file, offset) pairs.
-type Destinations = Vec<Vec<(usize, u64)>>;
-
-async fn fill_content(
-    repo: &Repository,
-    cat: &Catalog,
-    files: &[Pending],
-    targets: Arc<Vec<Target>>,
-    progress: &mut [Progress],
-) -> Result<()> {
-    let (ids, slot_of) = distinct(files.iter().flat_map(|f| &f.content));
-    let Plan { reads, unlocated } = plan_reads(repo, cat, &ids)?;
-    let mut raw_len = vec![0u64; ids.len()];
-    for read in &reads {
-        for (slot, e) in &read.blobs {
-            raw_len[*slot] = u64::from(e.raw_len);
-        }
-    }
-    let mut missing: Vec<Option<Damaged>> = vec![None; ids.len()];
-    for (slot, why) in unlocated {
-        missing[slot] = Some(why);
-    }
-    let mut dests: Destinations = vec![Vec::new(); ids.len()];
-    for (i, f) in files.iter().enumerate() {
-        let mut offset = 0u64;
-        for id in &f.content {
-            let slot = slot_of[id];
-            if let Some(why) = &missing[slot] {
-                progress[i].damaged.get_or_insert_with(|| why.to_string());
-            }
-            dests[slot].push((i, offset));
-            offset += raw_len[slot];
-        }
-        if offset != f.size && progress[i].damaged.is_none() {
-            progress[i].damaged = Some(format!(
-                "the index says its content has {offset} bytes but the snapshot records {}: the snapshot is inconsistent",
-                f.size
-            ));
-        }
-    }
-    let dests = Arc::new(dests);
-    let mut completed = std::pin::pin!(run_reads(repo, cat, reads));
-    while let Some(blobs) = completed.try_next().await? {
-        let mut intact = Vec::with_capacity(blobs.len());
-        for (slot, opened) in blobs {
-            match opened {
-                Ok(data) => intact.push((slot, data)),
-                Err(why) => {
-                    for &(file, _) in &dests[slot] {
-                        progress[file]
-                            .damaged
-                            .get_or_insert_with(|| why.to_string());
-                    }
-                }
-            }
-        }
-        let (dests, targets) = (dests.clone(), targets.clone());
-        let written =
-            tokio::task::spawn_blocking(move || write_blobs(&intact, &dests, &targets)).await??;
-        for (file, n) in written {
-            progress[file].left = progress[file].left.saturating_sub(n);
-        }
-    }
-    Ok(())
-}
-
-/// Holes are kept at this granularity: a run of this many zero bytes,
-/// aligned in the file, is not written (a file system's block).
-const HOLE: u64 = 4096;
-
-/// Writes `data` at `offset`, skipping aligned blocks of zeros so that
-/// holes stay holes (the file was created at its full length).
-fn write_sparse(f: &std::fs::File, data: &[u8], offset: u64) -> std::io::Result<()> {
-    let mut run: Option<usize> = None;
-    let mut pos = 0usize;
-    while pos < data.len() {
-        let abs = offset + pos as u64;
-        let end = usize::try_from((abs / HOLE + 1) * HOLE - offset)
-            .unwrap_or(usize::MAX)
-            .min(data.len());
-        let zero = data[pos..end].iter().all(|b| *b == 0);
-        match (zero, run) {
-            (false, None) => run = Some(pos),
-            (true, Some(from)) => {
-                f.write_all_at(&data[from..pos], offset + from as u64)?;
-                run = None;
-            }
-            _ => {}
-        }
-        pos = end;
-    }
-    if let Some(from) = run {
-        f.write_all_at(&data[from..], offset + from as u64)?;
-    }
-    Ok(())
-}
-
-/// Writes verified chunks at their offsets; returns bytes accounted per file.
-fn write_blobs(
-    blobs: &[(usize, Bytes)],
-    dests: &Destinations,
-    files: &[Target],
-) -> Result<Vec<(usize, u64)>> {
-    let mut open: HashMap<usize, std::fs::File> = HashMap::new();
-    let mut written = Vec::new();
-    for (slot, data) in blobs {
-        for &(file, offset) in &dests[*slot] {
-            let f = match open.entry(file) {
-                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    let (dir, tmp, dest) = &files[file];
-                    v.insert(
-                        dirfd::open_file(dir, tmp)
-                            .with_context(|| format!("opening {}", dest.display()))?,
-                    )
-                }
-            };
-            write_sparse(f, data, offset)
-                .with_context(|| format!("writing {}", files[file].2.display()))?;
-            written.push((file, data.len() as u64));
-        }
-    }
-    Ok(written)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn allocated_blocks(data: &[u8], offset: u64) -> u64 {
-        let dir = tempfile::tempdir().unwrap();
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(dir.path().join("f"))
-            .unwrap();
-        f.set_len(offset + data.len() as u64 + (1 << 20)).unwrap();
-        write_sparse(&f, data, offset).unwrap();
-        f.sync_all().unwrap();
-        let mut back = vec![0u8; data.len()];
-        std::os::unix::fs::FileExt::read_exact_at(&f, &mut back, offset).unwrap();
-        assert_eq!(back, data);
-        std::os::unix::fs::MetadataExt::blocks(&f.metadata().unwrap()) * 512
-    }
-
-    #[test]
-    fn zero_blocks_stay_holes() {
-        let mut data = vec![0u8; 1 << 20];
-        data[5000] = 1;
-        data[(1 << 20) - 1] = 2;
-        // Two 4 KiB blocks hold data; the rest stays a hole.
-        assert!(allocated_blocks(&data, 0) <= 2 * HOLE);
-        // Unaligned: the same bytes at an odd offset still write whole blocks only around them.
-        assert!(allocated_blocks(&data, 1000) <= 4 * HOLE);
-        assert_eq!(allocated_blocks(&[0u8; 10_000], 7), 0);
-    }
 }
