@@ -1,5 +1,6 @@
 //! Filling a batch of a tree restore's files, on the threads that decode
-//! their content.
+//! their content; [`Report::files`] and [`Report::bytes`] count the files
+//! moved into place.
 //!
 //! The walk ([`super::tree`]) only lists the files of a batch. Their
 //! distinct chunks are grouped by pack and read several at a time
@@ -36,7 +37,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// Files a batch holds open between their chunks; past this, a file is
 /// closed after each write and opened again by name for the next (files
 /// whose chunks are far apart in the repository).
-const MAX_OPEN: usize = 256;
+const MAX_OPEN: usize = 128;
 
 /// A file of the snapshot, not yet created.
 pub(super) struct Pending {
@@ -260,6 +261,8 @@ impl Filling {
         for (i, (f, state)) in shared.files.iter().zip(&shared.states).enumerate() {
             let mut st = lock(state);
             if st.placed {
+                report.files += 1;
+                report.bytes += f.size;
                 report.not_set(&f.dest, std::mem::take(&mut st.not_set));
                 continue;
             }
@@ -271,8 +274,6 @@ impl Filling {
                 .remove_unplaced(i, &mut st)
                 .with_context(|| format!("removing the unfinished {}", f.dest.display()))?;
             report.damaged.push((f.dest.clone(), why));
-            report.files -= 1;
-            report.bytes -= f.size;
         }
         Ok(())
     }
@@ -448,11 +449,7 @@ mod tests {
         assert_eq!(names(tmp.path()), [".partial-a", "empty"]);
         assert_eq!(filling.0.open.load(Ordering::Relaxed), 0);
         filling.0.put(1, &zeros).unwrap();
-        let mut report = Report {
-            files: 4,
-            bytes: 2 * one.len() as u64 + 2 * zeros.len() as u64 + 10,
-            ..Report::default()
-        };
+        let mut report = Report::default();
         filling.settle(&mut report).unwrap();
         assert_eq!(names(tmp.path()), ["a", "b", "empty"]);
         let a = std::fs::read(tmp.path().join("a")).unwrap();

@@ -21,6 +21,7 @@ use crate::error::{input, Context, Error, Result};
 use crate::repo::Repository;
 use crate::xattr::NotSet;
 use cairn_repo_format::{ChunkId, Node, NodeKind, NodeMeta, Snapshot, Xattr};
+use futures::StreamExt;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::os::fd::AsFd;
@@ -30,9 +31,13 @@ use std::sync::Arc;
 
 /// Chunk references filled per batch (bounds the plan's memory).
 const BATCH_CHUNKS: usize = 1 << 16;
+/// The first batch is small, so that reads start at once.
+const FIRST_BATCH_CHUNKS: usize = 1 << 10;
 /// Directories a batch's files may be in: each is held open until the
-/// batch is filled, well below the usual limit of 1,024 open files.
-const BATCH_DIRS: usize = 256;
+/// batch is filled. With a batch filled, one queued and one being listed,
+/// and the files held open ([`super::fill`]), a restore stays well below
+/// the usual limit of 1,024 open files.
+const BATCH_DIRS: usize = 128;
 
 /// What a tree restore did.
 #[derive(Debug, Default)]
@@ -69,6 +74,20 @@ impl Report {
         if self.warnings.len() < MAX_WARNINGS {
             self.warnings.push(what);
         }
+    }
+
+    /// Adds what another part of the restore did.
+    fn absorb(&mut self, other: Report) {
+        self.files += other.files;
+        self.dirs += other.dirs;
+        self.symlinks += other.symlinks;
+        self.hardlinks += other.hardlinks;
+        self.specials += other.specials;
+        self.bytes += other.bytes;
+        self.damaged.extend(other.damaged);
+        let room = MAX_WARNINGS.saturating_sub(self.warnings.len());
+        self.warnings.extend(other.warnings.into_iter().take(room));
+        self.warning_count += other.warning_count;
     }
 
     /// Notes the extended attributes of `dest` that could not be set.
@@ -108,6 +127,8 @@ struct Batch {
     chunks: usize,
     /// Directories its files are in (each held open).
     dirs: usize,
+    /// Batches listed before it.
+    number: usize,
 }
 
 impl Batch {
@@ -123,7 +144,20 @@ impl Batch {
         self.files.push(f);
     }
     fn full(&self) -> bool {
-        self.chunks >= BATCH_CHUNKS || self.dirs >= BATCH_DIRS
+        let chunks = if self.number == 0 {
+            FIRST_BATCH_CHUNKS
+        } else {
+            BATCH_CHUNKS
+        };
+        self.chunks >= chunks || self.dirs >= BATCH_DIRS
+    }
+    /// The files listed, and an empty batch that follows them.
+    fn take(&mut self) -> Vec<Pending> {
+        let next = Batch {
+            number: self.number + 1,
+            ..Batch::default()
+        };
+        std::mem::replace(self, next).files
     }
 }
 
@@ -172,6 +206,72 @@ pub async fn to_dir(
     xattrs: bool,
 ) -> Result<Report> {
     let filter = Filter::new(includes);
+    let root =
+        dirfd::open_target(target).with_context(|| format!("opening {}", target.display()))?;
+    // The walk lists the next batch while the one before is filled: one
+    // task, the walk yielding after each directory; the reading, writing
+    // and decoding run on blocking threads.
+    let (tx, mut rx) = futures::channel::mpsc::channel::<Vec<Pending>>(0);
+    let walking = walk(cat, snap, &root, target, &filter, xattrs, tx);
+    let filling = async {
+        let mut report = Report::default();
+        while let Some(files) = rx.next().await {
+            fill(repo, cat, files, &mut report).await?;
+        }
+        Ok(report)
+    };
+    let (walked, filled) = futures::try_join!(walking, filling)?;
+    let Walked {
+        mut report,
+        dirs,
+        links,
+        matched,
+    } = walked;
+    report.absorb(filled);
+    if !matched {
+        input!(
+            "nothing in the snapshot matches {}; `cairn ls` lists what is there",
+            includes.join(", ")
+        );
+    }
+    link_all(&root, target, &links, &mut report)?;
+    // Directory times last, deepest first, so writing children does not change them.
+    for (rel, meta, xattrs) in dirs.iter().rev() {
+        let dest = target.join(rel);
+        let dir = dirfd::open_beneath(&root, rel)
+            .with_context(|| format!("opening {}", dest.display()))?;
+        let not_set = dirfd::apply_meta(dir.as_fd(), meta, xattrs)
+            .with_context(|| format!("setting the mode and times of {}", dest.display()))?;
+        report.not_set(&dest, not_set);
+    }
+    Ok(report)
+}
+
+/// What the walk made and left for later.
+struct Walked {
+    /// Directories, symlinks and special files made, and their warnings.
+    report: Report,
+    /// Directories made, in the order they were, with the metadata they
+    /// get last.
+    dirs: Vec<(PathBuf, NodeMeta, Vec<Xattr>)>,
+    /// Hard links to make once their files are complete.
+    links: Vec<Link>,
+    /// Whether anything matched the includes.
+    matched: bool,
+}
+
+/// Walks the snapshot's trees from the catalog: makes the directories,
+/// symlinks and special files, and sends the regular files to be filled,
+/// a batch at a time.
+async fn walk(
+    cat: &Catalog,
+    snap: &Snapshot,
+    root: &Dir,
+    target: &Path,
+    filter: &Filter,
+    xattrs: bool,
+    mut batches: futures::channel::mpsc::Sender<Vec<Pending>>,
+) -> Result<Walked> {
     let xattrs_of = |node: &Node| {
         if xattrs {
             node.xattrs.clone()
@@ -179,8 +279,6 @@ pub async fn to_dir(
             Vec::new()
         }
     };
-    let root =
-        dirfd::open_target(target).with_context(|| format!("opening {}", target.display()))?;
     let mut report = Report::default();
     let mut dirs: Vec<(PathBuf, NodeMeta, Vec<Xattr>)> = Vec::new();
     let mut links: Vec<Link> = Vec::new();
@@ -216,6 +314,8 @@ pub async fn to_dir(
             }
         };
         let tree = cat.tree(&tree_id)?;
+        // The batch being filled gets its completed reads seen to.
+        tokio::task::yield_now().await;
         for node in tree.nodes() {
             let name = OsStr::from_bytes(&node.name);
             let rel = rel.join(name);
@@ -242,8 +342,6 @@ pub async fn to_dir(
                         }
                         linked.insert(key, rel.clone());
                     }
-                    report.files += 1;
-                    report.bytes += size;
                     batch.push(Pending {
                         dir: dir.clone(),
                         tmp: partial_name(),
@@ -255,8 +353,7 @@ pub async fn to_dir(
                         xattrs: xattrs_of(node),
                     });
                     if batch.full() {
-                        let full = std::mem::take(&mut batch).files;
-                        fill(repo, cat, full, &mut report).await?;
+                        send(&mut batches, batch.take()).await?;
                     }
                 }
                 NodeKind::Symlink { target: link } => {
@@ -307,24 +404,28 @@ pub async fn to_dir(
         }
     }
     drop(open_dirs);
-    fill(repo, cat, batch.files, &mut report).await?;
-    if !matched {
-        input!(
-            "nothing in the snapshot matches {}; `cairn ls` lists what is there",
-            includes.join(", ")
-        );
+    send(&mut batches, batch.files).await?;
+    Ok(Walked {
+        report,
+        dirs,
+        links,
+        matched,
+    })
+}
+
+async fn send(
+    batches: &mut futures::channel::mpsc::Sender<Vec<Pending>>,
+    files: Vec<Pending>,
+) -> Result<()> {
+    use futures::SinkExt;
+    if files.is_empty() {
+        return Ok(());
     }
-    link_all(&root, target, &links, &mut report)?;
-    // Directory times last, deepest first, so writing children does not change them.
-    for (rel, meta, xattrs) in dirs.iter().rev() {
-        let dest = target.join(rel);
-        let dir = dirfd::open_beneath(&root, rel)
-            .with_context(|| format!("opening {}", dest.display()))?;
-        let not_set = dirfd::apply_meta(dir.as_fd(), meta, xattrs)
-            .with_context(|| format!("setting the mode and times of {}", dest.display()))?;
-        report.not_set(&dest, not_set);
-    }
-    Ok(report)
+    // Refused only when the filling stopped, whose error is the one reported.
+    batches
+        .send(files)
+        .await
+        .map_err(|_| Error::Internal("the files of a restore were no longer taken".into()))
 }
 
 /// Makes the hard links to files restored complete; a link to a damaged
