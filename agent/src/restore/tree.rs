@@ -2,7 +2,7 @@
 //!
 //! The trees come from the catalog. Walking them creates directories,
 //! symlinks and special files, and lists the regular files; every so many
-//! chunks the files listed so far are filled as one batch ([`super::fill`]):
+//! chunks the files listed so far are filled as one batch (`restore/fill.rs`):
 //! each is written under a temporary name (`.cairn-partial-…`) and, once
 //! complete, given its metadata and renamed to its name. Hard links are
 //! made last, then the directories' metadata, deepest first.
@@ -35,7 +35,7 @@ const BATCH_CHUNKS: usize = 1 << 16;
 const FIRST_BATCH_CHUNKS: usize = 1 << 10;
 /// Directories a batch's files may be in: each is held open until the
 /// batch is filled. With a batch filled, one queued and one being listed,
-/// and the files held open ([`super::fill`]), a restore stays well below
+/// and the files held open (`restore/fill.rs`), a restore stays well below
 /// the usual limit of 1,024 open files.
 const BATCH_DIRS: usize = 128;
 
