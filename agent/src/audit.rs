@@ -46,10 +46,7 @@ pub async fn record(repo: &Repository, event: &str, snapshots: &[SnapshotId], te
         version: 1,
         time_ns: util::now_ns(),
         event: event.to_owned(),
-        // As snapshots record it: `CAIRN_HOST` (the node, in the chart),
-        // else the system's name.
-        hostname: util::env_set("CAIRN_HOST")
-            .map_or_else(util::hostname, |h| h.to_string_lossy().into_owned()),
+        hostname: util::host(),
         username: util::username(),
         pod: pod(),
         snapshots: snapshots

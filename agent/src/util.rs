@@ -33,6 +33,12 @@ pub fn username() -> String {
     }
 }
 
+/// The host name snapshots and audit records name: `CAIRN_HOST` (the
+/// node, in the chart), else the system's.
+pub fn host() -> String {
+    env_set("CAIRN_HOST").map_or_else(hostname, |h| h.to_string_lossy().into_owned())
+}
+
 /// An environment variable's value, if it is set and not empty: `VAR=`
 /// in a manifest or a shell means "not set", as it does to most tools.
 pub fn env_set(name: &str) -> Option<std::ffi::OsString> {

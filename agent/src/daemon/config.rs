@@ -622,9 +622,7 @@ impl Config {
             .agent
             .host
             .as_ref()
-            .map(|h| h.get_ref().clone())
-            .or_else(|| std::env::var("CAIRN_HOST").ok().filter(|h| !h.is_empty()))
-            .unwrap_or_else(crate::util::hostname)
+            .map_or_else(crate::util::host, |h| h.get_ref().clone())
     }
 
     /// The repositories it names, by name (`[repository]` as

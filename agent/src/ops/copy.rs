@@ -206,30 +206,18 @@ pub async fn copy(
         // In both trails: what came in, and what went out.
         let copies: Vec<SnapshotId> = report.copied.iter().map(|c| c.to).collect();
         let originals: Vec<SnapshotId> = report.copied.iter().map(|c| c.from).collect();
-        crate::audit::record(
-            to,
-            "copy",
-            &copies,
-            format!(
-                "copied {} snapshot(s) here from {} (repository {})",
-                copies.len(),
-                from.location(),
-                from.config.repository_id_hex()
-            ),
-        )
-        .await;
-        crate::audit::record(
-            from,
-            "copy",
-            &originals,
-            format!(
-                "copied {} snapshot(s) from here to {} (repository {})",
-                originals.len(),
-                to.location(),
-                to.config.repository_id_hex()
-            ),
-        )
-        .await;
+        for (repo, ids, how, other) in [
+            (to, &copies, "here from", from),
+            (from, &originals, "from here to", to),
+        ] {
+            let text = format!(
+                "copied {} snapshot(s) {how} {} (repository {})",
+                ids.len(),
+                other.location(),
+                other.config.repository_id_hex()
+            );
+            crate::audit::record(repo, "copy", ids, text).await;
+        }
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)

@@ -139,18 +139,23 @@ where
 /// # Errors
 /// If the catalog cannot be read.
 pub fn try_locate(cat: &Catalog, id: &ChunkId) -> Result<Result<(PackRef, BlobEntry), Damaged>> {
-    if let Some(found) = cat.locate(id)? {
-        return Ok(Ok(found));
+    match cat.locate(id)? {
+        Some(found) => Ok(Ok(found)),
+        None => Ok(Err(unavailable(cat, id)?)),
     }
-    if let Some(p) = cat.missing_home(id)? {
-        return Ok(Err(Damaged::new(format_args!(
+}
+
+/// Why a blob the catalog does not locate cannot be read.
+fn unavailable(cat: &Catalog, id: &ChunkId) -> Result<Damaged> {
+    Ok(match cat.missing_home(id)? {
+        Some(p) => Damaged::new(format_args!(
             "blob {id} is only in pack {}, which is missing from the repository: the repository is inconsistent",
             ObjectName::Pack(p.session, p.id)
-        ))));
-    }
-    Ok(Err(Damaged::new(format_args!(
-        "blob {id} is not in any committed index: the repository is missing data"
-    ))))
+        )),
+        None => Damaged::new(format_args!(
+            "blob {id} is not in any committed index: the repository is missing data"
+        )),
+    })
 }
 
 /// Where a blob is, or an error naming why it cannot be read.
@@ -186,9 +191,9 @@ pub fn plan_reads(repo: &Repository, cat: &Catalog, ids: &[ChunkId]) -> Result<P
     let mut located = Vec::with_capacity(ids.len());
     let mut unlocated = Vec::new();
     for (slot, (id, found)) in ids.iter().zip(cat.locate_all(ids)?).enumerate() {
-        match found.map_or_else(|| try_locate(cat, id), |f| Ok(Ok(f)))? {
-            Ok((pack, entry)) => located.push((slot, pack, entry)),
-            Err(d) => unlocated.push((slot, d)),
+        match found {
+            Some((pack, entry)) => located.push((slot, pack, entry)),
+            None => unlocated.push((slot, unavailable(cat, id)?)),
         }
     }
     Ok(Plan {
