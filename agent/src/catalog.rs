@@ -24,6 +24,7 @@ use cairn_repo_format::{
     SessionId, Snapshot, SnapshotId, Tree,
 };
 use rusqlite::{params, Connection, OptionalExtension};
+use spill::{PackGroup, Written};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -31,6 +32,7 @@ use std::sync::{Mutex, MutexGuard};
 mod gc;
 pub mod load;
 mod mark;
+pub mod spill;
 pub use mark::PackUsage;
 
 /// The schema this cairn writes and reads (2: snapshot rows carry a MAC;
@@ -585,22 +587,57 @@ impl Catalog {
         snapshots: &[Listed],
         trees_complete: bool,
     ) -> rusqlite::Result<()> {
+        self.record_groups(commit, &mut |f| f(packs), snapshots, trees_complete)
+    }
+
+    /// [`Catalog::record`] for a session this process wrote: its packs as
+    /// the pipeline left them, one index file's worth in memory at a time.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub(crate) fn record_written(
+        &self,
+        commit: &Commit,
+        written: &Written,
+        snapshots: &[Listed],
+        trees_complete: bool,
+    ) -> rusqlite::Result<()> {
+        self.record_groups(
+            commit,
+            &mut |f| written.each_group(f),
+            snapshots,
+            trees_complete,
+        )
+    }
+
+    /// Records a session whose packs `groups` hands to the function it is
+    /// given, a group at a time.
+    fn record_groups(
+        &self,
+        commit: &Commit,
+        groups: &mut dyn FnMut(&mut PackGroup<'_>) -> rusqlite::Result<()>,
+        snapshots: &[Listed],
+        trees_complete: bool,
+    ) -> rusqlite::Result<()> {
         let conn = self.conn();
         let tx = conn.unchecked_transaction()?;
         {
             let mut pack_st = tx.prepare_cached(INSERT_PACK)?;
             let mut blob_st = tx.prepare_cached(INSERT_BLOB)?;
-            // Inserted in id order: neighbouring keys share B-tree pages, so
-            // a large index loads with far fewer page misses.
-            let mut rows: Vec<BlobRow> = Vec::new();
-            for p in packs {
-                let n = insert_pack(&mut pack_st, p, commit.session)?;
-                rows.extend(p.blobs.iter().map(|e| BlobRow::new(n, e)));
-            }
-            rows.sort_unstable();
-            for row in &rows {
-                row.insert(&mut blob_st)?;
-            }
+            groups(&mut |packs| {
+                // Inserted in id order: neighbouring keys share B-tree
+                // pages, so a large index loads with far fewer page misses.
+                let mut rows: Vec<BlobRow> = Vec::new();
+                for p in packs {
+                    let n = insert_pack(&mut pack_st, p, commit.session)?;
+                    rows.extend(p.blobs.iter().map(|e| BlobRow::new(n, e)));
+                }
+                rows.sort_unstable();
+                for row in &rows {
+                    row.insert(&mut blob_st)?;
+                }
+                Ok(())
+            })?;
         }
         insert_session(&tx, &self.auth.mac, commit, snapshots, trees_complete)?;
         gc::apply(&tx, std::slice::from_ref(commit))?;
@@ -831,8 +868,8 @@ impl Catalog {
     /// # Errors
     /// If it is not in the catalog, or does not decode.
     pub fn tree(&self, id: &ChunkId) -> Result<Tree> {
-        let data = self.tree_bytes(id)?;
-        Tree::decode(&data).with_context(|| format!("tree {id} in the catalog"))
+        self.with_tree(id, Tree::decode)?
+            .with_context(|| format!("tree {id} in the catalog"))
     }
 
     /// A tree's plaintext, from the catalog alone, checked against its id.
@@ -840,21 +877,30 @@ impl Catalog {
     /// # Errors
     /// If it is not in the catalog, or does not match its id.
     pub fn tree_bytes(&self, id: &ChunkId) -> Result<Vec<u8>> {
-        let data: Option<Vec<u8>> = {
+        self.with_tree(id, <[u8]>::to_vec)
+    }
+
+    /// What `f` makes of a tree's plaintext, checked against its id, read
+    /// where SQLite holds it: a large file's tree (its content list) is
+    /// not copied once more before it is decoded.
+    fn with_tree<T>(&self, id: &ChunkId, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
+        let found: Option<Option<T>> = {
             let conn = self.conn();
             let mut st = conn.prepare_cached("SELECT data FROM trees WHERE id = ?1")?;
-            st.query_row([id.as_bytes()], |r| r.get(0)).optional()?
+            st.query_row([id.as_bytes()], |r| {
+                let data = r.get_ref(0)?.as_blob()?;
+                // A tree is a blob: only its own plaintext hashes to its id.
+                Ok((self.auth.ids.chunk_id(data) == *id).then(|| f(data)))
+            })
+            .optional()?
         };
-        let data = data.ok_or_else(|| {
-            Error::Corrupt(format!("tree {id} is not in the catalog {}: the repository could not give it when the catalog was synced (see the warnings above), or the catalog was damaged (`cairn catalog rebuild` starts it again)", self.path.display()))
-        })?;
-        // A tree is a blob: only its own plaintext hashes to its id.
-        if self.auth.ids.chunk_id(&data) != *id {
-            return Err(self.altered(format!(
+        match found {
+            Some(Some(v)) => Ok(v),
+            Some(None) => Err(self.altered(format!(
                 "the catalog's copy of tree {id} does not match its id"
-            )));
+            ))),
+            None => Err(Error::Corrupt(format!("tree {id} is not in the catalog {}: the repository could not give it when the catalog was synced (see the warnings above), or the catalog was damaged (`cairn catalog rebuild` starts it again)", self.path.display()))),
         }
-        Ok(data)
     }
 
     /// Counts of what the catalog holds: sessions, packs, blobs, snapshots, trees.

@@ -16,20 +16,22 @@
 //! When any stage fails, the channels close and every other stage stops.
 
 use crate::backend::{BackendError, DynBackend};
+use crate::catalog::spill::{Spill, Written};
 use crate::catalog::Catalog;
 use crate::error::Error;
 use crate::stats::Stats;
 use bytes::Bytes;
 use cairn_chunker::IdKey;
 use cairn_repo_format::{
-    BlobCompressor, BlobKind, ChunkId, Compression, EncKey, FormatError, IndexPack, PackSet,
-    SessionId,
+    BlobCompressor, BlobKind, ChunkId, Compression, EncKey, FormatError, PackSet, SessionId,
 };
 use futures::{StreamExt, TryStreamExt};
+use index::Indexer;
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub mod chunk;
+mod index;
 pub(crate) mod pack;
 pub mod streams;
 
@@ -48,6 +50,9 @@ pub enum PipelineError {
     /// A pack could not be written to its spool file.
     #[error(transparent)]
     Spool(#[from] crate::backend::spool::SpoolError),
+    /// The index files written could not be kept on local disk.
+    #[error("keeping the session's index files in a temporary file in TMPDIR (check its space and permissions): {0}")]
+    Spill(rusqlite::Error),
     /// The producer failed for a reason of its own (a copy's source).
     #[error(transparent)]
     Producer(Box<Error>),
@@ -100,7 +105,12 @@ pub struct BlobSink {
     ids: IdKey,
     catalog: Arc<Catalog>,
     avoid: Option<Arc<PackSet>>,
+    /// Blobs this session queued that no index file written describes yet.
     seen: HashSet<ChunkId>,
+    /// Blobs of the index files written: the rest of this session's.
+    spill: Arc<OnceLock<Arc<Spill>>>,
+    /// Blobs an index file now describes, to drop from `seen`.
+    flushed: crossbeam_channel::Receiver<Vec<ChunkId>>,
     tx: crossbeam_channel::Sender<RawBlob>,
     stats: Arc<Stats>,
     /// The chunk of zeros holes are stored as, once hashed.
@@ -225,6 +235,13 @@ impl BlobSink {
     /// Queues a blob for the workers unless it is stored already; returns
     /// whether it was queued.
     fn queue(&mut self, blob: RawBlob) -> Result<bool, PipelineError> {
+        // What the spill holds now leaves memory (the spill was written
+        // before the ids were sent, so `known` finds them there).
+        while let Ok(ids) = self.flushed.try_recv() {
+            for id in &ids {
+                self.seen.remove(id);
+            }
+        }
         if self.known(&blob.id)? {
             return Ok(false);
         }
@@ -250,10 +267,15 @@ impl BlobSink {
         if self.seen.contains(id) {
             return Ok(true);
         }
-        Ok(match &self.avoid {
+        let stored = match &self.avoid {
             None => self.catalog.contains(id)?,
             Some(avoid) => self.catalog.contains_outside(id, avoid)?,
-        })
+        };
+        Ok(stored
+            || match self.spill.get() {
+                Some(spill) => spill.contains(id).map_err(PipelineError::Spill)?,
+                None => false,
+            })
     }
 
     /// The catalog.
@@ -325,28 +347,38 @@ pub struct Target {
     /// Packs a prune condemns: a blob stored only there is stored again
     /// (format §8.1 step 3).
     pub avoid: Option<Arc<PackSet>>,
+    /// Blobs per index file: the run writes the session's index files as
+    /// their packs become durable, so memory does not grow with the
+    /// session (`session::index_file_blobs`); the packs of the last,
+    /// unfinished file are left to the caller.
+    pub index_file_blobs: usize,
 }
 
 /// Runs `producer` on a blocking thread with a [`BlobSink`], and the rest of
-/// the pipeline behind it. Returns the producer's result and the packs
+/// the pipeline behind it. Returns the producer's result and what was
 /// written (all durable), or the first error of any stage.
 pub async fn run<T: Send + 'static>(
     target: Target,
     opts: Options,
     stats: Arc<Stats>,
     producer: impl FnOnce(&mut BlobSink) -> Result<T, PipelineError> + Send + 'static,
-) -> Result<(T, Vec<IndexPack>), PipelineError> {
+) -> Result<(T, Written), PipelineError> {
     let workers = opts.workers.max(1);
     let (raw_tx, raw_rx) = crossbeam_channel::bounded::<RawBlob>(workers * QUEUED_PER_WORKER);
     let (stored_tx, stored_rx) =
         crossbeam_channel::bounded::<StoredBlob>(workers * QUEUED_PER_WORKER);
     let (pack_tx, mut pack_rx) = tokio::sync::mpsc::channel::<pack::SpooledPack>(1);
 
+    let spill = Arc::new(OnceLock::new());
+    let (flushed_tx, flushed) = crossbeam_channel::unbounded();
+    let indexer = Indexer::new(&target, spill.clone(), flushed_tx);
     let mut sink = BlobSink {
         ids: target.ids.clone(),
         catalog: target.catalog.clone(),
         avoid: target.avoid.clone(),
         seen: HashSet::new(),
+        spill,
+        flushed,
         tx: raw_tx,
         stats: stats.clone(),
         zeros: None,
@@ -371,7 +403,7 @@ pub async fn run<T: Send + 'static>(
     let uploads = futures::stream::poll_fn(move |cx| pack_rx.poll_recv(cx))
         .map(|pack| pack::upload(backend.clone(), pack, upload_stats.clone()))
         .buffer_unordered(opts.uploads.max(1))
-        .try_collect::<Vec<IndexPack>>();
+        .try_fold(indexer, Indexer::add);
 
     let (uploaded, produced, workers_done, packed) = tokio::join!(
         uploads,
@@ -390,8 +422,8 @@ pub async fn run<T: Send + 'static>(
         .chain([joined(packed)])
         .filter_map(Result::err);
     match (uploaded, produced) {
-        (Ok(packs), Ok(value)) => match cause(stage_errors) {
-            None => Ok((value, packs)),
+        (Ok(indexer), Ok(value)) => match cause(stage_errors) {
+            None => Ok((value, indexer.finish())),
             Some(e) => Err(e),
         },
         (uploaded, produced) => Err(cause(
@@ -459,6 +491,8 @@ impl From<PipelineError> for Error {
             P::Format(e) => Error::Internal(e.to_string()),
             P::Catalog(e) => Error::Catalog(e),
             P::Spool(e) => Error::Spool(e),
+            // Local disk: what to fix is TMPDIR, as for a spool file.
+            P::Spill(_) => Error::Io(std::io::Error::other(e.to_string())),
             P::Producer(e) => *e,
             P::Aborted | P::Stage(_) => Error::Internal(e.to_string()),
         }

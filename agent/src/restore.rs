@@ -10,7 +10,7 @@
 
 use crate::catalog::Catalog;
 use crate::error::{corrupt, input, Context, Error, Result};
-use crate::repo::read::{locate, read_located};
+use crate::repo::read::{locate_all, read_located};
 use crate::repo::Repository;
 use bytes::Bytes;
 use cairn_repo_format::{ChunkId, Node, NodeKind, Snapshot};
@@ -30,26 +30,33 @@ pub use tree::to_dir;
 /// peak (docs/benchmarks.md).
 const BATCH_BYTES: u64 = 8 << 20;
 
+/// Chunks located in one read transaction of the catalog.
+const LOCATE_AT_ONCE: usize = 256;
+
 /// A file's chunks, in order, in batches of about [`BATCH_BYTES`]; each
-/// chunk is located once.
+/// chunk is located once, [`LOCATE_AT_ONCE`] at a time.
 fn content_batches<'a>(
     repo: &'a Repository,
     cat: &'a Catalog,
     content: &'a [ChunkId],
 ) -> impl Stream<Item = Result<Vec<Bytes>>> + 'a {
-    let mut ids = content.iter();
+    let mut ids = content.chunks(LOCATE_AT_ONCE);
+    let mut located = std::collections::VecDeque::new();
     let batches = std::iter::from_fn(move || {
         let (mut batch, mut bytes) = (Vec::new(), 0u64);
-        for id in ids.by_ref() {
-            let (pack, entry) = match locate(cat, id) {
-                Ok(found) => found,
-                Err(e) => return Some(Err(e)),
+        while bytes < BATCH_BYTES {
+            if located.is_empty() {
+                let Some(next) = ids.next() else { break };
+                match locate_all(cat, next) {
+                    Ok(found) => located.extend(found),
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+            let Some(found @ (_, _, entry)) = located.pop_front() else {
+                break;
             };
             bytes += u64::from(entry.raw_len);
-            batch.push((*id, pack, entry));
-            if bytes >= BATCH_BYTES {
-                break;
-            }
+            batch.push(found);
         }
         (!batch.is_empty()).then_some(Ok(batch))
     });
@@ -74,7 +81,9 @@ pub fn find(cat: &Catalog, root: ChunkId, path: &str) -> Result<Option<Node>> {
     let parts = components(path);
     let mut tree = cat.tree(&root)?;
     for (i, part) in parts.iter().enumerate() {
-        let Some(node) = tree.get(part).cloned() else {
+        // The node is taken, not copied: a large file's content list is
+        // the largest thing a restore holds.
+        let Some(node) = tree.into_node(part) else {
             return Ok(None);
         };
         if i + 1 == parts.len() {
@@ -97,9 +106,9 @@ fn stream_node(cat: &Catalog, snap: &Snapshot, include: Option<&str>) -> Result<
             ))
         })?,
         None => {
-            let root = cat.tree(&snap.tree)?;
-            match root.nodes() {
-                [one] if matches!(one.kind, NodeKind::File { .. }) => one.clone(),
+            let mut nodes = cat.tree(&snap.tree)?.into_nodes();
+            match nodes.pop() {
+                Some(one) if nodes.is_empty() && matches!(one.kind, NodeKind::File { .. }) => one,
                 _ => input!("this snapshot holds several files, not a single stream: choose one with --include PATH, or restore with --target DIR"),
             }
         }

@@ -5,6 +5,7 @@
 
 use crate::backend::{ErrorKind, Expect, PutMode, Version};
 use crate::cancel::{Cancel, Reason};
+use crate::catalog::spill::Written;
 use crate::error::{input, Context, Error, Result};
 use crate::repo::Repository;
 use crate::util;
@@ -48,6 +49,29 @@ pub const FENCED: Reason = Reason::Requested("the session was fenced by a prune"
 /// split so that no reader has to hold a large one in memory.
 pub const INDEX_FILE_BLOBS: usize = 1 << 16;
 
+/// Blobs after which a running backup writes an index file (a checkpoint,
+/// format §6) and keeps its entries on disk (`catalog::spill`): what the
+/// session holds in memory stays under this many blobs' entries and ids
+/// (about 2 MiB). 16,384 blobs are about 2 GiB of new data at the default
+/// chunk size, and an index file of 0.9 MiB.
+pub const CHECKPOINT_BLOBS: usize = 1 << 14;
+
+/// Blobs per index file a backup writes: [`CHECKPOINT_BLOBS`], unless
+/// `CAIRN_INDEX_FILE_BLOBS` says otherwise (tests use a small number to
+/// write several index files from a small backup).
+///
+/// # Errors
+/// If `CAIRN_INDEX_FILE_BLOBS` is set but not a positive number.
+pub fn index_file_blobs() -> Result<usize> {
+    let Ok(v) = std::env::var("CAIRN_INDEX_FILE_BLOBS") else {
+        return Ok(CHECKPOINT_BLOBS);
+    };
+    match v.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => input!("CAIRN_INDEX_FILE_BLOBS={v:?} is not a positive number of blobs"),
+    }
+}
+
 /// A committed session.
 #[derive(Debug)]
 pub struct Committed {
@@ -56,7 +80,7 @@ pub struct Committed {
     /// Its commit object.
     pub commit: Commit,
     /// The packs its index files list.
-    pub packs: Vec<IndexPack>,
+    pub written: Written,
 }
 
 /// Splits packs into groups of at most [`INDEX_FILE_BLOBS`] blobs (a pack
@@ -228,20 +252,31 @@ impl Session {
         Ok(iid)
     }
 
-    /// Writes the index of `packs`, the snapshot and the commit, in that
-    /// order; the snapshot counts only once the commit exists. The lease is
-    /// removed afterwards, whether the commit was written or not.
+    /// Writes index files for the packs the pipeline left to the session;
+    /// returns every index file of `written`, those it wrote first.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn index_rest(&self, repo: &Repository, written: &Written) -> Result<Vec<IndexId>> {
+        let mut index = written.index.clone();
+        for group in index_groups(&written.packs) {
+            index.push(self.write_index(repo, group).await?);
+        }
+        Ok(index)
+    }
+
+    /// Writes the index of the packs `written` left to it, the snapshot
+    /// and the commit, in that order; the snapshot counts only once the
+    /// commit exists. The lease is removed afterwards, whether the commit
+    /// was written or not.
     pub async fn commit(
         self,
         repo: &Repository,
-        packs: Vec<IndexPack>,
+        written: Written,
         snapshot: &Snapshot,
     ) -> Result<Committed> {
-        let written = async {
-            let mut index = Vec::new();
-            for group in index_groups(&packs) {
-                index.push(self.write_index(repo, group).await?);
-            }
+        let stored = async {
+            let index = self.index_rest(repo, &written).await?;
             let sid = SnapshotId::random();
             repo.put_new(
                 &ObjectName::Snapshot(sid),
@@ -251,21 +286,21 @@ impl Session {
             Ok::<_, Error>((index, sid))
         }
         .await;
-        let (index, sid) = match written {
+        let (index, sid) = match stored {
             Ok(w) => w,
             Err(e) => return Err(self.abandon(repo, e).await),
         };
         let commit = Commit {
             index,
             snapshots: vec![sid],
-            packs: packs.len() as u64,
+            packs: written.pack_count(),
             ..self.empty_commit()
         };
         let commit = self.close(repo, commit).await?;
         Ok(Committed {
             snapshot: sid,
             commit,
-            packs,
+            written,
         })
     }
 

@@ -270,7 +270,7 @@ async fn a_snapshot_of_an_unknown_source_kind_is_listed_and_restorable() {
     let session = Session::start(&f.repo).await.expect("session");
     newer.session = session.id;
     session
-        .commit(&f.repo, Vec::new(), &newer)
+        .commit(&f.repo, Default::default(), &newer)
         .await
         .expect("commit");
 

@@ -244,6 +244,21 @@ impl Tree {
             .map(|i| &self.nodes[i])
     }
 
+    /// The nodes, sorted by name, taken out of the tree.
+    pub fn into_nodes(self) -> Vec<Node> {
+        self.nodes
+    }
+
+    /// Takes the node named `name` out of the tree (without copying a
+    /// large file's content list).
+    pub fn into_node(mut self, name: &[u8]) -> Option<Node> {
+        let i = self
+            .nodes
+            .binary_search_by(|n| n.name.as_slice().cmp(name))
+            .ok()?;
+        Some(self.nodes.swap_remove(i))
+    }
+
     /// The JSON blob plaintext.
     pub fn encode(&self) -> Vec<u8> {
         let nodes = self

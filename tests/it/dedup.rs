@@ -1,6 +1,6 @@
 //! Deduplication and compression are real (the figures of issue 2, item 4).
 
-use cairn_e2e::{random_bytes, sql_dump, Repo};
+use cairn_e2e::{files_under, random_bytes, sql_dump, Repo};
 use rand::{Rng, SeedableRng};
 
 const MIB: u64 = 1 << 20;
@@ -99,4 +99,57 @@ fn a_gibibyte_is_few_objects() {
     let objects = cairn_e2e::files_under(&r.path).len();
     eprintln!("1 GiB backup: {objects} objects in the repository");
     assert!(objects <= 40, "a 1 GiB backup left {objects} objects");
+}
+
+/// A session writes its index files as its packs become durable (here at
+/// every pack boundary past 40 blobs), so memory does not grow with a long
+/// backup; it keeps deduplicating against what it already wrote out, and
+/// the catalog and a machine that never saw the backup learn every index
+/// file.
+fn a_long_session_writes_its_index_as_it_goes(mut r: Repo, count_files: bool) {
+    r.ok(&["init", "--pack-size-mib", "4"]);
+    r.env.push(("CAIRN_INDEX_FILE_BLOBS".into(), "40".into()));
+    // A comes again after B: by then A's packs (at most two open packs, a
+    // queued one and the uploads behind them) are durable and indexed.
+    let a = random_bytes(24 << 20, 61);
+    let b = random_bytes(80 << 20, 62);
+    let data = [&a[..], &b[..], &a[..]].concat();
+    let first = r.backup_json(&["--stdin", "--name", "dump"], &data);
+    let new = first["new_bytes"].as_u64().unwrap();
+    // A and B once, and the few chunks cut across their junctions.
+    assert!(
+        (104 * MIB..106 * MIB).contains(&new),
+        "the second A was deduplicated against index files written before it came: {first}"
+    );
+    if count_files {
+        // A file per pack: packs of 4 MiB hold over 40 blobs.
+        let files = files_under(&r.path.join("index")).len();
+        assert!(
+            files >= 20,
+            "{files} index file(s) for 104 MiB of new blobs"
+        );
+    }
+    assert_eq!(r.ok(&["restore", "latest", "--stdout"]), data);
+    let again = r.backup_json(&["--stdin", "--name", "dump"], &data);
+    assert_eq!(
+        again["new_bytes"], 0,
+        "the catalog recorded every index file: {again}"
+    );
+    r.catalog = r.tmp("another-machine.sqlite");
+    assert_eq!(r.ok(&["restore", "latest", "--stdout"]), data);
+    let third = r.backup_json(&["--stdin", "--name", "dump"], &data);
+    assert_eq!(
+        third["new_bytes"], 0,
+        "a new catalog read every index file: {third}"
+    );
+}
+
+#[test]
+fn a_long_session_writes_its_index_as_it_goes_local() {
+    a_long_session_writes_its_index_as_it_goes(Repo::new(), true);
+}
+
+#[test]
+fn a_long_session_writes_its_index_as_it_goes_s3() {
+    a_long_session_writes_its_index_as_it_goes(Repo::new_s3(), false);
 }

@@ -1,6 +1,7 @@
 //! The backup operation: source → pipeline → session commit.
 
 use crate::cancel::Cancel;
+use crate::catalog::spill::Written;
 use crate::catalog::Catalog;
 use crate::error::{input, Error, Result};
 use crate::filter::{self, SnapshotFilter};
@@ -8,16 +9,14 @@ use crate::gc;
 use crate::pipeline::chunk::StreamChunker;
 use crate::pipeline::{self, Options, Target};
 use crate::repo::Repository;
-use crate::session::Session;
+use crate::session::{self, Session};
 use crate::source::files::{FilesPlan, WalkReport, Walker};
 use crate::source::{files, stream, Plan, Recorded, SourceError, SourceSettings, StreamPlan};
 use crate::stats::Stats;
 use crate::sync::{self, Trees};
 use crate::util;
 use cairn_chunker::Chunker;
-use cairn_repo_format::{
-    ChunkId, Counts, IndexPack, PackSet, Snapshot, SnapshotId, Source, Summary,
-};
+use cairn_repo_format::{ChunkId, Counts, PackSet, Snapshot, SnapshotId, Source, Summary};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -123,7 +122,7 @@ struct Produced {
     counts: Option<Counts>,
     tree: ChunkId,
     report: WalkReport,
-    packs: Vec<IndexPack>,
+    written: Written,
 }
 
 /// Runs one backup: syncs the catalog's index (and, for file trees, the
@@ -215,7 +214,7 @@ pub async fn backup(
         counts,
         tree,
         report,
-        packs,
+        written,
     } = match produced {
         Ok(p) => p,
         Err(e) => return Err(session.abandon(repo, e).await),
@@ -246,11 +245,11 @@ pub async fn backup(
         copy_of: None,
         counts,
     };
-    let done = session.commit(repo, packs, &snapshot).await?;
+    let done = session.commit(repo, written, &snapshot).await?;
     let id = done.snapshot;
     let listed = [(id, snapshot)];
     // Every tree of the snapshot went to the catalog as it was stored.
-    if let Err(e) = cat.record(&done.commit, &done.packs, &listed, true) {
+    if let Err(e) = cat.record_written(&done.commit, &done.written, &listed, true) {
         tracing::warn!("the snapshot is committed, but the catalog could not record it ({e}); the next command reads it from the repository");
     }
     let [(id, snapshot)] = listed;
@@ -369,6 +368,7 @@ async fn produce(
         ids: repo.keys.id.clone(),
         catalog: cat.clone(),
         avoid,
+        index_file_blobs: session::index_file_blobs()?,
     };
     let chunker = Chunker::new(repo.config.chunker, &repo.keys.gear);
     let opts = pipeline_options(repo, uploads);
@@ -379,18 +379,19 @@ async fn produce(
             let xattrs = files.xattrs;
             let claim = files.claim.as_ref().map(|c| c.name.clone());
             let parent = parent.map(|(_, tree)| tree);
-            let ((tree, report), packs) = pipeline::run(target, opts, stats.clone(), move |sink| {
-                let mut sc = StreamChunker::new(chunker);
-                let warn = |m: String| tracing::warn!("{m}");
-                let walker = Walker::new(sink, &mut sc, &warn)
-                    .selecting(&selector)
-                    .with_xattrs(xattrs);
-                match &claim {
-                    Some(name) => walker.run_as(&walk_paths[0], name, parent),
-                    None => walker.run(&walk_paths, parent),
-                }
-            })
-            .await?;
+            let ((tree, report), written) =
+                pipeline::run(target, opts, stats.clone(), move |sink| {
+                    let mut sc = StreamChunker::new(chunker);
+                    let warn = |m: String| tracing::warn!("{m}");
+                    let walker = Walker::new(sink, &mut sc, &warn)
+                        .selecting(&selector)
+                        .with_xattrs(xattrs);
+                    match &claim {
+                        Some(name) => walker.run_as(&walk_paths[0], name, parent),
+                        None => walker.run(&walk_paths, parent),
+                    }
+                })
+                .await?;
             if files.claim.is_some() && report.dirs == 0 {
                 // The volume went away between the plan and the walk.
                 return Err(SourceError::Path {
@@ -407,7 +408,7 @@ async fn produce(
                 counts: None,
                 tree,
                 report,
-                packs,
+                written,
             })
         }
         Plan::Streams(StreamPlan {
@@ -420,7 +421,7 @@ async fn produce(
             }
             let files = streams.len() as u64;
             let reading = stats.clone();
-            let (tree, packs, ()) = pipeline::streams::run(
+            let (tree, written, ()) = pipeline::streams::run(
                 target,
                 opts,
                 stats.clone(),
@@ -442,7 +443,7 @@ async fn produce(
                     files,
                     ..WalkReport::default()
                 },
-                packs,
+                written,
             })
         }
     }

@@ -331,12 +331,12 @@ async fn copy_one(
             learn(sides, id, snap, map).await?;
         }
         let taken = std::mem::take(map);
-        let (root, packs, back) =
+        let (root, written, back) =
             transfer(sides, session.id, snap.tree, taken, avoid, &stats).await?;
         *map = back;
-        Ok::<_, Error>(Some((root, packs)))
+        Ok::<_, Error>(Some((root, written)))
     };
-    let (root, packs) = match cancel.or_cancel(session.fence.or_cancel(work)).await {
+    let (root, written) = match cancel.or_cancel(session.fence.or_cancel(work)).await {
         Ok(Some(done)) => done,
         Ok(None) => {
             session.end(to).await;
@@ -350,10 +350,10 @@ async fn copy_one(
         copy_of: Some(origin),
         ..snap.clone()
     };
-    let done = session.commit(to, packs, &copy).await?;
+    let done = session.commit(to, written, &copy).await?;
     let listed = [(done.snapshot, copy)];
     // Every tree of the copy went to the catalog as it was stored.
-    if let Err(e) = to_cat.record(&done.commit, &done.packs, &listed, true) {
+    if let Err(e) = to_cat.record_written(&done.commit, &done.written, &listed, true) {
         tracing::warn!("the copy is committed, but the catalog could not record it ({e}); the next command reads it from the repository");
     }
     let [(to_id, snapshot)] = listed;
@@ -536,7 +536,7 @@ const QUEUED: usize = 64;
 
 /// Reads what the target lacks from the source and writes it, then every
 /// tree (again, with the target's ids, unless they are the same), through
-/// the pipeline; returns the copy's root tree, its packs and the id map
+/// the pipeline; returns the copy's root tree, what it wrote and the id map
 /// with what it learnt.
 async fn transfer(
     sides: &Sides<'_>,
@@ -545,7 +545,7 @@ async fn transfer(
     map: IdMap,
     avoid: Option<Arc<PackSet>>,
     stats: &Arc<Stats>,
-) -> Result<(ChunkId, Vec<cairn_repo_format::IndexPack>, IdMap)> {
+) -> Result<(ChunkId, crate::catalog::spill::Written, IdMap)> {
     let Sides {
         from,
         from_cat,
@@ -574,6 +574,7 @@ async fn transfer(
         ids: to.keys.id.clone(),
         catalog: to_cat.clone(),
         avoid,
+        index_file_blobs: crate::session::index_file_blobs()?,
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<ReadChunk>(QUEUED);
     let (fc, same) = (from_cat.clone(), map.same);
@@ -649,7 +650,7 @@ async fn transfer(
     };
     let (produced, fetched) = tokio::join!(produce, fetch);
     match (produced, fetched) {
-        (Ok(((top, map), packs)), Ok(())) => Ok((top, packs, map)),
+        (Ok(((top, map), written)), Ok(())) => Ok((top, written, map)),
         (_, Err(e)) => Err(e),
         (Err(e), Ok(())) => Err(e.into()),
     }

@@ -4,11 +4,12 @@
 
 use super::chunk::{Content, StreamChunker};
 use super::{BlobSink, Options, PipelineError, Target};
+use crate::catalog::spill::Written;
 use crate::error::{Error, Result};
 use crate::stats::Stats;
 use bytes::Bytes;
 use cairn_chunker::Chunker;
-use cairn_repo_format::{ChunkId, IndexPack, Node, NodeKind, NodeMeta, Tree};
+use cairn_repo_format::{ChunkId, Node, NodeKind, NodeMeta, Tree};
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
@@ -75,7 +76,7 @@ fn cut_on_a_thread(
 }
 
 /// Stores every stream `source` feeds in, in order, each a file of the
-/// root tree; returns the root tree, the packs written and `source`'s value.
+/// root tree; returns the root tree, what was written and `source`'s value.
 ///
 /// `source` reads the streams into the [`Feed`]; its future is dropped if
 /// the pipeline fails first (a running command is killed). The error is the
@@ -91,7 +92,7 @@ pub async fn run<T, F>(
     chunker: Chunker,
     started_ns: i64,
     source: impl FnOnce(Feed) -> F,
-) -> Result<(ChunkId, Vec<IndexPack>, T)>
+) -> Result<(ChunkId, Written, T)>
 where
     F: std::future::Future<Output = Result<T>>,
 {

@@ -166,6 +166,22 @@ pub fn locate(cat: &Catalog, id: &ChunkId) -> Result<(PackRef, BlobEntry)> {
     Ok(try_locate(cat, id)??)
 }
 
+/// Where each of `ids` is, in one read transaction of the catalog, or an
+/// error naming the first that cannot be read and why.
+///
+/// # Errors
+/// If a blob is in no usable pack, or the catalog cannot be read.
+pub fn locate_all(cat: &Catalog, ids: &[ChunkId]) -> Result<Vec<(ChunkId, PackRef, BlobEntry)>> {
+    let found = cat.locate_all(ids)?;
+    ids.iter()
+        .zip(found)
+        .map(|(id, f)| match f {
+            Some((pack, entry)) => Ok((*id, pack, entry)),
+            None => Err(unavailable(cat, id)?.into()),
+        })
+        .collect()
+}
+
 /// The distinct ids, in first-seen order, and each id's position among them.
 pub fn distinct<'a>(
     ids: impl IntoIterator<Item = &'a ChunkId>,
@@ -241,11 +257,7 @@ pub fn run_reads_with<'a, O: Opener>(
 /// Reads, decrypts and verifies blobs; returns their plaintexts in the order
 /// of `ids` (an id may repeat).
 pub async fn read_blobs(repo: &Repository, cat: &Catalog, ids: &[ChunkId]) -> Result<Vec<Bytes>> {
-    let located = ids
-        .iter()
-        .map(|id| locate(cat, id).map(|(pack, entry)| (*id, pack, entry)))
-        .collect::<Result<Vec<_>>>()?;
-    read_located(repo, cat, &located).await
+    read_located(repo, cat, &locate_all(cat, ids)?).await
 }
 
 /// [`read_blobs`] for blobs already located.

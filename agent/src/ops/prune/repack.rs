@@ -12,7 +12,7 @@ use crate::error::{Context, Error, Result};
 use crate::ops::backup::pipeline_options;
 use crate::pipeline::{self, Target};
 use crate::repo::Repository;
-use crate::session::{index_groups, Session};
+use crate::session::Session;
 use crate::stats::Stats;
 use bytes::Bytes;
 use cairn_repo_format::{BlobEntry, ObjectName, PackCipher, PackName, PackSet};
@@ -75,6 +75,7 @@ pub(super) async fn repack(
         ids: repo.keys.id.clone(),
         catalog: private.clone(),
         avoid: Some(Arc::new(PackSet::new(names.clone()))),
+        index_file_blobs: crate::session::index_file_blobs()?,
     };
     let (tx, rx) = crossbeam_channel::bounded::<(BlobEntry, Bytes)>(QUEUED);
     let produce = pipeline::run(
@@ -120,23 +121,20 @@ pub(super) async fn repack(
         (_, Err(e)) => return Err(session.abandon(repo, e).await),
     };
     let copied = Stats::get(&stats.stored_bytes);
-    let mut index = Vec::new();
-    for group in index_groups(&written) {
-        match session.write_index(repo, group).await {
-            Ok(iid) => index.push(iid),
-            Err(e) => return Err(session.abandon(repo, e).await),
-        }
-    }
+    let index = match session.index_rest(repo, &written).await {
+        Ok(index) => index,
+        Err(e) => return Err(session.abandon(repo, e).await),
+    };
     let commit = cairn_repo_format::Commit {
         index,
-        packs: written.len() as u64,
+        packs: written.pack_count(),
         ..session.empty_commit()
     };
     session.close(repo, commit).await?;
     tracing::info!(
         "repacked {} partly used pack(s) into {} new one(s)",
         names.len(),
-        written.len()
+        written.pack_count()
     );
     Ok((names, copied))
 }
