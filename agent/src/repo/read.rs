@@ -134,17 +134,6 @@ where
     type Out = T;
 }
 
-/// Where a blob is. `Ok(Err(_))`: the repository cannot provide it.
-///
-/// # Errors
-/// If the catalog cannot be read.
-pub fn try_locate(cat: &Catalog, id: &ChunkId) -> Result<Result<(PackRef, BlobEntry), Damaged>> {
-    match cat.locate(id)? {
-        Some(found) => Ok(Ok(found)),
-        None => Ok(Err(unavailable(cat, id)?)),
-    }
-}
-
 /// Why a blob the catalog does not locate cannot be read.
 fn unavailable(cat: &Catalog, id: &ChunkId) -> Result<Damaged> {
     Ok(match cat.missing_home(id)? {
@@ -156,14 +145,6 @@ fn unavailable(cat: &Catalog, id: &ChunkId) -> Result<Damaged> {
             "blob {id} is not in any committed index: the repository is missing data"
         )),
     })
-}
-
-/// Where a blob is, or an error naming why it cannot be read.
-///
-/// # Errors
-/// If the blob is in no usable pack, or the catalog cannot be read.
-pub fn locate(cat: &Catalog, id: &ChunkId) -> Result<(PackRef, BlobEntry)> {
-    Ok(try_locate(cat, id)??)
 }
 
 /// Where each of `ids` is, in one read transaction of the catalog, or an
