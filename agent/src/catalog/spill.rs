@@ -155,8 +155,8 @@ pub struct Written {
     pub index: Vec<IndexId>,
     /// Packs those files describe.
     pub indexed_packs: u64,
-    /// Packs no index file describes yet (all of them when the run was not
-    /// asked to write index files).
+    /// Packs no index file describes yet (those of the last, unfinished
+    /// file), for the caller to index.
     pub packs: Vec<IndexPack>,
     /// What the written index files describe, off memory.
     pub(crate) spill: Option<Arc<Spill>>,

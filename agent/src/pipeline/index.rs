@@ -69,34 +69,34 @@ impl Indexer {
             )
             .await?;
         let (spill, session) = (self.spill.clone(), self.session);
-        let (kept, ids) = tokio::task::spawn_blocking(move || {
-            let kept = match spill.get() {
-                Some(s) => s.clone(),
-                None => {
-                    let s = Arc::new(Spill::create(session)?);
-                    spill.get_or_init(|| s).clone()
-                }
-            };
+        let ids = tokio::task::spawn_blocking(move || {
+            // Only this stage sets it, so it is created once.
+            if spill.get().is_none() {
+                let _ = spill.set(Arc::new(Spill::create(session)?));
+            }
+            let kept = spill.get().unwrap_or_else(|| unreachable!("just set"));
             kept.add(&file)?;
             let ids: Vec<ChunkId> = file
                 .packs
                 .iter()
                 .flat_map(|p| p.blobs.iter().map(|e| e.id))
                 .collect();
-            Ok::<_, rusqlite::Error>((kept, ids))
+            Ok::<_, rusqlite::Error>(ids)
         })
         .await
         .map_err(|e| PipelineError::Stage(e.to_string()))?
         .map_err(PipelineError::Spill)?;
         self.written.index.push(iid);
         self.written.indexed_packs += packs;
-        self.written.spill = Some(kept);
         // The sink may be gone already (its producer ended): nothing to tell.
         let _ = self.flushed.send(ids);
         Ok(())
     }
 
     pub(super) fn finish(self) -> Written {
-        self.written
+        Written {
+            spill: self.spill.get().cloned(),
+            ..self.written
+        }
     }
 }
