@@ -280,14 +280,30 @@ fn gone(pid: u32) -> bool {
     }
 }
 
+/// `cairn` as `like` runs it, started through `wrapper` (a program that
+/// ends by running its arguments), with the same environment.
+fn cairn_through(like: &Command, wrapper: &[&str]) -> Command {
+    let mut c = Command::new(wrapper[0]);
+    for (k, v) in like.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c.args(&wrapper[1..]).arg(cairn_e2e::cairn_bin());
+    c
+}
+
 #[test]
 fn a_signal_stops_a_backup_kills_its_command_and_commits_nothing() {
     for (signal, status) in [("TERM", 143), ("INT", 130), ("HUP", 129)] {
         let r = Repo::init();
         let pidfile = r.tmp("child.pid");
         // The command writes some output, then hangs like a stuck pg_dump.
-        let child = r
-            .cairn()
+        // Cairn keeps a signal it was started ignoring ignored (the test
+        // below), and a suite run in the background ignores SIGINT (under
+        // nohup, SIGHUP): `env` gives cairn the default handling of each.
+        let child = cairn_through(&r.cairn(), &["env", "--default-signal=TERM,INT,HUP"])
             .args(["backup", "--name", "x", "--command", "--", "sh", "-c"])
             .arg("echo \"$$\" > \"$0\"; head -c 3000000 /dev/urandom; exec sleep 600")
             .arg(&pidfile)
@@ -818,17 +834,7 @@ fn a_restore_stopped_by_a_signal_leaves_no_partial_file() {
 fn a_signal_cairn_was_started_ignoring_stays_ignored() {
     // `nohup cairn backup …`: a hangup must not stop the backup.
     let r = Repo::init();
-    let like = r.cairn();
-    let mut c = Command::new("sh");
-    for (k, v) in like.get_envs() {
-        match v {
-            Some(v) => c.env(k, v),
-            None => c.env_remove(k),
-        };
-    }
-    let child = c
-        .args(["-c", "trap '' HUP; exec \"$0\" \"$@\""])
-        .arg(cairn_e2e::cairn_bin())
+    let child = cairn_through(&r.cairn(), &["sh", "-c", "trap '' HUP; exec \"$0\" \"$@\""])
         .args([
             "backup",
             "--name",
