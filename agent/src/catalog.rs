@@ -20,8 +20,8 @@
 use crate::error::{Context, Error, Result};
 use cairn_chunker::IdKey;
 use cairn_repo_format::{
-    BlobEntry, BlobKind, CatalogKey, ChunkId, Commit, Compression, IndexPack, PackId, RepoKeys,
-    SessionId, Snapshot, SnapshotId, Tree,
+    BlobEntry, BlobKind, CatalogKey, ChunkId, Commit, Compression, FileContent, IndexPack, PackId,
+    RepoKeys, SessionId, Snapshot, SnapshotId, Tree,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 use spill::{PackGroup, Written};
@@ -305,6 +305,7 @@ fn blob_entry(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<BlobEntry
     let kind = match r.get::<_, i64>(first + 5)? {
         1 => BlobKind::Data,
         2 => BlobKind::Tree,
+        3 => BlobKind::List,
         k => return Err(column_error(first + 5, "blob kind", k)),
     };
     let compression = match r.get::<_, i64>(first + 6)? {
@@ -872,6 +873,56 @@ impl Catalog {
             .with_context(|| format!("tree {id} in the catalog"))
     }
 
+    /// A content list (format §7.4), from the catalog alone: the catalog
+    /// holds a tree only with the lists its files name.
+    ///
+    /// # Errors
+    /// If it is not in the catalog, or does not decode.
+    pub fn list(&self, id: &ChunkId) -> Result<Vec<ChunkId>> {
+        self.with_tree(id, cairn_repo_format::decode_list)?
+            .with_context(|| format!("content list {id} in the catalog"))
+    }
+
+    /// A file's chunk ids in order, `n` at a time: those its node holds,
+    /// or those of its content lists, each list read from the catalog when
+    /// the groups before it are taken (so a large file's whole list is
+    /// never held).
+    pub fn chunk_groups<'a>(
+        &'a self,
+        content: &'a FileContent,
+        n: usize,
+    ) -> impl Iterator<Item = Result<Vec<ChunkId>>> + 'a {
+        let (direct, lists): (&[ChunkId], &[ChunkId]) = match content {
+            FileContent::Chunks(ids) => (ids, &[]),
+            FileContent::Lists(lists) => (&[], lists),
+        };
+        let n = n.max(1);
+        direct
+            .chunks(n)
+            .map(|c| Ok(c.to_vec()))
+            .chain(lists.iter().flat_map(move |l| match self.list(l) {
+                Ok(ids) => ids.chunks(n).map(|c| Ok(c.to_vec())).collect::<Vec<_>>(),
+                Err(e) => vec![Err(e)],
+            }))
+    }
+
+    /// All of a file's chunk ids, in order (its lists read from the catalog).
+    ///
+    /// # Errors
+    /// If a list is not in the catalog, or does not decode.
+    pub fn chunks(&self, content: &FileContent) -> Result<Vec<ChunkId>> {
+        match content {
+            FileContent::Chunks(ids) => Ok(ids.clone()),
+            FileContent::Lists(_) => {
+                let mut all = Vec::new();
+                for group in self.chunk_groups(content, usize::MAX) {
+                    all.extend(group?);
+                }
+                Ok(all)
+            }
+        }
+    }
+
     /// A tree's plaintext, from the catalog alone, checked against its id.
     ///
     /// # Errors
@@ -880,9 +931,9 @@ impl Catalog {
         self.with_tree(id, <[u8]>::to_vec)
     }
 
-    /// What `f` makes of a tree's plaintext, checked against its id, read
-    /// where SQLite holds it: a large file's tree (its content list) is
-    /// not copied once more before it is decoded.
+    /// What `f` makes of a tree's (or a content list's) plaintext, checked
+    /// against its id, read where SQLite holds it: it is not copied once
+    /// more before it is decoded.
     fn with_tree<T>(&self, id: &ChunkId, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
         let found: Option<Option<T>> = {
             let conn = self.conn();

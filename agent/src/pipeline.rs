@@ -23,8 +23,10 @@ use crate::stats::Stats;
 use bytes::Bytes;
 use cairn_chunker::IdKey;
 use cairn_repo_format::{
-    BlobCompressor, BlobKind, ChunkId, Compression, EncKey, FormatError, PackSet, SessionId,
+    encode_list, BlobCompressor, BlobKind, ChunkId, Compression, EncKey, FileContent, FormatError,
+    PackSet, SessionId,
 };
+use chunk::Content;
 use futures::{StreamExt, TryStreamExt};
 use index::Indexer;
 use std::collections::HashSet;
@@ -115,6 +117,8 @@ pub struct BlobSink {
     stats: Arc<Stats>,
     /// The chunk of zeros holes are stored as, once hashed.
     zeros: Option<(ChunkId, Bytes)>,
+    /// Ids a content list holds ([`LIST_IDS`]; `CAIRN_LIST_IDS` for tests).
+    list_ids: usize,
 }
 
 impl std::fmt::Debug for BlobSink {
@@ -140,23 +144,65 @@ impl BlobSink {
         Ok(id)
     }
 
-    /// Stores data chunks, in order, unless already stored; appends their ids
-    /// to `ids`. A batch large enough to be worth it is hashed on two threads.
+    /// Stores data chunks, in order, unless already stored; adds their ids
+    /// to `out`. A batch large enough to be worth it is hashed on two threads.
     ///
     /// # Errors
     /// [`PipelineError::Aborted`] if a later stage has stopped.
     pub fn submit_data(
         &mut self,
         chunks: Vec<Bytes>,
-        ids: &mut Vec<ChunkId>,
+        out: &mut Content,
     ) -> Result<(), PipelineError> {
         let hashed = hash_all(&self.ids, &chunks);
         Stats::add(&self.stats.total_chunks, chunks.len() as u64);
         for (id, data) in hashed.into_iter().zip(chunks) {
             self.store(BlobKind::Data, id, data)?;
-            ids.push(id);
+            out.ids.push(id);
+        }
+        self.roll_lists(out)
+    }
+
+    /// Stores the first `list_ids` ids of `out` as a content list while it
+    /// holds more (format §7.4): a file's lists are then all full but the
+    /// last, wherever the batches ended, and the file's ids are never all
+    /// in memory.
+    fn roll_lists(&mut self, out: &mut Content) -> Result<(), PipelineError> {
+        while out.ids.len() > self.list_ids {
+            let id = self.submit_list(Bytes::from(encode_list(&out.ids[..self.list_ids])))?;
+            out.ids.drain(..self.list_ids);
+            out.lists.push(id);
         }
         Ok(())
+    }
+
+    /// Stores an encoded content list unless it is already stored; returns
+    /// its id. Like a tree, the catalog gets it at once (before the tree
+    /// that names it).
+    ///
+    /// # Errors
+    /// [`PipelineError::Aborted`] if a later stage has stopped.
+    pub fn submit_list(&mut self, data: Bytes) -> Result<ChunkId, PipelineError> {
+        let id = self.ids.chunk_id(&data);
+        self.catalog.put_tree(&id, &data)?;
+        self.store(BlobKind::List, id, data)?;
+        Ok(id)
+    }
+
+    /// The node content of what `out` collected: its chunks while they
+    /// fit in one list, else its lists with the rest as the last one.
+    ///
+    /// # Errors
+    /// [`PipelineError::Aborted`] if a later stage has stopped.
+    pub fn finish_content(&mut self, out: Content) -> Result<FileContent, PipelineError> {
+        let Content { ids, mut lists, .. } = out;
+        if lists.is_empty() {
+            return Ok(FileContent::Chunks(ids));
+        }
+        if !ids.is_empty() {
+            lists.push(self.submit_list(Bytes::from(encode_list(&ids)))?);
+        }
+        Ok(FileContent::Lists(lists))
     }
 
     /// Stores `len` bytes of zeros (a file's hole) as chunks of `max` bytes
@@ -169,7 +215,7 @@ impl BlobSink {
         &mut self,
         len: u64,
         max: usize,
-        ids: &mut Vec<ChunkId>,
+        out: &mut Content,
     ) -> Result<(), PipelineError> {
         let (id, data) = match &self.zeros {
             Some((id, data)) if data.len() == max => (*id, data.clone()),
@@ -184,17 +230,18 @@ impl BlobSink {
         let rest = usize::try_from(len % max as u64).unwrap_or(0);
         for _ in 0..whole {
             self.store(BlobKind::Data, id, data.clone())?;
-            ids.push(id);
+            out.ids.push(id);
+            self.roll_lists(out)?;
         }
         if rest > 0 {
             let part = data.slice(..rest);
             let id = self.ids.chunk_id(&part);
             self.store(BlobKind::Data, id, part)?;
-            ids.push(id);
+            out.ids.push(id);
         }
         Stats::add(&self.stats.total_chunks, whole + u64::from(rest > 0));
         Stats::add(&self.stats.bytes_read, len);
-        Ok(())
+        self.roll_lists(out)
     }
 
     fn store(&mut self, kind: BlobKind, id: ChunkId, data: Bytes) -> Result<(), PipelineError> {
@@ -352,6 +399,8 @@ pub struct Target {
     /// session (`session::index_file_blobs`); the packs of the last,
     /// unfinished file are left to the caller.
     pub index_file_blobs: usize,
+    /// Ids per content list (`session::list_ids`).
+    pub list_ids: usize,
 }
 
 /// Runs `producer` on a blocking thread with a [`BlobSink`], and the rest of
@@ -382,6 +431,7 @@ pub async fn run<T: Send + 'static>(
         tx: raw_tx,
         stats: stats.clone(),
         zeros: None,
+        list_ids: target.list_ids,
     };
     let producer = tokio::task::spawn_blocking(move || producer(&mut sink));
 

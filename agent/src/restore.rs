@@ -13,7 +13,7 @@ use crate::error::{corrupt, input, Context, Error, Result};
 use crate::repo::read::{locate_all, read_located};
 use crate::repo::Repository;
 use bytes::Bytes;
-use cairn_repo_format::{ChunkId, Node, NodeKind, Snapshot};
+use cairn_repo_format::{ChunkId, FileContent, Node, NodeKind, Snapshot};
 use futures::{Stream, StreamExt, TryStreamExt};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
@@ -34,20 +34,25 @@ const BATCH_BYTES: u64 = 8 << 20;
 const LOCATE_AT_ONCE: usize = 256;
 
 /// A file's chunks, in order, in batches of about [`BATCH_BYTES`]; each
-/// chunk is located once, [`LOCATE_AT_ONCE`] at a time.
+/// chunk is located once, [`LOCATE_AT_ONCE`] at a time (a large file's
+/// content lists are read as the restore reaches them).
 fn content_batches<'a>(
     repo: &'a Repository,
     cat: &'a Catalog,
-    content: &'a [ChunkId],
+    content: &'a FileContent,
 ) -> impl Stream<Item = Result<Vec<Bytes>>> + 'a {
-    let mut ids = content.chunks(LOCATE_AT_ONCE);
+    let mut ids = cat.chunk_groups(content, LOCATE_AT_ONCE);
     let mut located = std::collections::VecDeque::new();
     let batches = std::iter::from_fn(move || {
         let (mut batch, mut bytes) = (Vec::new(), 0u64);
         while bytes < BATCH_BYTES {
             if located.is_empty() {
-                let Some(next) = ids.next() else { break };
-                match locate_all(cat, next) {
+                let next = match ids.next() {
+                    None => break,
+                    Some(Err(e)) => return Some(Err(e)),
+                    Some(Ok(next)) => next,
+                };
+                match locate_all(cat, &next) {
                     Ok(found) => located.extend(found),
                     Err(e) => return Some(Err(e)),
                 }

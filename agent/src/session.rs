@@ -72,6 +72,22 @@ pub fn index_file_blobs() -> Result<usize> {
     }
 }
 
+/// Ids per content list a backup writes (format §7.4):
+/// [`cairn_repo_format::LIST_IDS`], unless `CAIRN_LIST_IDS` says otherwise
+/// (tests use a small number to write lists from small files).
+///
+/// # Errors
+/// If `CAIRN_LIST_IDS` is set but not a number from 1 to 65,536.
+pub fn list_ids() -> Result<usize> {
+    let Ok(v) = std::env::var("CAIRN_LIST_IDS") else {
+        return Ok(cairn_repo_format::LIST_IDS);
+    };
+    match v.trim().parse::<usize>() {
+        Ok(n) if (1..=cairn_repo_format::MAX_LIST_IDS).contains(&n) => Ok(n),
+        _ => input!("CAIRN_LIST_IDS={v:?} is not a number of ids from 1 to 65,536"),
+    }
+}
+
 /// A committed session.
 #[derive(Debug)]
 pub struct Committed {

@@ -10,8 +10,8 @@ use crate::error::{Context, Error, Result};
 use crate::filter::{self, SnapshotFilter};
 use crate::repo::{read::read_blobs, Repository};
 use cairn_repo_format::{
-    ChunkId, Commit, IndexFile, IndexId, IndexPack, NodeKind, ObjectKind, ObjectName, SessionId,
-    Snapshot, SnapshotId, Tree,
+    decode_list, ChunkId, Commit, FileContent, IndexFile, IndexId, IndexPack, NodeKind, ObjectKind,
+    ObjectName, SessionId, Snapshot, SnapshotId, Tree,
 };
 use futures::{StreamExt, TryStreamExt};
 use std::collections::HashSet;
@@ -344,28 +344,43 @@ pub async fn fetch_trees(cat: &Arc<Catalog>, repo: &Repository, which: Trees<'_>
     Ok(n)
 }
 
-/// Reads every tree below `root` that the catalog lacks, level by level,
-/// and stores them together. The catalog holds a tree only with all the
+/// Reads every tree and content list below `root` that the catalog lacks,
+/// level by level, and stores them together. The catalog holds a tree only with all the
 /// trees below it (a backup stores trees bottom-up; this stores a
 /// snapshot's all at once), so a tree found present needs no descent.
 async fn snapshot_trees(cat: &Catalog, repo: &Repository, root: ChunkId) -> Result<()> {
-    let mut frontier: Vec<ChunkId> = Vec::new();
+    // (blob, whether it is a content list rather than a tree)
+    let mut frontier: Vec<(ChunkId, bool)> = Vec::new();
     if !cat.has_tree(&root)? {
-        frontier.push(root);
+        frontier.push((root, false));
     }
-    let mut queued: HashSet<ChunkId> = frontier.iter().copied().collect();
+    let mut queued: HashSet<ChunkId> = frontier.iter().map(|(id, _)| *id).collect();
     let mut fetched = Vec::new();
     while !frontier.is_empty() {
-        let batch: Vec<ChunkId> = frontier
+        let batch: Vec<(ChunkId, bool)> = frontier
             .drain(..frontier.len().min(TREES_PER_BATCH))
             .collect();
-        let data = read_blobs(repo, cat, &batch).await?;
-        for (id, bytes) in batch.into_iter().zip(data) {
+        let ids: Vec<ChunkId> = batch.iter().map(|(id, _)| *id).collect();
+        let data = read_blobs(repo, cat, &ids).await?;
+        for ((id, is_list), bytes) in batch.into_iter().zip(data) {
+            if is_list {
+                decode_list(&bytes).with_context(|| format!("content list {id}"))?;
+                fetched.push((id, bytes));
+                continue;
+            }
             let tree = Tree::decode(&bytes).with_context(|| format!("tree {id}"))?;
             for node in tree.nodes() {
-                if let NodeKind::Dir { subtree } = node.kind {
-                    if !cat.has_tree(&subtree)? && queued.insert(subtree) {
-                        frontier.push(subtree);
+                let (below, is_list): (&[ChunkId], bool) = match &node.kind {
+                    NodeKind::Dir { subtree } => (std::slice::from_ref(subtree), false),
+                    NodeKind::File {
+                        content: FileContent::Lists(lists),
+                        ..
+                    } => (lists, true),
+                    _ => continue,
+                };
+                for id in below {
+                    if !cat.has_tree(id)? && queued.insert(*id) {
+                        frontier.push((*id, is_list));
                     }
                 }
             }

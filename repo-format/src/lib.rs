@@ -50,6 +50,7 @@ mod gc;
 mod ids;
 mod index;
 pub mod keyfile;
+mod list;
 mod names;
 mod pack;
 pub mod sealed;
@@ -70,6 +71,7 @@ pub use ids::{
 };
 pub use index::{IndexFile, IndexPack};
 pub use keyfile::{KdfParams, KeyMeta, Passphrase};
+pub use list::{decode_list, encode_list, LIST_IDS, MAX_LIST_IDS};
 pub use names::{ObjectKind, ObjectName};
 pub use pack::{
     fuzz_decode_pack_header, padme, BlobCompressor, BlobDecompressor, BlobEntry, BlobKind,
@@ -81,5 +83,5 @@ pub use snapshot::{
     TableRows, MAX_TAGS, MAX_TAG_LEN,
 };
 pub use tree::{
-    Node, NodeKind, NodeMeta, Tree, Xattr, MAX_XATTRS, MAX_XATTR_NAME, MAX_XATTR_VALUE,
+    FileContent, Node, NodeKind, NodeMeta, Tree, Xattr, MAX_XATTRS, MAX_XATTR_NAME, MAX_XATTR_VALUE,
 };

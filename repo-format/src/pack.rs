@@ -39,6 +39,8 @@ pub enum BlobKind {
     Data = 1,
     /// A tree (directory listing).
     Tree = 2,
+    /// A large file's content list (format §7.4).
+    List = 3,
 }
 
 /// How a blob's plaintext is stored.
@@ -90,6 +92,7 @@ impl BlobEntry {
         let kind = match r.u8()? {
             1 => BlobKind::Data,
             2 => BlobKind::Tree,
+            3 => BlobKind::List,
             k => return Err(FormatError::range(what, "blob kind", k.into())),
         };
         let compression = match r.u8()? {

@@ -32,8 +32,8 @@ pub enum NodeKind {
     File {
         /// Its length.
         size: u64,
-        /// Its chunks, in order.
-        content: Vec<ChunkId>,
+        /// Its chunks, in order, or the content lists that name them.
+        content: FileContent,
     },
     /// A directory.
     Dir {
@@ -63,6 +63,31 @@ pub enum NodeKind {
         /// Its minor part.
         minor: u32,
     },
+}
+
+/// Where a file's chunk ids are (format §7.2, §7.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileContent {
+    /// In the tree: the chunks, in order.
+    Chunks(Vec<ChunkId>),
+    /// In content list blobs (kind 3): these lists' ids, concatenated in
+    /// order, are the chunks. Never empty.
+    Lists(Vec<ChunkId>),
+}
+
+impl FileContent {
+    /// The ids the node itself holds: chunks, or lists.
+    pub fn ids(&self) -> &[ChunkId] {
+        match self {
+            FileContent::Chunks(ids) | FileContent::Lists(ids) => ids,
+        }
+    }
+}
+
+impl Default for FileContent {
+    fn default() -> Self {
+        FileContent::Chunks(Vec::new())
+    }
 }
 
 impl NodeKind {
@@ -147,6 +172,12 @@ struct RawNode {
         with = "chunk_hex::vec"
     )]
     content: Option<Vec<ChunkId>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "chunk_hex::vec"
+    )]
+    content_lists: Option<Vec<ChunkId>>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -281,6 +312,7 @@ impl Tree {
                     links: m.links,
                     size: None,
                     content: None,
+                    content_lists: None,
                     subtree: None,
                     target: None,
                     target_hex: None,
@@ -306,7 +338,10 @@ impl Tree {
                 match &n.kind {
                     NodeKind::File { size, content } => {
                         raw.size = Some(*size);
-                        raw.content = Some(content.clone());
+                        match content {
+                            FileContent::Chunks(ids) => raw.content = Some(ids.clone()),
+                            FileContent::Lists(ids) => raw.content_lists = Some(ids.clone()),
+                        }
                     }
                     NodeKind::Dir { subtree } => raw.subtree = Some(*subtree),
                     NodeKind::Symlink { target } => {
@@ -352,7 +387,7 @@ impl Tree {
             // Which type-specific fields the node has: only its own may be.
             let present = [
                 ("size", r.size.is_some()),
-                ("content", r.content.is_some()),
+                ("content", r.content.is_some() || r.content_lists.is_some()),
                 ("subtree", r.subtree.is_some()),
                 ("target", r.target.is_some() || r.target_hex.is_some()),
                 ("major", r.major.is_some() || r.minor.is_some()),
@@ -379,12 +414,19 @@ impl Tree {
                 )),
             };
             let kind = match r.kind.as_str() {
-                "file" => match (r.size, r.content) {
-                    (Some(size), Some(content)) => NodeKind::File { size, content },
+                "file" => match (r.size, r.content, r.content_lists) {
+                    (Some(size), Some(ids), None) => NodeKind::File {
+                        size,
+                        content: FileContent::Chunks(ids),
+                    },
+                    (Some(size), None, Some(lists)) if !lists.is_empty() => NodeKind::File {
+                        size,
+                        content: FileContent::Lists(lists),
+                    },
                     _ => {
                         return Err(FormatError::invalid(
                             what,
-                            "file node needs size and content",
+                            "file node needs size and exactly one of content and non-empty content_lists",
                         ))
                     }
                 },
@@ -494,11 +536,19 @@ mod tests {
         let kind = prop_oneof![
             (
                 any::<u64>(),
-                proptest::collection::vec(proptest::array::uniform32(any::<u8>()), 0..4)
+                proptest::collection::vec(proptest::array::uniform32(any::<u8>()), 0..4),
+                any::<bool>()
             )
-                .prop_map(|(size, c)| NodeKind::File {
-                    size,
-                    content: c.into_iter().map(ChunkId::from_bytes).collect()
+                .prop_map(|(size, c, lists)| {
+                    let ids: Vec<ChunkId> = c.into_iter().map(ChunkId::from_bytes).collect();
+                    NodeKind::File {
+                        size,
+                        content: if lists && !ids.is_empty() {
+                            FileContent::Lists(ids)
+                        } else {
+                            FileContent::Chunks(ids)
+                        },
+                    }
                 }),
             proptest::array::uniform32(any::<u8>()).prop_map(|b| NodeKind::Dir {
                 subtree: ChunkId::from_bytes(b)
@@ -587,6 +637,36 @@ mod tests {
             ok.replace("]}", ",{\"name\":\"a\",\"type\":\"dir\",\"mode\":0,\"uid\":0,\"gid\":0,\"mtime_ns\":0,\"ctime_ns\":0,\"inode\":1,\"device\":1,\"links\":1,\"subtree\":\"00\"}]}"),
         ] {
             assert!(Tree::decode(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    /// A file node holds exactly one of `content` and a non-empty
+    /// `content_lists` (§7.2).
+    #[test]
+    fn a_file_has_content_or_lists() {
+        let id = format!("\"{}\"", "ab".repeat(32));
+        let file = |fields: &str| {
+            format!(
+                r#"{{"version":1,"nodes":[{{"name":"a","type":"file","mode":384,"uid":0,"gid":0,"mtime_ns":0,"ctime_ns":0,"inode":1,"device":1,"links":1,"size":9{fields}}}]}}"#
+            )
+        };
+        let decoded = |fields: &str| Tree::decode(file(fields).as_bytes()).map(Tree::into_nodes);
+        let kind = |fields: &str| decoded(fields).map(|mut n| n.remove(0).kind);
+        let lists = kind(&format!(",\"content_lists\":[{id}]"));
+        assert!(
+            matches!(lists, Ok(NodeKind::File { content: FileContent::Lists(ref l), .. }) if l.len() == 1),
+            "{lists:?}"
+        );
+        assert!(matches!(
+            kind(",\"content\":[]"),
+            Ok(NodeKind::File { content: FileContent::Chunks(ref c), .. }) if c.is_empty()
+        ));
+        for bad in [
+            String::new(),
+            ",\"content_lists\":[]".to_owned(),
+            format!(",\"content\":[],\"content_lists\":[{id}]"),
+        ] {
+            assert!(decoded(&bad).is_err(), "{bad}");
         }
     }
 

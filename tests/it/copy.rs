@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 /// `cairn copy` (or `init`) on `to` with `from` as the source repository.
-fn with_source(to: &Repo, from: &Repo) -> Command {
+pub(crate) fn with_source(to: &Repo, from: &Repo) -> Command {
     let mut c = to.cairn();
     c.env("CAIRN_FROM_REPOSITORY", &from.path)
         .env("CAIRN_FROM_PASSWORD", &from.pass)

@@ -23,6 +23,7 @@ mod hardening;
 mod image;
 mod json;
 mod kubernetes;
+mod lists;
 mod metadata;
 mod metrics;
 mod progress;

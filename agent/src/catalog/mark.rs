@@ -7,7 +7,9 @@
 //! marked in bounded memory.
 
 use super::{blob_entry, pack_ref, Catalog, PackRef};
-use cairn_repo_format::{BlobEntry, ChunkId, NodeKind, PackId, PackName, SessionId, SnapshotId};
+use cairn_repo_format::{
+    BlobEntry, ChunkId, FileContent, NodeKind, PackId, PackName, SessionId, SnapshotId,
+};
 use rusqlite::params;
 use std::collections::HashSet;
 
@@ -190,14 +192,33 @@ impl Catalog {
                     Err(e) => return Err(e),
                 };
                 let mut content: Vec<ChunkId> = Vec::new();
+                let mut lists: Vec<ChunkId> = Vec::new();
                 for node in tree.nodes() {
                     match &node.kind {
-                        NodeKind::File { content: c, .. } => content.extend_from_slice(c),
+                        NodeKind::File {
+                            content: FileContent::Chunks(c),
+                            ..
+                        } => content.extend_from_slice(c),
+                        NodeKind::File {
+                            content: FileContent::Lists(l),
+                            ..
+                        } => lists.extend_from_slice(l),
                         NodeKind::Dir { subtree } => frontier.push(*subtree),
                         _ => {}
                     }
                 }
                 self.mark_live(&content)?;
+                // A list marked before had its chunks marked with it.
+                let fresh = self.mark_live(&lists)?;
+                for (l, _) in lists.iter().zip(fresh).filter(|(_, f)| *f) {
+                    match self.list(l) {
+                        Ok(ids) => {
+                            self.mark_live(&ids)?;
+                        }
+                        Err(_) if skip_unreadable => {}
+                        Err(e) => return Err(e),
+                    }
+                }
             }
         }
         Ok(())
@@ -308,7 +329,18 @@ impl Catalog {
                 for node in tree.nodes() {
                     match &node.kind {
                         NodeKind::File { content, .. }
-                            if content.iter().any(|c| blobs.contains(c)) =>
+                            if content.ids().iter().any(|c| blobs.contains(c)) =>
+                        {
+                            hit = true;
+                        }
+                        // An unreadable list may name any blob.
+                        NodeKind::File {
+                            content: FileContent::Lists(lists),
+                            ..
+                        } if lists.iter().any(|l| {
+                            self.list(l)
+                                .map_or(true, |ids| ids.iter().any(|c| blobs.contains(c)))
+                        }) =>
                         {
                             hit = true;
                         }

@@ -161,6 +161,7 @@ pub fn run(cat: &Catalog, args: Args, json: bool) -> Result<Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cairn_repo_format::FileContent;
     use cairn_repo_format::NodeMeta;
 
     fn mode(kind: NodeKind, mode: u32) -> String {
@@ -179,7 +180,7 @@ mod tests {
     fn modes_read_as_ls_shows_them() {
         let file = || NodeKind::File {
             size: 0,
-            content: Vec::new(),
+            content: FileContent::default(),
         };
         assert_eq!(mode(file(), 0o644), "-rw-r--r--");
         assert_eq!(mode(file(), 0o4755), "-rwsr-xr-x");

@@ -369,6 +369,7 @@ async fn produce(
         catalog: cat.clone(),
         avoid,
         index_file_blobs: session::index_file_blobs()?,
+        list_ids: session::list_ids()?,
     };
     let chunker = Chunker::new(repo.config.chunker, &repo.keys.gear);
     let opts = pipeline_options(repo, uploads);

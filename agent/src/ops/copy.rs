@@ -34,8 +34,8 @@ use crate::sync::{self, Trees};
 use bytes::Bytes;
 use cairn_chunker::IdKey;
 use cairn_repo_format::{
-    BlobEntry, BlobKind, ChunkId, ChunkingKeys, NodeKind, Origin, PackSet, Snapshot, SnapshotId,
-    Tree,
+    encode_list, BlobEntry, BlobKind, ChunkId, ChunkingKeys, FileContent, NodeKind, Origin,
+    PackSet, Snapshot, SnapshotId, Tree,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -449,10 +449,35 @@ fn zip(
                 continue;
             }
             match (&a.kind, &b.kind) {
-                (NodeKind::File { content: x, .. }, NodeKind::File { content: y, .. })
-                    if x.len() == y.len() =>
-                {
+                (
+                    NodeKind::File {
+                        content: FileContent::Chunks(x),
+                        ..
+                    },
+                    NodeKind::File {
+                        content: FileContent::Chunks(y),
+                        ..
+                    },
+                ) if x.len() == y.len() => {
                     ids.extend(x.iter().copied().zip(y.iter().copied()));
+                }
+                (
+                    NodeKind::File {
+                        content: FileContent::Lists(x),
+                        ..
+                    },
+                    NodeKind::File {
+                        content: FileContent::Lists(y),
+                        ..
+                    },
+                ) if x.len() == y.len() => {
+                    for (lx, ly) in x.iter().zip(y) {
+                        let (cx, cy) = (from.list(lx)?, to.list(ly)?);
+                        if cx.len() == cy.len() {
+                            ids.insert(*lx, *ly);
+                            ids.extend(cx.into_iter().zip(cy));
+                        }
+                    }
                 }
                 (NodeKind::Dir { subtree: x }, NodeKind::Dir { subtree: y }) => {
                     stack.push((*x, *y));
@@ -466,6 +491,8 @@ fn zip(
 
 /// What a walk of the source's trees found to do.
 struct Walked {
+    /// Every content list, once each.
+    lists: Vec<ChunkId>,
     /// Every tree, children before parents, once each.
     trees: Vec<ChunkId>,
     /// The data chunks to read from the source, once each.
@@ -487,6 +514,7 @@ fn walk(
         Some(a) => to.contains_outside(id, a),
     };
     let mut trees = Vec::new();
+    let mut lists = Vec::new();
     let mut reads = Vec::new();
     let mut seen_trees = HashSet::new();
     let mut seen_reads = HashSet::new();
@@ -505,13 +533,24 @@ fn walk(
                     stack.push((*subtree, false));
                 }
                 NodeKind::File { content, .. } => {
-                    for c in content {
-                        let ok = match map.get(c) {
-                            Some(t) => held(&t)?,
-                            None => false,
-                        };
-                        if !ok && seen_reads.insert(*c) {
-                            reads.push(*c);
+                    if let FileContent::Lists(l) = content {
+                        // Lists are written again as trees are (a list
+                        // seen before had its chunks seen with it).
+                        let before = lists.len();
+                        lists.extend(l.iter().filter(|l| seen_trees.insert(**l)));
+                        if lists.len() == before {
+                            continue;
+                        }
+                    }
+                    for group in from.chunk_groups(content, 4096) {
+                        for c in group? {
+                            let ok = match map.get(&c) {
+                                Some(t) => held(&t)?,
+                                None => false,
+                            };
+                            if !ok && seen_reads.insert(c) {
+                                reads.push(c);
+                            }
                         }
                     }
                 }
@@ -519,7 +558,11 @@ fn walk(
             }
         }
     }
-    Ok(Walked { trees, reads })
+    Ok(Walked {
+        lists,
+        trees,
+        reads,
+    })
 }
 
 /// A data chunk read from the source: its ids on both sides, its entry
@@ -559,7 +602,11 @@ async fn transfer(
         Ok::<_, Error>((walked, map))
     })
     .await??;
-    let Walked { trees, reads } = walked;
+    let Walked {
+        lists,
+        trees,
+        reads,
+    } = walked;
     let plan = read::plan_reads(from, from_cat, &reads)?;
     if let Some((_, why)) = plan.unlocated.first() {
         return Err(Error::Corrupt(format!(
@@ -575,6 +622,7 @@ async fn transfer(
         catalog: to_cat.clone(),
         avoid,
         index_file_blobs: crate::session::index_file_blobs()?,
+        list_ids: crate::session::list_ids()?,
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<ReadChunk>(QUEUED);
     let (fc, same) = (from_cat.clone(), map.same);
@@ -595,6 +643,22 @@ async fn transfer(
                 )?;
                 if !map.same {
                     map.ids.insert(c.from, c.to);
+                }
+            }
+            for l in lists {
+                let data = if same {
+                    fc.tree_bytes(&l)
+                } else {
+                    fc.list(&l).and_then(|ids| {
+                        let to: Result<Vec<ChunkId>> =
+                            ids.iter().map(|c| target_id(&map, c)).collect();
+                        Ok(encode_list(&to?))
+                    })
+                }
+                .map_err(|e| PipelineError::Producer(Box::new(e)))?;
+                let new = sink.submit_list(Bytes::from(data))?;
+                if !map.same {
+                    map.ids.insert(l, new);
                 }
             }
             let mut top = root;
@@ -684,20 +748,26 @@ fn open_for(
     })
 }
 
-/// A tree with every chunk and subtree id replaced by its target id.
+/// A blob's id in the target.
+fn target_id(map: &IdMap, id: &ChunkId) -> Result<ChunkId> {
+    map.get(id)
+        .ok_or_else(|| Error::Internal(format!("blob {id} has no target id")))
+}
+
+/// A tree with every chunk, list and subtree id replaced by its target id.
 fn retarget(tree: &Tree, map: &IdMap) -> Result<Vec<u8>> {
-    let missing = |id: &ChunkId| Error::Internal(format!("blob {id} has no target id"));
     let mut nodes = tree.nodes().to_vec();
     for n in &mut nodes {
         match &mut n.kind {
-            NodeKind::File { content, .. } => {
-                for c in content.iter_mut() {
-                    *c = map.get(c).ok_or_else(|| missing(c))?;
+            NodeKind::File {
+                content: FileContent::Chunks(ids) | FileContent::Lists(ids),
+                ..
+            } => {
+                for c in ids.iter_mut() {
+                    *c = target_id(map, c)?;
                 }
             }
-            NodeKind::Dir { subtree } => {
-                *subtree = map.get(subtree).ok_or_else(|| missing(subtree))?;
-            }
+            NodeKind::Dir { subtree } => *subtree = target_id(map, subtree)?,
             _ => {}
         }
     }

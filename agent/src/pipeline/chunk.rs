@@ -56,11 +56,14 @@ pub struct StreamChunker {
     buf: BytesMut,
 }
 
-/// The chunks of one file or stream.
+/// The chunks of one file or stream, as they are stored.
 #[derive(Debug, Default)]
 pub struct Content {
-    /// Chunk ids in order.
+    /// Chunk ids in order, since the last content list.
     pub ids: Vec<ChunkId>,
+    /// Content lists stored so far (format §7.4), each of the sink's
+    /// `list_ids` ids.
+    pub lists: Vec<ChunkId>,
     /// Total length.
     pub size: u64,
 }
@@ -179,8 +182,7 @@ impl StreamChunker {
         for (start, end, hole) in segments(file, len).map_err(Ok)? {
             if hole {
                 self.cut(sink, true, out).map_err(Err)?;
-                sink.submit_zeros(end - start, max, &mut out.ids)
-                    .map_err(Err)?;
+                sink.submit_zeros(end - start, max, out).map_err(Err)?;
                 out.size += end - start;
             } else {
                 let mut f = file;
@@ -212,7 +214,7 @@ impl StreamChunker {
         eof: bool,
         out: &mut Content,
     ) -> Result<(), PipelineError> {
-        sink.submit_data(self.cut_buffered(eof), &mut out.ids)
+        sink.submit_data(self.cut_buffered(eof), out)
     }
 }
 

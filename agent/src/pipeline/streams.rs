@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::stats::Stats;
 use bytes::Bytes;
 use cairn_chunker::Chunker;
-use cairn_repo_format::{ChunkId, Node, NodeKind, NodeMeta, Tree};
+use cairn_repo_format::{ChunkId, FileContent, Node, NodeKind, NodeMeta, Tree};
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
@@ -18,7 +18,7 @@ pub type Feed = tokio::sync::mpsc::Sender<(String, tokio::sync::mpsc::Receiver<B
 
 /// The file node of a stream: private to the user, owned by cairn's user,
 /// timed at the backup's start.
-fn stream_node(name: &str, content: Content, started_ns: i64) -> Node {
+fn stream_node(name: &str, size: u64, content: FileContent, started_ns: i64) -> Node {
     let (uid, gid) = std::fs::metadata("/proc/self")
         .map(|m| (m.uid(), m.gid()))
         .unwrap_or((0, 0));
@@ -34,10 +34,7 @@ fn stream_node(name: &str, content: Content, started_ns: i64) -> Node {
             device: 0,
             links: 1,
         },
-        kind: NodeKind::File {
-            size: content.size,
-            content: content.ids,
-        },
+        kind: NodeKind::File { size, content },
         xattrs: Vec::new(),
     }
 }
@@ -114,7 +111,7 @@ where
                         chunks
                     }
                 };
-                sink.submit_data(chunks, &mut content.ids)?;
+                sink.submit_data(chunks, &mut content)?;
             }
             if !ended {
                 // Never a snapshot of a stream cut short by our own failure.
@@ -122,7 +119,9 @@ where
                     "the cutter of {name} stopped before the end of the stream"
                 )));
             }
-            nodes.push(stream_node(&name, content, started_ns));
+            let size = content.size;
+            let content = sink.finish_content(content)?;
+            nodes.push(stream_node(&name, size, content, started_ns));
         }
         let tree = Tree::new(nodes)?;
         sink.submit_tree(Bytes::from(tree.encode()))

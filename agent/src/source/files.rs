@@ -18,7 +18,7 @@ use crate::source::SourceError;
 use crate::stats::Stats;
 use crate::util::absolute;
 use bytes::Bytes;
-use cairn_repo_format::{ChunkId, Node, NodeKind, NodeMeta, Source, Tree, Xattr};
+use cairn_repo_format::{ChunkId, FileContent, Node, NodeKind, NodeMeta, Source, Tree, Xattr};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -572,7 +572,7 @@ impl<'a> Walker<'a> {
         meta: &NodeMeta,
         size: u64,
         before: Option<&Node>,
-    ) -> Result<Option<Vec<ChunkId>>, PipelineError> {
+    ) -> Result<Option<(FileContent, u64)>, PipelineError> {
         let Some(Node {
             meta: was,
             kind:
@@ -592,12 +592,33 @@ impl<'a> Walker<'a> {
         {
             return Ok(None);
         }
-        for id in content {
-            if !self.sink.known(id)? {
-                return Ok(None);
+        // A file of content lists needs its lists and every chunk they name.
+        if let FileContent::Lists(lists) = content {
+            for id in lists {
+                if !self.sink.known(id)? {
+                    return Ok(None);
+                }
             }
         }
-        Ok(Some(content.clone()))
+        let mut chunks = 0u64;
+        for group in self.sink.catalog().chunk_groups(content, 1024) {
+            let group = match group {
+                Ok(group) => group,
+                Err(e) => {
+                    (self.warn)(format!(
+                        "reading a file again whose parent content list is unavailable: {e}"
+                    ));
+                    return Ok(None);
+                }
+            };
+            for id in &group {
+                if !self.sink.known(id)? {
+                    return Ok(None);
+                }
+            }
+            chunks += group.len() as u64;
+        }
+        Ok(Some((content.clone(), chunks)))
     }
 
     /// One entry, of any type; `None` if it could not be read or is skipped.
@@ -617,8 +638,8 @@ impl<'a> Walker<'a> {
         let meta = meta_of(&m);
         let ft = m.file_type();
         let kind = if ft.is_file() {
-            if let Some(content) = self.unchanged(&meta, m.len(), before)? {
-                Stats::add(&self.sink.stats().total_chunks, content.len() as u64);
+            if let Some((content, chunks)) = self.unchanged(&meta, m.len(), before)? {
+                Stats::add(&self.sink.stats().total_chunks, chunks);
                 Stats::add(&self.sink.stats().skipped_bytes, m.len());
                 self.report.files += 1;
                 self.report.unchanged += 1;
@@ -682,7 +703,7 @@ impl<'a> Walker<'a> {
             }
             NodeKind::File {
                 size: content.size,
-                content: content.ids,
+                content: self.sink.finish_content(content)?,
             }
         } else if ft.is_dir() {
             if let Some(tag) = self.selector.and_then(|s| s.tagged(path)) {

@@ -11,7 +11,7 @@ use crate::error::{Context, Error, Result};
 use crate::repo::Repository;
 use crate::restore::tree;
 use cairn_chunker::IdKey;
-use cairn_repo_format::{ChunkId, Node, NodeKind, Snapshot, SnapshotId};
+use cairn_repo_format::{ChunkId, FileContent, Node, NodeKind, Snapshot, SnapshotId};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -251,36 +251,36 @@ impl Verifier<'_> {
 
     /// Reads the file back chunk by chunk: each piece of the recorded
     /// chunk's length must hash to its id.
-    fn content(&mut self, content: &[ChunkId], path: &Path, shown: &Path) -> Result<()> {
+    fn content(&mut self, content: &FileContent, path: &Path, shown: &Path) -> Result<()> {
         let mut file = std::fs::File::open(path)
             .with_context(|| format!("reading back {}", path.display()))?;
         let mut buf = Vec::new();
         let mut at = 0u64;
-        for (i, id) in content.iter().enumerate() {
-            let Some((_, entry)) = self.cat.locate(id)? else {
-                self.problem(
-                    shown,
-                    format!("chunk {} of {} is not in the index", i + 1, content.len()),
-                );
-                return Ok(());
-            };
-            buf.resize(entry.raw_len as usize, 0);
-            file.read_exact(&mut buf)
-                .with_context(|| format!("reading back {}", path.display()))?;
-            if self.key.chunk_id(&buf) != *id {
-                self.problem(
-                    shown,
-                    format!(
-                        "content differs in bytes {at}..{} (chunk {} of {})",
-                        at + buf.len() as u64,
-                        i + 1,
-                        content.len()
-                    ),
-                );
-                return Ok(());
+        let mut i = 0usize;
+        let cat = self.cat;
+        for group in cat.chunk_groups(content, 1024) {
+            for id in group? {
+                i += 1;
+                let Some((_, entry)) = cat.locate(&id)? else {
+                    self.problem(shown, format!("chunk {i} is not in the index"));
+                    return Ok(());
+                };
+                buf.resize(entry.raw_len as usize, 0);
+                file.read_exact(&mut buf)
+                    .with_context(|| format!("reading back {}", path.display()))?;
+                if self.key.chunk_id(&buf) != id {
+                    self.problem(
+                        shown,
+                        format!(
+                            "content differs in bytes {at}..{} (chunk {i})",
+                            at + buf.len() as u64
+                        ),
+                    );
+                    return Ok(());
+                }
+                at += buf.len() as u64;
+                self.found.bytes += buf.len() as u64;
             }
-            at += buf.len() as u64;
-            self.found.bytes += buf.len() as u64;
         }
         Ok(())
     }

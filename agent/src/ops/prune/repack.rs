@@ -76,6 +76,7 @@ pub(super) async fn repack(
         catalog: private.clone(),
         avoid: Some(Arc::new(PackSet::new(names.clone()))),
         index_file_blobs: crate::session::index_file_blobs()?,
+        list_ids: crate::session::list_ids()?,
     };
     let (tx, rx) = crossbeam_channel::bounded::<(BlobEntry, Bytes)>(QUEUED);
     let produce = pipeline::run(
