@@ -117,7 +117,8 @@ pub struct BlobSink {
     stats: Arc<Stats>,
     /// The chunk of zeros holes are stored as, once hashed.
     zeros: Option<(ChunkId, Bytes)>,
-    /// Ids a content list holds ([`LIST_IDS`]; `CAIRN_LIST_IDS` for tests).
+    /// Ids a content list holds ([`cairn_repo_format::LIST_IDS`];
+    /// `CAIRN_LIST_IDS` for tests).
     list_ids: usize,
 }
 
@@ -207,7 +208,7 @@ impl BlobSink {
 
     /// Stores `len` bytes of zeros (a file's hole) as chunks of `max` bytes
     /// and a shorter last one, without reading or cutting them: the chunk
-    /// of `max` zeros is hashed once per sink. Appends their ids to `ids`.
+    /// of `max` zeros is hashed once per sink. Adds their ids to `out`.
     ///
     /// # Errors
     /// [`PipelineError::Aborted`] if a later stage has stopped.
