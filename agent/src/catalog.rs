@@ -948,9 +948,9 @@ impl Catalog {
         match found {
             Some(Some(v)) => Ok(v),
             Some(None) => Err(self.altered(format!(
-                "the catalog's copy of tree {id} does not match its id"
+                "the catalog's copy of tree or content list {id} does not match its id"
             ))),
-            None => Err(Error::Corrupt(format!("tree {id} is not in the catalog {}: the repository could not give it when the catalog was synced (see the warnings above), or the catalog was damaged (`cairn catalog rebuild` starts it again)", self.path.display()))),
+            None => Err(Error::Corrupt(format!("tree or content list {id} is not in the catalog {}: the repository could not give it when the catalog was synced (see the warnings above), or the catalog was damaged (`cairn catalog rebuild` starts it again)", self.path.display()))),
         }
     }
 
