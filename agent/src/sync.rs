@@ -345,9 +345,10 @@ pub async fn fetch_trees(cat: &Arc<Catalog>, repo: &Repository, which: Trees<'_>
 }
 
 /// Reads every tree and content list below `root` that the catalog lacks,
-/// level by level, and stores them together. The catalog holds a tree only with all the
-/// trees below it (a backup stores trees bottom-up; this stores a
-/// snapshot's all at once), so a tree found present needs no descent.
+/// level by level, and stores them together. The catalog holds a tree only
+/// with all the trees and lists below it (a backup stores them bottom-up;
+/// this stores a snapshot's all at once), so a tree found present needs no
+/// descent.
 async fn snapshot_trees(cat: &Catalog, repo: &Repository, root: ChunkId) -> Result<()> {
     // (blob, whether it is a content list rather than a tree)
     let mut frontier: Vec<(ChunkId, bool)> = Vec::new();
