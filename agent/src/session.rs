@@ -63,13 +63,7 @@ pub const CHECKPOINT_BLOBS: usize = 1 << 14;
 /// # Errors
 /// If `CAIRN_INDEX_FILE_BLOBS` is set but not a positive number.
 pub fn index_file_blobs() -> Result<usize> {
-    let Ok(v) = std::env::var("CAIRN_INDEX_FILE_BLOBS") else {
-        return Ok(CHECKPOINT_BLOBS);
-    };
-    match v.trim().parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => input!("CAIRN_INDEX_FILE_BLOBS={v:?} is not a positive number of blobs"),
-    }
+    count_from_env("CAIRN_INDEX_FILE_BLOBS", CHECKPOINT_BLOBS, usize::MAX)
 }
 
 /// Ids per content list a backup writes (format §7.4):
@@ -79,12 +73,22 @@ pub fn index_file_blobs() -> Result<usize> {
 /// # Errors
 /// If `CAIRN_LIST_IDS` is set but not a number from 1 to 65,536.
 pub fn list_ids() -> Result<usize> {
-    let Ok(v) = std::env::var("CAIRN_LIST_IDS") else {
-        return Ok(cairn_repo_format::LIST_IDS);
+    count_from_env(
+        "CAIRN_LIST_IDS",
+        cairn_repo_format::LIST_IDS,
+        cairn_repo_format::MAX_LIST_IDS,
+    )
+}
+
+/// The count the variable `name` sets (1 to `max`), or `default` when unset.
+fn count_from_env(name: &str, default: usize, max: usize) -> Result<usize> {
+    let Ok(v) = std::env::var(name) else {
+        return Ok(default);
     };
     match v.trim().parse::<usize>() {
-        Ok(n) if (1..=cairn_repo_format::MAX_LIST_IDS).contains(&n) => Ok(n),
-        _ => input!("CAIRN_LIST_IDS={v:?} is not a number of ids from 1 to 65,536"),
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ if max == usize::MAX => input!("{name}={v:?} is not a positive number"),
+        _ => input!("{name}={v:?} is not a number from 1 to {max}"),
     }
 }
 

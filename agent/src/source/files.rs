@@ -592,12 +592,21 @@ impl<'a> Walker<'a> {
         {
             return Ok(None);
         }
-        // A file of content lists needs its lists and every chunk they name.
-        if let FileContent::Lists(lists) = content {
-            for id in lists {
-                if !self.sink.known(id)? {
-                    return Ok(None);
+        let lists = match content {
+            FileContent::Chunks(ids) => {
+                for id in ids {
+                    if !self.sink.known(id)? {
+                        return Ok(None);
+                    }
                 }
+                return Ok(Some((content.clone(), ids.len() as u64)));
+            }
+            FileContent::Lists(lists) => lists,
+        };
+        // A file of content lists needs its lists and every chunk they name.
+        for id in lists {
+            if !self.sink.known(id)? {
+                return Ok(None);
             }
         }
         let mut chunks = 0u64;
