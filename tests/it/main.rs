@@ -7,6 +7,7 @@
 //! in the repository's objects.
 
 mod agent;
+mod ahead;
 mod audit;
 mod catalog;
 mod check;

@@ -378,6 +378,7 @@ async fn produce(
             let walk_paths = files.paths.clone();
             let selector = files.selector.clone();
             let xattrs = files.xattrs;
+            let read_concurrency = files.read_concurrency;
             let claim = files.claim.as_ref().map(|c| c.name.clone());
             let parent = parent.map(|(_, tree)| tree);
             let ((tree, report), written) =
@@ -386,7 +387,8 @@ async fn produce(
                     let warn = |m: String| tracing::warn!("{m}");
                     let walker = Walker::new(sink, &mut sc, &warn)
                         .selecting(&selector)
-                        .with_xattrs(xattrs);
+                        .with_xattrs(xattrs)
+                        .reading_ahead(read_concurrency);
                     match &claim {
                         Some(name) => walker.run_as(&walk_paths[0], name, parent),
                         None => walker.run(&walk_paths, parent),

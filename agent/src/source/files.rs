@@ -27,7 +27,9 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+mod ahead;
 mod select;
+pub use ahead::Ahead;
 pub use select::{path_glob, Excludes, Selector};
 
 /// Which file trees to back up. In JSON and TOML its keys are
@@ -66,6 +68,14 @@ pub struct FilesSettings {
     /// user attributes) are recorded.
     #[serde(default = "crate::util::yes")]
     pub xattrs: bool,
+    /// Entries looked at and files read at once, ahead of the walk
+    /// ([`Ahead`]); 0 reads one file at a time.
+    #[serde(default = "default_read_concurrency")]
+    pub read_concurrency: usize,
+}
+
+fn default_read_concurrency() -> usize {
+    ahead::DEFAULT_THREADS
 }
 
 /// A files backup, ready to walk.
@@ -77,6 +87,8 @@ pub struct FilesPlan {
     pub selector: Selector,
     /// Whether extended attributes are recorded.
     pub xattrs: bool,
+    /// Files read at once ([`FilesSettings::read_concurrency`]).
+    pub read_concurrency: usize,
     /// A volume's claim: `paths` is its one directory.
     pub claim: Option<Claim>,
 }
@@ -94,6 +106,7 @@ impl Default for FilesSettings {
             exclude_caches: false,
             one_file_system: false,
             xattrs: true,
+            read_concurrency: ahead::DEFAULT_THREADS,
         }
     }
 }
@@ -109,6 +122,13 @@ impl FilesSettings {
             input!("nothing to back up: give paths, --files-from, --stdin, or --command -- CMD");
         }
         Excludes::new(&self.excludes, &self.iexcludes).map_err(crate::Error::Input)?;
+        if self.read_concurrency > ahead::MAX_THREADS {
+            input!(
+                "read concurrency {} is more than {}: give a smaller number of files to read at once",
+                self.read_concurrency,
+                ahead::MAX_THREADS
+            );
+        }
         for name in &self.exclude_if_present {
             if name.is_empty() || name.contains('/') {
                 input!("--exclude-if-present takes a file name (no `/`), not {name:?}");
@@ -149,6 +169,7 @@ impl FilesSettings {
             paths,
             selector: self.selector(None)?,
             xattrs: self.xattrs,
+            read_concurrency: self.read_concurrency,
             claim: None,
         })
     }
@@ -351,6 +372,8 @@ pub struct Walker<'a> {
     /// The device of the path being walked (for `one_file_system`).
     fs_dev: u64,
     xattrs: bool,
+    /// The threads looking at entries ahead of the walk.
+    ahead: Ahead,
 }
 
 impl std::fmt::Debug for Walker<'_> {
@@ -393,7 +416,16 @@ impl<'a> Walker<'a> {
             selector: None,
             fs_dev: 0,
             xattrs: true,
+            ahead: Ahead::new(0),
         }
+    }
+
+    /// Looks at entries and reads files ahead of the walk on `threads`
+    /// threads ([`Ahead`]; none by default).
+    #[must_use]
+    pub fn reading_ahead(mut self, threads: usize) -> Self {
+        self.ahead = Ahead::new(threads);
+        self
     }
 
     /// Whether extended attributes are recorded (they are by default).
@@ -466,7 +498,7 @@ impl<'a> Walker<'a> {
         self.fs_dev = std::fs::symlink_metadata(dir).map_or(0, |m| m.dev());
         let parent = self.parent_tree(parent);
         let before = parent.as_ref().and_then(|t| t.get(name.as_bytes()));
-        let node = self.entry(dir, name.as_bytes(), before)?;
+        let node = self.entry(dir, name.as_bytes(), before, None)?;
         let id = self.store_tree(node.into_iter().collect())?;
         Ok((id, self.report))
     }
@@ -509,7 +541,7 @@ impl<'a> Walker<'a> {
             let before = parent.as_ref().and_then(|t| t.get(name));
             if child.target {
                 self.fs_dev = std::fs::symlink_metadata(&full).map_or(0, |m| m.dev());
-                nodes.extend(self.entry(&full, name, before)?);
+                nodes.extend(self.entry(&full, name, before, None)?);
                 continue;
             }
             let meta = match std::fs::symlink_metadata(&full) {
@@ -551,15 +583,26 @@ impl<'a> Walker<'a> {
             Err(e) => self.failed(path, "list", &e),
         }
         names.sort();
-        let mut nodes = Vec::with_capacity(names.len());
+        let mut entries = Vec::with_capacity(names.len());
         for name in names {
             let full = path.join(OsStr::from_bytes(&name));
             if self.selector.is_some_and(|s| s.excluded(&full)) {
                 self.report.excluded += 1;
                 continue;
             }
+            entries.push((name, full));
+        }
+        let mut window = self.ahead.window(
+            entries
+                .iter()
+                .map(|(name, full)| (full.clone(), was_of(parent.as_ref(), name)))
+                .collect(),
+        );
+        let mut nodes = Vec::with_capacity(entries.len());
+        for (name, full) in entries {
             let before = parent.as_ref().and_then(|t| t.get(&name));
-            nodes.extend(self.entry(&full, &name, before)?);
+            let looked = window.next();
+            nodes.extend(self.entry(&full, &name, before, looked)?);
         }
         self.store_tree(nodes)
     }
@@ -630,14 +673,20 @@ impl<'a> Walker<'a> {
         Ok(Some((content.clone(), chunks)))
     }
 
-    /// One entry, of any type; `None` if it could not be read or is skipped.
+    /// One entry, of any type; `None` if it could not be read or is
+    /// skipped. `looked` is what a thread found of it ahead of the walk.
     fn entry(
         &mut self,
         path: &Path,
         name: &[u8],
         before: Option<&Node>,
+        looked: Option<ahead::Looked>,
     ) -> Result<Option<Node>, PipelineError> {
-        let m = match std::fs::symlink_metadata(path) {
+        let (m, opened) = match looked {
+            Some(l) => (l.meta, l.opened),
+            None => (std::fs::symlink_metadata(path), None),
+        };
+        let m = match m {
             Ok(m) => m,
             Err(e) => {
                 self.failed(path, "stat", &e);
@@ -668,7 +717,13 @@ impl<'a> Walker<'a> {
                     xattrs,
                 }));
             }
-            let file = match std::fs::File::open(path) {
+            // What a thread opened ahead is used only if it is the file
+            // listed here, unchanged since.
+            let (file, head) = match opened.filter(|o| o.is(&m)) {
+                Some(o) => (Ok(o.file), o.head),
+                None => (std::fs::File::open(path), Vec::new()),
+            };
+            let file = match file {
                 Ok(f) => f,
                 Err(e) => {
                     self.failed(path, "read", &e);
@@ -685,9 +740,10 @@ impl<'a> Walker<'a> {
                 // No further than the length it was listed with: a file
                 // that keeps growing (a busy log) would otherwise be read
                 // for ever. Growth is reported below.
+                let rest = m.len().saturating_sub(head.len() as u64);
                 self.chunker.read_all(
                     self.sink,
-                    &mut std::io::Read::take(&file, m.len()),
+                    &mut std::io::Read::chain(&head[..], std::io::Read::take(&file, rest)),
                     m.len(),
                     &mut content,
                 )
@@ -802,6 +858,23 @@ fn changed_while_read(
         return Some("modified during the read".to_owned());
     }
     None
+}
+
+/// What the parent recorded of a regular file `name` in its tree.
+fn was_of(parent: Option<&Tree>, name: &[u8]) -> Option<ahead::Was> {
+    match parent?.get(name)? {
+        Node {
+            meta,
+            kind: NodeKind::File { size, .. },
+            ..
+        } => Some(ahead::Was {
+            size: *size,
+            mtime_ns: meta.mtime_ns,
+            ctime_ns: meta.ctime_ns,
+            inode: meta.inode,
+        }),
+        _ => None,
+    }
 }
 
 /// The subtree of a parent entry that is a directory.

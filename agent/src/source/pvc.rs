@@ -73,6 +73,7 @@ impl PvcSettings {
             paths,
             selector: self.select.selector(Some(self.dir.clone()))?,
             xattrs: self.select.xattrs,
+            read_concurrency: self.select.read_concurrency,
             claim: Some(Claim {
                 namespace: self.namespace.clone(),
                 name: self.claim.clone(),
