@@ -18,18 +18,26 @@
 #
 # then, on the repositories just written, an unchanged re-backup from a
 # cold cache and one from a warm cache, for cairn, cairn-serial and restic.
-# Last, the first backup of `pvc` once with each read concurrency of
-# SWEEP (default "1 2 4 8 16 32"), for the choice of the default.
+# Then the first backup of `pvc` once with each read concurrency of
+# SWEEP (default "1 2 4 8 16 32"), for the choice of the default. Last, a
+# slow disk: benches/slowfs.py serves the `e2e` tree through FUSE, waiting
+# SLOW_MS (default 1) milliseconds before answering each request, and
+# the first backup of it is timed once with each read concurrency of
+# SLOW_SWEEP (default "0 1 2 4 8 16 32 64"), and with restic.
 # /usr/bin/time gives wall, CPU and peak RSS; rows go to
 # benches/cold-tree-raw.tsv, medians and ratios to benches/cold-tree-report.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 reps=${1:-3}
 sweep=${SWEEP:-1 2 4 8 16 32}
+slow_sweep=${SLOW_SWEEP:-0 1 2 4 8 16 32 64}
+slow_ms=${SLOW_MS:-1}
 [ -w /proc/sys/vm/drop_caches ] || { echo "cold-tree.sh drops the page cache: run it as root" >&2; exit 2; }
 need=()
 [ -x /usr/bin/time ] || need+=(time)
 command -v restic >/dev/null || need+=(restic)
+command -v fusermount >/dev/null || need+=(fuse)
+ldconfig -p | grep -q 'libfuse\.so\.2' || need+=(libfuse2)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
@@ -39,8 +47,9 @@ else
   cargo build --release -q -p cairn-agent -p cairn-e2e
   bin=$PWD/target/release
 fi
+python3 -c 'import fuse' 2>/dev/null || pip install -q fusepy
 work=$(mktemp -d /var/tmp/cairn-cold.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+trap 'fusermount -u "$work/slow" 2>/dev/null || true; rm -rf "$work"' EXIT
 export CAIRN_PASSWORD=bench RESTIC_PASSWORD=bench RESTIC_CACHE_DIR=$work/restic-cache
 raw=benches/cold-tree-raw.tsv
 printf 'tool\ttree\toperation\trep\twall_s\tuser_s\tsys_s\trss_kib\n' > "$raw"
@@ -109,6 +118,22 @@ for c in $sweep; do
   cold
   timed "cairn-$c" pvc first 1 "$bin/cairn" --repo "$work/repo-sweep" --catalog "$work/cat-sweep" backup --read-concurrency "$c" "$work/pvc"
 done
+ 
+mkdir -p "$work/slow"
+python3 benches/slowfs.py "$work/e2e" "$work/slow" "$slow_ms" &
+for _ in $(seq 1 100); do mountpoint -q "$work/slow" && break; sleep 0.1; done
+mountpoint -q "$work/slow" || { echo "benches/slowfs.py did not mount" >&2; exit 1; }
+for c in $slow_sweep; do
+  rm -rf "$work/repo-sweep" "$work/cat-sweep"
+  "$bin/cairn" --repo "$work/repo-sweep" init > /dev/null
+  cold
+  timed "cairn-$c" slow first 1 "$bin/cairn" --repo "$work/repo-sweep" --catalog "$work/cat-sweep" backup --read-concurrency "$c" "$work/slow"
+done
+rm -rf "$work/repo-sweep"
+restic -q -r "$work/repo-sweep" init > /dev/null
+cold
+timed restic slow first 1 restic -q -r "$work/repo-sweep" backup "$work/slow"
+fusermount -u "$work/slow"
 
 python3 - "$raw" "$reps" "$(git rev-parse --short HEAD)" "$(nproc)" > benches/cold-tree-report.md <<'PY'
 import csv, statistics, sys, datetime
@@ -145,14 +170,18 @@ for tree, what in (("pvc", "200,000 small files"), ("e2e", "20,000 files, 500 Mi
           f"{med('restic', tree, 'unchanged-warm') / med('cairn', tree, 'unchanged-warm'):.2f}× warm "
           f"(one file at a time: {med('restic', tree, 'unchanged-cold') / med('cairn-serial', tree, 'unchanged-cold'):.2f}× and "
           f"{med('restic', tree, 'unchanged-warm') / med('cairn-serial', tree, 'unchanged-warm'):.2f}×).")
-sweep = [r for r in rows if r["tool"].startswith("cairn-") and r["tool"][6:].isdigit()]
-if sweep:
-    print()
-    print("## Read concurrency: first backup of `pvc`, one run each")
-    print()
-    print("| `--read-concurrency` | wall | user | sys | peak RSS |")
-    print("|---|---|---|---|---|")
-    for r in sweep:
-        print(f"| {r['tool'][6:]} | {float(r['wall_s']):.2f} s | {r['user_s']} s | {r['sys_s']} s | {int(r['rss_kib']) // 1024} MiB |")
+for tree, title in (("pvc", "first backup of `pvc` from a cold cache"),
+                    ("slow", "first backup of `e2e` through `benches/slowfs.py`, a slow disk")):
+    sweep = [r for r in rows if r["tree"] == tree and (r["tool"][6:].isdigit() or r["tool"] == "restic")
+             and r["operation"] == "first" and r["rep"] == "1" and (tree == "slow" or r["tool"] != "restic")]
+    if sweep:
+        print()
+        print(f"## Read concurrency: {title}, one run each")
+        print()
+        print("| `--read-concurrency` | wall | user | sys | peak RSS |")
+        print("|---|---|---|---|---|")
+        for r in sweep:
+            name = r["tool"][6:] if r["tool"] != "restic" else "restic"
+            print(f"| {name} | {float(r['wall_s']):.2f} s | {r['user_s']} s | {r['sys_s']} s | {int(r['rss_kib']) // 1024} MiB |")
 PY
 cat benches/cold-tree-report.md

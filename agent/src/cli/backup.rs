@@ -103,7 +103,7 @@ struct Selection {
     no_xattrs: bool,
     /// Entries looked at and files read at once, ahead of the walk (the
     /// snapshot is the same whatever the number). More helps a cold cache
-    /// and network disks; 0 reads one file at a time. [default: 8]
+    /// and network disks; 0 reads one file at a time. [default: 32]
     #[arg(long, value_name = "N")]
     read_concurrency: Option<usize>,
 }

@@ -595,8 +595,7 @@ impl<'a> Walker<'a> {
         let mut window = self.ahead.window(
             entries
                 .iter()
-                .map(|(name, full)| (full.clone(), was_of(parent.as_ref(), name)))
-                .collect(),
+                .map(|(name, full)| (full.clone(), was_of(parent.as_ref(), name))),
         );
         let mut nodes = Vec::with_capacity(entries.len());
         for (name, full) in entries {

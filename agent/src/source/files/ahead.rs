@@ -22,10 +22,12 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-/// Threads looking ahead unless configured otherwise: on this project's
-/// benchmark machine (2 cores, a virtual disk), a cold 200,000-file tree
-/// was read fastest with 8 (`benches/cold-tree-report.md`).
-pub const DEFAULT_THREADS: usize = 8;
+/// Threads looking ahead unless configured otherwise. On the benchmark
+/// machine (2 cores, a virtual disk) the first backup of a cold
+/// 200,000-file tree took, median of 3: 10.9 s with 8, 9.5 s with 16,
+/// 8.4 s with 32 and 8.5 s with 64 (`docs/benchmarks.md`); on a disk with
+/// longer round trips more requests in flight help more.
+pub const DEFAULT_THREADS: usize = 32;
 
 /// The most threads a walk may use.
 pub const MAX_THREADS: usize = 256;
@@ -189,20 +191,28 @@ impl Ahead {
         }
     }
 
-    /// The bytes read ahead at most: a few files' heads per thread.
+    /// The bytes read ahead at most: two files' heads per thread, up to
+    /// 16 threads' worth (32 MiB). Past that, threads still look at entries
+    /// and open files, so small files (most of a cold tree's waits) are
+    /// still read ahead while the heads of large ones wait.
     pub fn budget(threads: usize) -> usize {
-        threads * 2 * HEAD
+        threads.min(16) * 2 * HEAD
     }
 
     /// Looks at `entries` (path, and what the parent recorded if it was a
-    /// regular file) ahead of the walker, a few at a time, in order.
-    pub fn window(&self, entries: Vec<(PathBuf, Option<Was>)>) -> Window {
+    /// regular file) ahead of the walker, a few at a time, in order; with
+    /// no threads, takes none of them.
+    pub fn window(&self, entries: impl IntoIterator<Item = (PathBuf, Option<Was>)>) -> Window {
         let in_flight = self.threads.len() * BATCHES_PER_THREAD;
+        let todo: VecDeque<_> = match self.jobs {
+            Some(_) => entries.into_iter().collect(),
+            None => VecDeque::new(),
+        };
         Window {
             jobs: self.jobs.clone(),
             in_flight,
-            batch: entries.len().div_ceil(in_flight.max(1)).clamp(1, MAX_BATCH),
-            todo: entries.into(),
+            batch: todo.len().div_ceil(in_flight.max(1)).clamp(1, MAX_BATCH),
+            todo,
             pending: VecDeque::new(),
             ready: VecDeque::new(),
         }
