@@ -112,23 +112,20 @@ for rep in $(seq 1 "$reps"); do
     done
   done
 done
-for c in $sweep; do
+# sweep_one TREE DIR C: a first backup of DIR from a cold cache with C threads.
+sweep_one() {
   rm -rf "$work/repo-sweep" "$work/cat-sweep"
   "$bin/cairn" --repo "$work/repo-sweep" init > /dev/null
   cold
-  timed "cairn-$c" pvc first 1 "$bin/cairn" --repo "$work/repo-sweep" --catalog "$work/cat-sweep" backup --read-concurrency "$c" "$work/pvc"
-done
- 
+  timed "cairn-$3" "$1" first 1 "$bin/cairn" --repo "$work/repo-sweep" --catalog "$work/cat-sweep" backup --read-concurrency "$3" "$2"
+}
+for c in $sweep; do sweep_one pvc "$work/pvc" "$c"; done
+
 mkdir -p "$work/slow"
 python3 benches/slowfs.py "$work/e2e" "$work/slow" "$slow_ms" &
 for _ in $(seq 1 100); do mountpoint -q "$work/slow" && break; sleep 0.1; done
 mountpoint -q "$work/slow" || { echo "benches/slowfs.py did not mount" >&2; exit 1; }
-for c in $slow_sweep; do
-  rm -rf "$work/repo-sweep" "$work/cat-sweep"
-  "$bin/cairn" --repo "$work/repo-sweep" init > /dev/null
-  cold
-  timed "cairn-$c" slow first 1 "$bin/cairn" --repo "$work/repo-sweep" --catalog "$work/cat-sweep" backup --read-concurrency "$c" "$work/slow"
-done
+for c in $slow_sweep; do sweep_one slow "$work/slow" "$c"; done
 rm -rf "$work/repo-sweep"
 restic -q -r "$work/repo-sweep" init > /dev/null
 cold
